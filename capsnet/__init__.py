@@ -1,0 +1,31 @@
+"""capsnet: the CapsNet of "Dynamic Routing Between Capsules" (Sabour, Frosst, Hinton, 2017)."""
+
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, checkpoint_meta, load_model, save_checkpoint
+from .model import (
+    CapsNet,
+    CapsOutput,
+    count_parameters,
+    dynamic_routing,
+    margin_loss,
+    primary_position,
+    receptive_field,
+    reconstruction_loss,
+    squash,
+)
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "CapsNet",
+    "CapsOutput",
+    "CheckpointError",
+    "checkpoint_meta",
+    "count_parameters",
+    "dynamic_routing",
+    "load_model",
+    "margin_loss",
+    "primary_position",
+    "receptive_field",
+    "reconstruction_loss",
+    "save_checkpoint",
+    "squash",
+]

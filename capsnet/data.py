@@ -1,0 +1,48 @@
+"""MNIST through torchvision, held as uint8 tensors on the training device, and the paper's shift."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def load_mnist(root: str, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
+    """Images (N, 28, 28) uint8 and labels (N,) int64 via torchvision.datasets.MNIST.
+
+    `root` is the folder holding `MNIST/raw/`; with internet and no files there, torchvision
+    downloads them.
+    """
+    from torchvision.datasets import MNIST  # imported here: the app never needs torchvision
+
+    try:
+        ds = MNIST(root, train=train, download=download)
+    except RuntimeError as e:  # torchvision says "Dataset not found" when files are absent
+        raise RuntimeError(
+            f"MNIST not found under {root}/MNIST/raw and could not be downloaded ({e}). "
+            "Pass --data-root pointing at a folder that holds MNIST/raw/*-ubyte files."
+        ) from e
+    return ds.data, ds.targets.long()
+
+
+def to_float(images: Tensor) -> Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1], MNIST pixel scale."""
+    return images.unsqueeze(1).float().div_(255.0)
+
+
+def random_shift(x: Tensor, max_shift: int = 2, generator: torch.Generator | None = None) -> Tensor:
+    """Shift every image independently by up to `max_shift` px in x and y, with zero padding.
+
+    x: (B, C, H, W) on any device; done in one batched gather on that device, no host sync.
+    """
+    if max_shift == 0:
+        return x
+    B, C, H, W = x.shape
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)  # (B, C, H + 2m, W + 2m)
+    offsets = torch.randint(
+        0, 2 * max_shift + 1, (2, B), device=x.device, generator=generator
+    )  # top-left corner of each crop in the padded image
+    rows = offsets[0][:, None] + torch.arange(H, device=x.device)  # (B, H)
+    cols = offsets[1][:, None] + torch.arange(W, device=x.device)  # (B, W)
+    batch = torch.arange(B, device=x.device)[:, None, None, None]
+    chan = torch.arange(C, device=x.device)[None, :, None, None]
+    return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
