@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="weights to evaluate")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
     p.add_argument("--iterations", type=int, default=3, help="routing iterations (1..5)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        images, labels = load_mnist(args.data_root, train=False)
+        images, labels = load_mnist(args.data_root, train=False, download=not args.no_download)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

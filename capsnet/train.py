@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
@@ -116,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
 
     try:
-        train_x, train_y = load_mnist(args.data_root, train=True)
-        test_x, test_y = load_mnist(args.data_root, train=False)
+        train_x, train_y = load_mnist(args.data_root, train=True, download=not args.no_download)
+        test_x, test_y = load_mnist(args.data_root, train=False, download=not args.no_download)
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,54 @@
+"""The drawing canvas, with its toolbar moved below the drawing area.
+
+streamlit-drawable-canvas 0.13 floats its toolbar (undo, redo, reset) over the top of the
+canvas' right half whenever the pointer is near, and it has no option to hide it. A stroke that
+starts there (the top bar of a 5 or a 7) lands on the toolbar, not the canvas. The component's
+styles live in a shadow root that page CSS cannot reach, so we register the component again
+under its own name with the same JavaScript and its stylesheet plus an override that docks the
+toolbar under the canvas. Streamlit logs one "already registered" warning for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+import streamlit_drawable_canvas
+from streamlit_drawable_canvas import st_canvas
+
+COMPONENT = "streamlit-drawable-canvas.streamlit_drawable_canvas"
+TOOLBAR_BELOW = """
+.dc-root { padding-bottom: 2.9rem; }
+.dc-toolbar, .dc-root:hover > .dc-toolbar, .dc-toolbar:hover, .dc-toolbar:focus-within,
+.dc-toolbar[data-pinned="true"] {
+  top: auto !important; bottom: 0 !important; opacity: 1 !important; transition: none !important;
+}
+"""
+
+
+def _register_with_toolbar_below() -> None:
+    build = Path(streamlit_drawable_canvas.__file__).parent / "frontend" / "build"
+    css_files = sorted(build.glob("index-*.css"))
+    if not css_files:  # a different build layout: keep the component as it is
+        return
+    css = "".join(p.read_text() for p in css_files) + TOOLBAR_BELOW
+    st.components.v2.component(
+        COMPONENT, js="index-*.js", css=css, html='<div class="canvas-root"></div>', isolate_styles=True
+    )
+
+
+_register_with_toolbar_below()  # once per process: modules are imported once
+
+
+def drawing_canvas(key: str, size: int = 280):
+    """A size x size canvas, white 20 px ink on black; returns the component's CanvasResult."""
+    return st_canvas(
+        stroke_width=20,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        height=size,
+        width=size,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key=key,
+    )

@@ -1,0 +1,371 @@
+"""Capsule Network, live: draw a digit and watch dynamic routing decide what it is.
+
+Run from the repository root:  streamlit run app/streamlit_app.py
+The weights come from $CAPSNET_CHECKPOINT, else checkpoints/capsnet_mnist.pt.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the repository root
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+import capsnet  # noqa: E402
+from app import analysis as A  # noqa: E402
+from app import figures as F  # noqa: E402
+from app import inputs  # noqa: E402
+from app.canvas import drawing_canvas  # noqa: E402
+from capsnet.preprocess import to_mnist  # noqa: E402
+
+MAX_ITERATIONS = 5
+DRAW, SAMPLE, UPLOAD = "✏️ Draw", "🔢 MNIST sample", "📷 Upload a photo"
+SOURCES = [DRAW, SAMPLE, UPLOAD]
+AUTO = "auto"
+TRAIN_CMD = "python -m capsnet.train --data-root DIR --out checkpoints/capsnet_mnist.pt"
+
+st.set_page_config(page_title="Capsule Network, live", page_icon="💊", layout="wide")
+
+
+# ---------------------------------------------------------------- model and cached computations
+def checkpoint_path() -> Path:
+    return Path(os.environ.get("CAPSNET_CHECKPOINT") or capsnet.DEFAULT_CHECKPOINT)
+
+
+def checkpoint_version(path: Path) -> tuple[str, float]:
+    """Cache key for the weights: a replaced file is loaded again."""
+    try:
+        return str(path), path.stat().st_mtime
+    except OSError:
+        return str(path), 0.0
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the CapsNet weights…")
+def load_model(path: str, mtime: float) -> capsnet.CapsNet:
+    torch.set_num_threads(2)
+    return capsnet.load_model(path)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def forward(_model, version: tuple, pixels: bytes, iterations: int) -> dict:
+    """One traced forward pass for a 28x28 float32 image (given as bytes): numpy arrays only."""
+    x = torch.frombuffer(bytearray(pixels), dtype=torch.float32).reshape(1, 1, 28, 28)
+    with torch.no_grad():
+        out = _model(x, iterations=iterations, trace=True)
+    return {
+        "lengths": out.lengths[0].numpy(),  # (10,)
+        "lengths_per_iter": out.lengths_per_iter[:, 0].numpy(),  # (T, 10)
+        "coupling": out.coupling[:, 0].numpy(),  # (T, 1152, 10)
+        "primary_len": torch.linalg.vector_norm(out.primary[0], dim=-1).numpy(),  # (1152,)
+        "poses": out.poses[0].numpy(),  # (10, 16)
+        "prediction": int(out.prediction[0]),
+    }
+
+
+def decode(model, poses: np.ndarray, digits) -> np.ndarray:
+    """Decoder on (B, 10, 16) poses masked to `digits` (B,): (B, 28, 28) in [0, 1]."""
+    with torch.no_grad():
+        recon = model.reconstruct(torch.from_numpy(np.ascontiguousarray(poses, np.float32)),
+                                  torch.as_tensor(digits))  # fmt: skip
+    return recon[:, 0].numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def perturbation_grid(_model, version: tuple, pixels: bytes, iterations: int, digit: int) -> np.ndarray:
+    """The paper's Fig. 4 for one capsule: 16 dims x 11 offsets, decoded in one batch of 176."""
+    poses = forward(_model, version, pixels, iterations)["poses"]
+    steps = A.perturbation_steps()
+    batch = A.perturbed_poses(poses, digit, steps)  # (176, 10, 16)
+    images = decode(_model, batch, np.full(len(batch), digit))  # (176, 28, 28)
+    return A.stitch(images, A.DIGIT_DIM, len(steps))  # (16*28, 11*28)
+
+
+# ---------------------------------------------------------------- state shared through the URL
+samples, sample_labels = inputs.load_samples()
+
+
+def _read_query_params() -> None:
+    """On a session's first run, let ?sample=&capsule=&iters= set the controls."""
+    qp = st.query_params
+    if qp.get("sample", "").isdigit() and int(qp["sample"]) < len(samples):
+        st.session_state.source = SAMPLE
+        st.session_state.sample = int(qp["sample"])
+    if qp.get("iters", "").isdigit() and 1 <= int(qp["iters"]) <= MAX_ITERATIONS:
+        st.session_state.iterations = int(qp["iters"])
+    capsule = qp.get("capsule", "")
+    if capsule == AUTO or (capsule.isdigit() and int(capsule) < 10):
+        st.session_state.capsule = capsule if capsule == AUTO else int(capsule)
+
+
+if "started" not in st.session_state:
+    st.session_state.started = True
+    _read_query_params()
+for key, default in (("source", DRAW), ("sample", 0), ("iterations", 3), ("capsule", AUTO), ("canvas_n", 0)):
+    st.session_state.setdefault(key, default)
+
+
+def _clear_canvas() -> None:
+    st.session_state.canvas_n += 1  # a new key mounts a fresh, empty canvas
+
+
+def _write_query_params(source: str, sample: int, iterations: int, capsule) -> None:
+    params = {"iters": str(iterations), "capsule": str(capsule)}
+    if source == SAMPLE:
+        params["sample"] = str(sample)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+# ---------------------------------------------------------------- page
+st.title("Capsule Network, live")
+st.markdown(
+    "A CapsNet (Sabour, Frosst & Hinton, *Dynamic Routing Between Capsules*, 2017) reads a "
+    "digit with **capsules**: groups of neurons whose output is a vector. Its **length** says "
+    "how likely an entity is present; its **direction** (the *pose*) says how it looks. "
+    "1152 primary capsules each vote for each of the 10 digit capsules, and *routing by "
+    "agreement* decides whose votes count. Draw a digit and follow it through the network."
+)
+
+path = checkpoint_path()
+version = checkpoint_version(path)
+try:
+    model = load_model(*version)
+except capsnet.CheckpointError as e:
+    st.error(
+        f"**The CapsNet weights could not be loaded.**\n\n{e}\n\n"
+        "Restore the shipped weights, or train your own (about an hour on a GPU):\n\n"
+        f"```\ngit checkout -- checkpoints/\n{TRAIN_CMD}\n```\n\n"
+        "To use another file, start the app with `CAPSNET_CHECKPOINT=/path/to/file.pt`."
+    )
+    st.stop()
+
+meta = capsnet.checkpoint_meta(path)
+if meta.get("test_accuracy") is not None:
+    st.caption(f"Checkpoint `{path.name}`: test accuracy {float(meta['test_accuracy']):.2%} on MNIST.")
+
+st.header("1 · Input", divider="gray")
+col_in, col_seen, col_len = st.columns([1.15, 0.85, 1.5], gap="medium")
+
+raw, label = None, None
+with col_in:
+    source = st.radio("Input", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
+    if source == DRAW:
+        st.caption("Draw one digit, 0 to 9, as large as the black square. Strokes can start anywhere.")
+        n = st.session_state.canvas_n
+        result = drawing_canvas(key="canvas" if n == 0 else f"canvas-{n}")
+        st.button("🧽 Clear the canvas", on_click=_clear_canvas)
+        raw = result.image_data
+    elif source == SAMPLE:
+        idx = st.selectbox(
+            "MNIST test digit", range(len(samples)), key="sample",
+            format_func=lambda i: inputs.sample_label(i, sample_labels),
+        )  # fmt: skip
+        raw, label = samples[idx], int(sample_labels[idx])
+        st.image(A.upscale(samples[idx], 8), caption=f"Test-set digit, labelled {label}")
+    else:
+        upload = st.file_uploader(
+            "A photo or scan of one digit: dark ink on light paper works",
+            type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"], key="upload",
+        )  # fmt: skip
+        if upload is not None:
+            try:
+                raw = inputs.decode_upload(upload.getvalue())
+            except inputs.InputError as e:
+                st.error(f"**{upload.name}**: {e}")
+            else:
+                st.image(raw, caption="Your upload", width=260)
+
+with st.container(horizontal=True, gap="large", vertical_alignment="bottom"):
+    iterations = st.slider("Routing iterations (the paper uses 3)", 1, MAX_ITERATIONS, key="iterations",
+                           width=320)  # fmt: skip
+    capsule = st.selectbox(
+        "Digit capsule to inspect below", [AUTO, *range(10)], key="capsule", width=260,
+        format_func=lambda c: "the predicted digit" if c == AUTO else f"digit {c}",
+    )  # fmt: skip
+_write_query_params(source, st.session_state.sample, iterations, capsule)
+
+pixels = None
+if raw is not None:
+    try:
+        pixels = to_mnist(raw)
+    except (ValueError, TypeError) as e:
+        with col_in:
+            st.error(f"This image cannot be used: {e}")
+
+if pixels is None:
+    with col_seen:
+        if source == DRAW:
+            st.info("👈 Draw a digit in the black square: the network's answer appears here.")
+        elif source == UPLOAD:
+            st.info("Upload a PNG or JPEG of a handwritten digit, or draw one instead.")
+        else:
+            st.info("This image holds no digit the network could read.")
+    st.stop()
+
+# ---------------------------------------------------------------- forward pass (cached)
+pixel_bytes = np.ascontiguousarray(pixels, dtype=np.float32).tobytes()
+res = forward(model, version, pixel_bytes, iterations)
+lengths, pred = res["lengths"], res["prediction"]
+digit = pred if capsule == AUTO else int(capsule)
+order = np.argsort(lengths)[::-1]
+runner_up = int(order[1])
+
+with col_seen:
+    st.image(A.upscale(A.to_uint8(pixels), 8), caption="What the network sees: 28×28, MNIST-style")
+    with st.container(key="prediction"):
+        st.metric("Prediction", str(pred), delta=f"|v{pred}| = {lengths[pred]:.2f}", delta_color="off",
+                  delta_arrow="off", border=True)  # fmt: skip
+        note = f"Runner-up: {runner_up} (|v| = {lengths[runner_up]:.2f})."
+        if label is not None:
+            note += f" MNIST label: {label} {'✅' if label == pred else '❌'}."
+        st.caption(note)
+
+with col_len:
+    st.plotly_chart(F.lengths_bar(lengths, pred), alt=f"Capsule lengths: digit {pred} is longest")
+    st.markdown(
+        f"Each digit capsule outputs a 16-D vector $v_j$, squashed so its length lies in 0..1. "
+        f"Here $|v_{{{pred}}}| = {lengths[pred]:.2f}$: the network is "
+        f"{'confident' if lengths[pred] >= 0.9 else 'fairly sure' if lengths[pred] >= 0.5 else 'unsure'} "
+        f"a {pred} is present. Training pushes the true digit above $m^+ = 0.9$ and all others "
+        f"below $m^- = 0.1$ (dashed lines)."
+    )
+
+with st.expander("The formulas: squash and margin loss", expanded=False):
+    st.latex(r"v_j = \frac{\|s_j\|^2}{1 + \|s_j\|^2}\,\frac{s_j}{\|s_j\|}")
+    st.latex(r"L_k = T_k \max(0,\, 0.9 - \|v_k\|)^2 + 0.5\,(1 - T_k)\max(0,\, \|v_k\| - 0.1)^2")
+    loss = sum(
+        (max(0.0, 0.9 - v) ** 2 if k == pred else 0.5 * max(0.0, v - 0.1) ** 2) for k, v in enumerate(lengths)
+    )
+    st.markdown(f"If this input were labelled {pred}, its margin loss would be $\\sum_k L_k = {loss:.4f}$.")
+
+# ---------------------------------------------------------------- routing
+coupling, primary_len = res["coupling"], res["primary_len"]  # (T, 1152, 10), (1152,)
+T = coupling.shape[0]
+entropy = A.coupling_entropy(coupling)
+strong_i, strong_c = A.strongest_primary(coupling, primary_len, digit)
+s_type, s_row, s_col = capsnet.primary_position(strong_i)
+maps = [A.type_position_map(coupling[t, :, digit], primary_len) for t in range(T)]  # (32, 6, 6) each
+pos_maps = [m.sum(axis=0) for m in maps]
+evidence = [A.evidence_map(coupling[t, :, digit], primary_len) for t in range(T)]
+pos_max = max(float(m.max()) for m in pos_maps)
+ev_max = max(float(e.max()) for e in evidence)
+
+with st.container(key="routing"):
+    st.header(f"2 · Routing by agreement, shown for digit {digit}", divider="gray")
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        st.markdown(
+            "Each primary capsule $i$ predicts every digit capsule: $\\hat u_{j|i} = W_{ij} u_i$. "
+            "The coupling coefficients $c_{ij}$ decide how much of capsule $i$'s vote goes to digit "
+            "$j$. They start uniform and move towards the digits whose output agrees with the vote:"
+        )
+        st.latex(
+            r"c_{ij} = \frac{e^{b_{ij}}}{\sum_k e^{b_{ik}}},\quad s_j = \sum_i c_{ij}\,\hat u_{j|i},"
+            r"\quad v_j = \mathrm{squash}(s_j),\quad b_{ij} \mathrel{+}= \hat u_{j|i}\cdot v_j"
+        )
+        trail = " → ".join(f"{c:.2f}" for c in strong_c)
+        st.markdown(
+            f"**Live:** the primary capsule sending most to digit {digit} is $i = {strong_i}$ "
+            f"(type {s_type}, grid position ({s_row}, {s_col}), $|u_i| = {primary_len[strong_i]:.2f}$). "
+            f"Its $c_{{i,{digit}}}$ over the iterations: **{trail}**. "
+            f"The mean entropy of $c_i$ falls from {entropy[0]:.2f} bits (uniform, $\\log_2 10$) "
+            f"to {entropy[-1]:.2f} bits: routing sharpens."
+        )
+        st.plotly_chart(F.entropy_line(entropy), alt="Mean entropy of the coupling coefficients per iteration")
+    with right:
+        st.markdown(
+            f"How each digit capsule's length $|v_j|$ changes as routing proceeds; "
+            f"digit {pred} ends at {lengths[pred]:.2f}."
+        )
+        st.plotly_chart(F.lengths_over_iterations(res["lengths_per_iter"], pred),
+                        alt="Capsule lengths after each routing iteration")  # fmt: skip
+
+    st.markdown(
+        f"Below, for each iteration: **left**, all $c_{{ij}}$ (10 digits × 1152 primary capsules, "
+        f"colour fixed to 0..1, row {digit} outlined); **middle**, $\\sum_{{\\text{{types}}}} c_{{i{digit}}}\\,|u_i|$ "
+        f"on the 6×6 PrimaryCaps grid; **right**, that evidence spread over each capsule's 17×17 "
+        f"receptive field on the input: where in the drawing the support for digit {digit} comes from."
+    )
+    for t in range(T):
+        st.subheader(f"Iteration {t + 1}")
+        c1, c2, c3 = st.columns([2.6, 1, 1])
+        with c1:
+            st.plotly_chart(F.coupling_heatmap(coupling[t], highlight=digit),
+                            alt=f"Coupling coefficients in iteration {t + 1}")  # fmt: skip
+        with c2:
+            st.plotly_chart(F.position_map(pos_maps[t], pos_max), alt=f"Evidence for {digit} per grid position")
+        with c3:
+            st.plotly_chart(F.evidence_overlay(pixels, evidence[t], ev_max),
+                            alt=f"Evidence for {digit} on the input")  # fmt: skip
+    with st.expander(f"All 32 capsule types after the last iteration (c·|u| to digit {digit})"):
+        st.caption("32 panels (types 0–31, row by row), each the 6×6 grid of one capsule type.")
+        st.plotly_chart(F.type_grid_figure(A.type_grid(maps[-1]), float(maps[-1].max())),
+                        alt="Per-type routed evidence")  # fmt: skip
+
+
+# ---------------------------------------------------------------- pose explorer
+def _pose_keys(d: int) -> list[str]:
+    return [f"pose_{d}_{k}" for k in range(A.DIGIT_DIM)]
+
+
+def _reset_pose(d: int) -> None:
+    for key in _pose_keys(d):
+        st.session_state[key] = 0.0
+
+
+def _clamp_pose(d: int) -> None:
+    limit = 0.5 if st.session_state.pose_wide else 0.25
+    for key in _pose_keys(d):
+        if key in st.session_state:
+            st.session_state[key] = float(np.clip(st.session_state[key], -limit, limit))
+
+
+@st.fragment
+def pose_explorer(model, poses: np.ndarray, d: int) -> None:
+    """16 sliders nudging v_d; reruns alone when a slider moves (the forward pass is not redone)."""
+    st.session_state.setdefault("pose_wide", False)
+    wide = st.checkbox("Wider range (±0.5)", key="pose_wide", on_change=_clamp_pose, args=(d,))
+    limit = 0.5 if wide else 0.25
+    offsets = np.zeros(A.DIGIT_DIM, dtype=np.float32)
+    cols = st.columns(4)
+    for k, key in enumerate(_pose_keys(d)):
+        st.session_state.setdefault(key, 0.0)
+        with cols[k % 4]:
+            offsets[k] = st.slider(f"dim {k}", -limit, limit, step=0.05, key=key, format="%+.2f")
+    st.button("↺ Reset all 16 to 0", on_click=_reset_pose, args=(d,))
+    moved = poses.copy()
+    moved[d] += offsets
+    base, new = decode(model, np.stack([poses, moved]), [d, d])
+    diff = new - base
+    with st.container(key="reconstruction"):
+        c1, c2, c3 = st.columns(3)
+        c1.image(A.upscale(A.to_uint8(base), 7), caption=f"decoded from v{d} as it is")
+        c2.image(A.upscale(A.to_uint8(new), 7), caption=f"with the offsets above ({np.count_nonzero(offsets)} moved)")
+        c3.image(A.upscale(A.diverging_rgb(diff), 7),
+                 caption=f"difference: red brighter, blue darker (max {np.abs(diff).max():.2f})")  # fmt: skip
+
+
+with st.container(key="pose"):
+    st.header(f"3 · Pose: what the 16 numbers of capsule {digit} encode", divider="gray")
+    as_if = "" if digit == pred else f" The network says {pred}; decoding capsule {digit} shows the input *as if* it were a {digit}."
+    st.markdown(
+        f"The decoder (three fully connected layers) redraws the input from $v_{{{digit}}}$ alone, "
+        f"all other capsules masked to zero. Nudge one of its 16 dimensions and watch what it "
+        f"controls: stroke width, slant, scale, a local part. |v{digit}| = {lengths[digit]:.2f}.{as_if}"
+    )
+    pose_explorer(model, res["poses"], digit)
+
+with st.container(key="grid"):
+    st.header(f"4 · Every dimension at once (the paper's Fig. 4), capsule {digit}", divider="gray")
+    st.markdown(
+        f"Row $d$ decodes $v_{{{digit}}}$ with its dimension $d$ shifted by −0.25, −0.20, …, +0.25 "
+        "(11 columns). All 176 images come from one batched call of the decoder."
+    )
+    grid = perturbation_grid(model, version, pixel_bytes, iterations, digit)
+    st.plotly_chart(F.perturbation_grid(grid, A.perturbation_steps()),
+                    alt=f"16 by 11 grid of reconstructions of digit {digit}")  # fmt: skip

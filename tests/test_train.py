@@ -1,0 +1,92 @@
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from capsnet import load_model
+from capsnet.train import main as train_main
+
+ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def test_train_two_steps_end_to_end_and_resume(tiny_mnist, tmp_path):
+    out = tmp_path / "run" / "net.pt"
+    args = ["--data-root", str(tiny_mnist), "--batch-size", "8", "--max-steps", "2", "--out", str(out),
+            "--device", "cpu", "--log-every", "1"]
+    assert train_main([*args, "--epochs", "1"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    for key in ("test_accuracy", "epochs", "seconds_per_epoch", "train_seconds", "device", "torch_version",
+                "seed", "command"):
+        assert key in meta
+    assert meta["epochs"] == 1 and 0 <= meta["test_accuracy"] <= 1
+    assert meta["torch_version"] == torch.__version__
+    assert "--max-steps 2" in meta["command"]
+    first = load_model(out)
+    resume_file = out.with_name("net.resume.pt")
+    assert resume_file.exists()
+
+    # Continue for a second epoch: epoch 1's record is kept and the weights move on.
+    assert train_main([*args, "--epochs", "2", "--resume"]) == 0
+    meta2 = json.loads(out.with_suffix(".json").read_text())
+    assert meta2["epochs"] == 2 and meta2["history"][0] == meta["history"][0]
+    second = load_model(out)
+    assert not torch.equal(first.conv1.weight, second.conv1.weight)
+    assert list(out.parent.glob("*.tmp")) == []
+
+
+def test_resume_without_state_says_so(tiny_mnist, tmp_path, capsys):
+    rc = train_main(["--data-root", str(tiny_mnist), "--out", str(tmp_path / "x.pt"), "--resume"])
+    assert rc == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_training_data_missing_is_a_clear_error(tmp_path):
+    from capsnet import CapsNet, save_checkpoint
+
+    save_checkpoint(tmp_path / "net.pt", CapsNet())
+    for module in ("capsnet.train", "capsnet.evaluate"):
+        r = run_cli(module, "--data-root", str(tmp_path / "empty"), "--no-download",
+                    "--checkpoint" if module == "capsnet.evaluate" else "--out", str(tmp_path / "net.pt"))
+        assert r.returncode == 2
+        assert "MNIST not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_help():
+    for module, flags in (
+        ("capsnet.train", ["--epochs", "--batch-size", "--lr", "--lr-decay", "--iterations", "--seed",
+                           "--device", "--out", "--resume", "--data-root"]),
+        ("capsnet.evaluate", ["--checkpoint", "--data-root", "--json"]),
+    ):
+        r = run_cli(module, "--help")
+        assert r.returncode == 0, r.stderr
+        for flag in flags:
+            assert flag in r.stdout
+
+
+def test_evaluate_json(tiny_mnist, tmp_path):
+    from capsnet import CapsNet, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "net.pt"
+    save_checkpoint(ckpt, CapsNet())
+    r = run_cli("capsnet.evaluate", "--checkpoint", str(ckpt), "--data-root", str(tiny_mnist), "--json",
+                "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["n"] == 32 and 0 <= result["accuracy"] <= 1
+    assert result["errors"] == round((1 - result["accuracy"]) * 32)
+    assert set(result["per_class_accuracy"]) <= {str(d) for d in range(10)}
+
+
+def test_evaluate_bad_checkpoint_is_a_clear_error(tiny_mnist, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    r = run_cli("capsnet.evaluate", "--checkpoint", str(bad), "--data-root", str(tiny_mnist))
+    assert r.returncode == 2
+    assert "bad.pt" in r.stderr and "Traceback" not in r.stderr
