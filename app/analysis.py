@@ -51,7 +51,7 @@ def evidence_map(c_j: np.ndarray, primary_len: np.ndarray) -> np.ndarray:
             rs, cs = slice(STRIDE * r, STRIDE * r + FIELD), slice(STRIDE * c, STRIDE * c + FIELD)
             total[rs, cs] += per_pos[r, c]
             cover[rs, cs] += 1.0
-    return total / cover
+    return total / np.maximum(cover, 1.0)  # row/col 27 lies in no field: stays 0
 
 
 def strongest_primary(coupling: np.ndarray, primary_len: np.ndarray, digit: int) -> tuple[int, np.ndarray]:
