@@ -24,12 +24,12 @@ from app.canvas import drawing_canvas  # noqa: E402
 from capsnet.preprocess import to_mnist  # noqa: E402
 
 MAX_ITERATIONS = 5
-DRAW, SAMPLE, UPLOAD = "✏️ Draw", "🔢 MNIST sample", "📷 Upload a photo"
+DRAW, SAMPLE, UPLOAD = "Draw", "MNIST sample", "Upload a photo"
 SOURCES = [DRAW, SAMPLE, UPLOAD]
 AUTO = "auto"
 TRAIN_CMD = "python -m capsnet.train --data-root DIR --out checkpoints/capsnet_mnist.pt"
 
-st.set_page_config(page_title="Capsule Network, live", page_icon="💊", layout="wide")
+st.set_page_config(page_title="Capsule Network, live", page_icon=":material/neurology:", layout="wide")
 
 
 # ---------------------------------------------------------------- model and cached computations
@@ -158,7 +158,7 @@ with col_in:
         st.caption("Draw one digit, 0 to 9, as large as the black square. Strokes can start anywhere.")
         n = st.session_state.canvas_n
         result = drawing_canvas(key="canvas" if n == 0 else f"canvas-{n}")
-        st.button("🧽 Clear the canvas", on_click=_clear_canvas)
+        st.button("Clear the canvas", on_click=_clear_canvas)
         raw = result.image_data
     elif source == SAMPLE:
         idx = st.selectbox(
@@ -200,7 +200,7 @@ if raw is not None:
 if pixels is None:
     with col_seen:
         if source == DRAW:
-            st.info("👈 Draw a digit in the black square: the network's answer appears here.")
+            st.info("Draw a digit in the black square: the network's answer appears here.")
         elif source == UPLOAD:
             st.info("Upload a PNG or JPEG of a handwritten digit, or draw one instead.")
         else:
@@ -222,7 +222,7 @@ with col_seen:
                   delta_arrow="off", border=True)  # fmt: skip
         note = f"Runner-up: {runner_up} (|v| = {lengths[runner_up]:.2f})."
         if label is not None:
-            note += f" MNIST label: {label} {'✅' if label == pred else '❌'}."
+            note += f" MNIST label: {label} {'(correct)' if label == pred else '(wrong)'}."
         st.caption(note)
 
 with col_len:
@@ -337,7 +337,7 @@ def pose_explorer(model, poses: np.ndarray, d: int) -> None:
         st.session_state.setdefault(key, 0.0)
         with cols[k % 4]:
             offsets[k] = st.slider(f"dim {k}", -limit, limit, step=0.05, key=key, format="%+.2f")
-    st.button("↺ Reset all 16 to 0", on_click=_reset_pose, args=(d,))
+    st.button("Reset all 16 to 0", on_click=_reset_pose, args=(d,))
     moved = poses.copy()
     moved[d] += offsets
     base, new = decode(model, np.stack([poses, moved]), [d, d])
