@@ -344,10 +344,12 @@ def pose_explorer(model, poses: np.ndarray, d: int) -> None:
     diff = new - base
     with st.container(key="reconstruction"):
         c1, c2, c3 = st.columns(3)
-        c1.image(A.upscale(A.to_uint8(base), 7), caption=f"decoded from v{d} as it is")
-        c2.image(A.upscale(A.to_uint8(new), 7), caption=f"with the offsets above ({np.count_nonzero(offsets)} moved)")
+        c1.image(A.upscale(A.to_uint8(base), 7), caption=f"decoded from v{d} as it is", output_format="PNG")
+        c2.image(A.upscale(A.to_uint8(new), 7), output_format="PNG",
+                caption=f"with the offsets above ({np.count_nonzero(offsets)} moved)")
         c3.image(A.upscale(A.diverging_rgb(diff), 7),
-                 caption=f"difference: red brighter, blue darker (max {np.abs(diff).max():.2f})")  # fmt: skip
+                 caption=f"difference: red brighter, blue darker (max {np.abs(diff).max():.2f})",
+                 output_format="PNG")  # fmt: skip
 
 
 with st.container(key="pose"):

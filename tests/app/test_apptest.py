@@ -1,0 +1,166 @@
+"""Page flows of app/streamlit_app.py through Streamlit's AppTest (no browser).
+
+The checkpoint is a random-weight CapsNet (conftest.py), so the assertions compare the page with
+the model's own output rather than with a digit a trained network would see.
+"""
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from streamlit.testing.v1 import AppTest
+
+import capsnet
+from app import inputs
+from capsnet.preprocess import to_mnist
+
+APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def drawing_rgba() -> np.ndarray:
+    """A 280x280 canvas image: a white 7 (20 px strokes) on black, as the component sends it."""
+    img = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    ImageDraw.Draw(img).line([(60, 40), (230, 40), (120, 250)], fill=(255, 255, 255, 255), width=20)
+    return np.asarray(img)
+
+
+def canvas_value(rgba: np.ndarray) -> dict:
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "path"}], "background": "#000000"}, "data": url},
+            "backgroundFit": None}  # fmt: skip
+
+
+def expected(checkpoint, image, iterations=3):
+    model = capsnet.load_model(checkpoint)
+    x = torch.from_numpy(to_mnist(image)).reshape(1, 1, 28, 28)
+    with torch.no_grad():
+        out = model(x, iterations=iterations)
+    return int(out.prediction[0]), float(out.lengths[0].max())
+
+
+def captions(at) -> list[str]:
+    return [img.caption for el in at.container(key="reconstruction").get("image") for img in el.proto.imgs]
+
+
+def image_urls(at) -> list[str]:
+    return [img.url for el in at.container(key="reconstruction").get("image") for img in el.proto.imgs]
+
+
+def iteration_headers(at) -> list[str]:
+    return [h.value for h in at.subheader if h.value.startswith("Iteration ")]
+
+
+def test_blank_canvas_shows_hint_and_no_prediction(app_env):
+    at = new_app().run()
+    assert not at.exception
+    assert any("Draw a digit" in i.value for i in at.info)
+    assert len(at.metric) == 0 and not at.error
+    assert iteration_headers(at) == []
+
+
+def test_drawing_gives_prediction_and_three_iterations(app_env):
+    at = new_app()
+    at.session_state["canvas"] = canvas_value(drawing_rgba())
+    at.run()
+    assert not at.exception
+    pred, length = expected(app_env, drawing_rgba())
+    metric = at.container(key="prediction").metric[0]
+    assert metric.label == "Prediction" and metric.value == str(pred)
+    assert f"{length:.2f}" in metric.delta
+    assert iteration_headers(at) == ["Iteration 1", "Iteration 2", "Iteration 3"]
+    routing = at.container(key="routing")
+    assert len(routing.get("plotly_chart")) == 2 + 3 * 3 + 1  # 2 summaries, 3 per iteration, types
+    assert "→" in " ".join(m.value for m in routing.markdown)  # live c trajectory
+    assert dict(at.query_params) == {"iters": "3", "capsule": "auto"}
+
+
+def test_sample_iterations_pose_and_reset(app_env):
+    at = new_app()
+    at.query_params["sample"] = "12"
+    at.query_params["iters"] = "2"
+    at.run()
+    assert not at.exception
+    assert at.radio(key="source").value == "MNIST sample"
+    images, labels = inputs.load_samples()
+    pred, _ = expected(app_env, images[12], iterations=2)
+    assert at.metric[0].value == str(pred)
+    assert iteration_headers(at) == ["Iteration 1", "Iteration 2"]
+
+    at.slider(key="iterations").set_value(5).run()
+    assert not at.exception
+    assert len(iteration_headers(at)) == 5
+    assert at.query_params["iters"] == "5" and at.query_params["sample"] == "12"
+
+    at.selectbox(key="capsule").select(3).run()
+    assert not at.exception
+    assert at.query_params["capsule"] == "3"
+    pose_keys = [s.key for s in at.container(key="pose").slider]
+    assert sorted(pose_keys) == sorted(f"pose_3_{k}" for k in range(16))
+    assert at.slider(key="pose_3_0").min == -0.25 and at.slider(key="pose_3_0").max == 0.25
+
+    assert "(0 moved)" in " ".join(captions(at))
+    base_url, moved_url, _ = image_urls(at)
+    at.slider(key="pose_3_5").set_value(0.15).run()
+    assert not at.exception
+    assert at.slider(key="pose_3_5").value == pytest.approx(0.15)
+    assert "(1 moved)" in " ".join(captions(at))
+    assert image_urls(at)[0] == base_url and image_urls(at)[1] != moved_url  # only the perturbed one changed
+
+    at.checkbox(key="pose_wide").check().run()
+    assert at.slider(key="pose_3_5").max == 0.5
+    at.slider(key="pose_3_5").set_value(0.45).run()
+    at.checkbox(key="pose_wide").uncheck().run()  # clamps back into -0.25..0.25
+    assert not at.exception
+    assert at.slider(key="pose_3_5").value == pytest.approx(0.25)
+
+    at.container(key="pose").button[0].click().run()
+    assert not at.exception
+    assert all(at.slider(key=f"pose_3_{k}").value == 0 for k in range(16))
+
+
+def test_share_link_restores_capsule(app_env):
+    at = new_app()
+    at.query_params.update({"sample": "3", "capsule": "8", "iters": "4"})
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="capsule").value == 8 and at.slider(key="iterations").value == 4
+    assert [s.key for s in at.container(key="pose").slider][0] == "pose_8_0"
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file at all" * 50], ids=["empty", "garbage"])
+def test_broken_checkpoint_shows_how_to_fix(tmp_path, monkeypatch, content):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(path))
+    at = new_app().run()
+    assert not at.exception
+    assert at.error and "python -m capsnet.train" in at.error[0].value
+    assert "git checkout -- checkpoints/" in at.error[0].value
+    assert len(at.metric) == 0
+
+
+def test_missing_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(tmp_path / "nope.pt"))
+    at = new_app().run()
+    assert not at.exception and "python -m capsnet.train" in at.error[0].value
+
+
+def test_bad_upload_is_an_error_not_a_traceback(app_env):
+    at = new_app()
+    at.session_state["source"] = "Upload a photo"
+    at.run()
+    at.file_uploader(key="upload").upload("digit.png", b"\x89PNG\r\n\x1a\n truncated")
+    at.run()
+    assert not at.exception
+    assert at.error and "digit.png" in at.error[0].value
+    assert len(at.metric) == 0
