@@ -207,4 +207,4 @@ def perturbation_grid(grid: np.ndarray, steps: np.ndarray, size: int = 28) -> go
         tickmode="array", tickvals=[size * d + size / 2 - 0.5 for d in range(rows)],
         ticktext=[f"dim {d}" for d in range(rows)], showgrid=False, zeroline=False,
     )  # fmt: skip
-    return _layout(fig, 60 + 2 * g.shape[0], margin=dict(l=10, r=10, t=60, b=10))
+    return _layout(fig, 60 + int(1.5 * g.shape[0]), margin=dict(l=10, r=10, t=60, b=10))

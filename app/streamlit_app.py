@@ -347,7 +347,7 @@ def pose_explorer(model, poses: np.ndarray, d: int) -> None:
         c1.image(A.upscale(A.to_uint8(base), 7), caption=f"decoded from v{d} as it is", output_format="PNG")
         c2.image(A.upscale(A.to_uint8(new), 7), output_format="PNG",
                 caption=f"with the offsets above ({np.count_nonzero(offsets)} moved)")
-        c3.image(A.upscale(A.diverging_rgb(diff), 7),
+        c3.image(A.upscale(A.diverging_rgb(diff, limit=0.5), 7),
                  caption=f"difference: red brighter, blue darker (max {np.abs(diff).max():.2f})",
                  output_format="PNG")  # fmt: skip
 

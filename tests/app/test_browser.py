@@ -1,0 +1,96 @@
+"""The real page in Chromium: draw with the mouse, read the prediction, move a pose slider.
+
+Needs Debian's chromium (apt-get install -y chromium) at /usr/bin/chromium or $CHROMIUM.
+Skipped without it, except under CI=true, where a missing browser is a failure.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.browser_driver import CANVAS, CHROMIUM, METRIC, SEVEN, launch, open_app, serve, stroke, wait_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM}: apt-get update && apt-get install -y chromium"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(random_checkpoint):
+    # The shipped checkpoint when it exists makes the screenshot meaningful; else random weights.
+    ckpt = os.environ.get("CAPSNET_BROWSER_CHECKPOINT") or str(random_checkpoint)
+    with serve({"CAPSNET_CHECKPOINT": ckpt}) as url:
+        yield url
+
+
+def test_draw_predict_route_and_pose(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_app(page, server)
+    assert page.locator(METRIC).count() == 0
+
+    # A 7 whose first point is 4% from the top and 5% from the right: the spot the
+    # component's toolbar used to cover. If the stroke lands, the canvas has ink there.
+    stroke(page, SEVEN)
+    page.wait_for_selector(METRIC, timeout=30_000)
+    wait_idle(page)
+    assert page.locator(METRIC).inner_text().strip().isdigit()
+    corner_ink = page.locator(CANVAS).first.evaluate(
+        """c => { const ctx = c.parentElement.querySelector('canvas.lower-canvas').getContext('2d');
+                  const w = c.width, h = c.height;
+                  return ctx.getImageData(Math.round(0.95 * w) - 2, Math.round(0.04 * h) - 2, 4, 4)
+                            .data.filter((v, k) => k % 4 === 0 && v > 200).length; }"""
+    )
+    assert corner_ink > 0, "the stroke starting in the top-right corner did not reach the canvas"
+
+    routing = page.locator(".st-key-routing")
+    assert routing.get_by_text("Iteration 3", exact=True).count() == 1
+    assert routing.get_by_text("Iteration 4", exact=True).count() == 0
+
+    recon = page.locator(".st-key-reconstruction")
+    recon.scroll_into_view_if_needed()
+    before = recon.screenshot()
+    slider = page.locator(".st-key-pose [data-testid='stSlider'] input[type='range']").first
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_timeout(400)  # slider debounce
+    wait_idle(page)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.st-key-reconstruction [data-testid=\"stImage\"]')]"
+        ".some(e => e.textContent.includes('(1 moved)'))",
+        timeout=15_000,
+    )
+    page.wait_for_timeout(300)  # let the new image paint
+    assert recon.screenshot() != before
+    assert page.locator("[data-testid='stException']").count() == 0
+
+    save_full_page(page, SCREENSHOT)
+    page.close()
+
+
+def save_full_page(page, path: Path) -> None:
+    """Streamlit scrolls inside its own container: grow the viewport to the content, then shoot."""
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
+        "[data-testid=\"stAppViewContainer\"], section.main')].map(e => e.scrollHeight), 1000)"
+    )
+    page.set_viewport_size({"width": 1400, "height": int(height) + 40})
+    page.wait_for_timeout(800)  # plotly re-lays out on resize
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
