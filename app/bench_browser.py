@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 from app.browser_driver import CANVAS, METRIC, launch, open_app, serve, stroke, wait_idle  # noqa: E402
 
-CAPTION = ".st-key-reconstruction [data-testid='stImage']"
+RECON_IMG = ".st-key-reconstruction img"
 
 
 def strokes(n: int) -> list[list[tuple[float, float]]]:
@@ -80,19 +80,17 @@ def main(argv=None) -> None:
         slider = page.locator(".st-key-pose [data-testid='stSlider'] input[type='range']").first
         for k in range(args.slides):
             slider.focus()
-            want = f"({1 if (k % 10) < 5 else 1} moved)"  # value goes 0.05..0.25 and back
-            key = "ArrowRight" if (k // 5) % 2 == 0 else "ArrowLeft"
-            before = page.locator(CAPTION).nth(1).inner_text()
+            key = "ArrowRight" if (k // 5) % 2 == 0 else "ArrowLeft"  # 0.05..0.25 and back
+            before = page.locator(RECON_IMG).nth(1).get_attribute("src")
             t0 = time.perf_counter()
             page.keyboard.press(key)
             page.wait_for_function(
                 "([sel, old]) => { const e = document.querySelectorAll(sel)[1];"
-                " return e && e.innerText !== old; }",
-                arg=[CAPTION, before], timeout=15_000, polling="raf",
+                " return e && e.src !== old && e.complete; }",
+                arg=[RECON_IMG, before], timeout=15_000, polling="raf",
             )  # fmt: skip
             slides.append(time.perf_counter() - t0)
             wait_idle(page)
-            del want
         browser.close()
 
     rows = [

@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         train_seconds = float(state["train_seconds"])
         print(f"resuming after epoch {start_epoch} of {args.epochs} from {rpath}", file=sys.stderr)
 
+    # Temp files left by a run killed while writing: the real files beside them are intact.
+    for stale in (*out.parent.glob(f".{out.name}.*.tmp"), *out.parent.glob(f".{resume_path(out).name}.*.tmp")):
+        stale.unlink(missing_ok=True)
     command = " ".join(["python -m capsnet.train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     for epoch in range(start_epoch, args.epochs):
         t0 = time.perf_counter()
