@@ -164,3 +164,20 @@ def test_bad_upload_is_an_error_not_a_traceback(app_env):
     assert not at.exception
     assert at.error and "digit.png" in at.error[0].value
     assert len(at.metric) == 0
+
+
+def test_keeps_serving_when_checkpoint_is_replaced_or_removed(random_checkpoint, tmp_path, monkeypatch):
+    path = tmp_path / "live.pt"
+    path.write_bytes(random_checkpoint.read_bytes())
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(path))
+    at = new_app()
+    at.query_params["sample"] = "5"
+    at.run()
+    first = at.metric[0].value
+    path.write_bytes(b"overwritten with garbage")
+    at.slider(key="iterations").set_value(2).run()
+    assert not at.exception and not at.error and at.metric
+    path.unlink()
+    at.slider(key="iterations").set_value(3).run()
+    assert not at.exception and not at.error
+    assert at.metric[0].value == first
