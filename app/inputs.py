@@ -6,7 +6,6 @@ One exception type, `InputError`, whose message can be shown to the user as it i
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,28 +33,24 @@ def decode_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: in
         raise InputError(
             f"The file is {len(data) / 1024 / 1024:.1f} MB; the limit is {max_bytes / 1024 / 1024:.0f} MB."
         )
-    with warnings.catch_warnings():
-        # PIL warns above MAX_IMAGE_PIXELS and raises above twice that; refuse both.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        old_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        try:
-            img = Image.open(io.BytesIO(data))
-            img.seek(0)  # first frame of an animated GIF/PNG/WebP
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_array(img)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise InputError(
-                f"The image is too large to open safely (more than {max_pixels:,} pixels). "
-                "Scale it down or crop it to the digit."
-            ) from None
-        except UnidentifiedImageError:
-            raise InputError("This file is not an image we can read. Upload a PNG or JPEG.") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise InputError(f"The image could not be decoded (it may be truncated or damaged): {e}") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = old_limit
+    try:
+        img = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = img.size
+        if width * height > max_pixels:  # checked before any pixel is decoded: no global state
+            raise Image.DecompressionBombError(f"{width}x{height}")
+        img.seek(0)  # first frame of an animated GIF/PNG/WebP
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _to_array(img)
+    except Image.DecompressionBombError:  # ours above, or PIL's own for absurd sizes
+        raise InputError(
+            f"The image is too large to open safely (more than {max_pixels:,} pixels). "
+            "Scale it down or crop it to the digit."
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError("This file is not an image we can read. Upload a PNG or JPEG.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(f"The image could not be decoded (it may be truncated or damaged): {e}") from None
 
 
 def _to_array(img: Image.Image) -> np.ndarray:

@@ -100,9 +100,29 @@ def test_decompression_bomb_is_refused():
     data = encode(Image.new("L", (3000, 3000), 255), "PNG")  # small file, 9 Mpx
     with pytest.raises(InputError, match="too large"):
         decode_upload(data, max_pixels=1_000_000)
-    with pytest.raises(InputError, match="too large"):  # over twice the limit: PIL's error path
+    with pytest.raises(InputError, match="too large"):
         decode_upload(data, max_pixels=2_000_000)
-    assert Image.MAX_IMAGE_PIXELS != 1_000_000  # the global limit is restored
+    assert Image.MAX_IMAGE_PIXELS != 1_000_000  # no global state is changed
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A 100-byte PNG that claims width x height pixels: a decompression bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [6_000, 100_000])  # over our limit; over PIL's own error limit too
+def test_huge_dimensions_in_a_tiny_file_are_refused_before_decoding(side):
+    data = png_header_only(side, side)
+    assert len(data) < 200
+    with pytest.raises(InputError, match="too large"):
+        decode_upload(data)
 
 
 def test_file_over_size_limit():
