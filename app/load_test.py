@@ -1,0 +1,602 @@
+"""Load the app with many concurrent browser sessions (not a test: prints a table and a JSON line).
+
+    .venv/bin/python app/load_test.py [--sessions 20] [--seconds 60] [--checkpoint PATH] [--seed 0] [--json]
+
+One local server (127.0.0.1, started here so its pid is known), one Chromium, one browser context
+per session. After every session has opened the page, each loops for --seconds with small seeded
+random pauses:
+- drawing sessions (even numbers): clear the canvas, draw a digit with the mouse, wait for the
+  prediction (must be a digit); press an arrow key on a pose slider and wait for the new
+  reconstruction; sometimes step the routing-iteration slider and wait for the run to finish;
+- sample sessions (odd numbers) open `?sample=K` with their own K and only move sliders. Their
+  prediction is computed here beforehand (for every iteration count); after every action the page
+  must still show that value, their own sample and their own iteration count: one session's input
+  never shows up in another session.
+Latencies are taken on the page's own clock (the input event's timestamp to the first frame painted
+after the result is in the page, as app/bench_browser.py does); the driver's wall time is printed as
+an upper bound. Errors: Streamlit exceptions and st.error boxes seen after any action, isolation
+mismatches, and actions that time out. Exit status 1 when there is any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from app.browser_driver import CANVAS, CHROMIUM, CHROMIUM_ARGS, IDLE, METRIC, free_port  # noqa: E402
+
+RECON_IMG = ".st-key-reconstruction img"
+POSE_SLIDERS = ".st-key-pose [data-testid='stSlider'] input[type='range']"
+ITER_SLIDER = ".st-key-iterations input[type='range']"
+ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"
+POSE_LIMIT = 0.25
+MAX_ITERATIONS = 5
+VIEWPORT = {"width": 1400, "height": 1000}
+
+# Installed before each action: the timestamp of the next input event of `kind` (mouseup/keydown),
+# then a MutationObserver over the whole document that, once the condition holds (it may return an
+# <img> that must finish loading first), stamps the first frame painted after it
+# (requestAnimationFrame, then a task after the frame). Both stamps are on the page's clock.
+WATCH = """([kind, cond, arg]) => {
+  if (window.__obs) window.__obs.disconnect();
+  window.__t0 = null; window.__t1 = null;
+  window.addEventListener(kind, e => { window.__t0 = e.timeStamp; }, {capture: true, once: true});
+  const test = new Function('arg', cond);
+  let fired = false;
+  const stamp = () => requestAnimationFrame(() => setTimeout(() => { window.__t1 = performance.now(); }, 0));
+  const check = () => {
+    if (fired || window.__t0 === null) return;
+    const r = test(arg);
+    if (!r) return;
+    fired = true; window.__obs.disconnect();
+    if (r instanceof HTMLImageElement && !r.complete) r.addEventListener('load', stamp, {once: true});
+    else stamp();
+  };
+  window.__obs = new MutationObserver(check);
+  window.__obs.observe(document.documentElement,
+                       {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+# Conditions (function bodies taking `arg`).
+COND_PREDICTION = "return document.querySelector(%s);" % json.dumps(METRIC)
+COND_RECON = "const e = document.querySelectorAll(%s)[1]; return e && e.src !== arg ? e : null;" % json.dumps(RECON_IMG)
+COND_ITERATIONS = (
+    "if (!document.querySelector(%s)) return false;"
+    " const n = [...document.querySelectorAll('.st-key-routing h3')]"
+    ".filter(h => /^Iteration \\d+/.test(h.textContent.trim())).length;"
+    " return n === arg;" % json.dumps(IDLE)
+)
+
+# Digit-like strokes as fractions of the canvas (jittered per use).
+TEMPLATES = {
+    "7": [(0.95, 0.04), (0.55, 0.05), (0.2, 0.06), (0.95, 0.05), (0.7, 0.5), (0.5, 0.95)],
+    "1": [(0.55, 0.1), (0.5, 0.5), (0.45, 0.92)],
+    "0": [(0.5, 0.1), (0.25, 0.3), (0.25, 0.7), (0.5, 0.92), (0.75, 0.7), (0.75, 0.3), (0.5, 0.1)],
+    "L": [(0.3, 0.1), (0.3, 0.9), (0.8, 0.9)],
+    "2": [(0.25, 0.25), (0.5, 0.1), (0.75, 0.25), (0.3, 0.85), (0.8, 0.85)],
+}
+
+
+def p95(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
+
+
+# ---------------------------------------------------------------- the server and its memory
+def start_server(env: dict) -> tuple[subprocess.Popen, str]:
+    """The same command line as browser_driver.serve(), but we keep the process (for its pid)."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:  # bounded by the deadline
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.read().strip() == b"ok":
+                    return proc, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop_server(proc)
+            raise TimeoutError(f"streamlit did not answer on {url} within 60 s")
+        time.sleep(0.2)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def proc_status_kb(pid: int, field_name: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def cpu_seconds(pids) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / tick
+
+
+def cpu_by_pid(pids) -> dict[int, float]:
+    return {q: cpu_seconds([q]) for q in pids}
+
+
+def descendants(root: int, exclude: int) -> list[int]:
+    """Pids below `root` (this script: the Playwright driver, Chromium and its renderers), leaving
+    out `exclude` (the server) and what is below it."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c != exclude:
+                out.append(c)
+                todo.append(c)
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals) - idle, sum(vals)
+
+
+# ---------------------------------------------------------------- expected predictions
+def resolve_checkpoint(arg: str | None) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    import capsnet
+
+    path = Path(arg or os.environ.get("CAPSNET_CHECKPOINT") or capsnet.DEFAULT_CHECKPOINT)
+    if path.exists():
+        return path.resolve(), None
+    import torch
+
+    tmp = tempfile.TemporaryDirectory(prefix="capsnet-load-")
+    path = Path(tmp.name) / "random.pt"
+    torch.manual_seed(0)
+    capsnet.save_checkpoint(path, capsnet.CapsNet())
+    print(f"(no checkpoint found: random weights in {path})", file=sys.stderr)
+    return path, tmp
+
+
+def expected_predictions(ckpt: Path) -> tuple[list[dict[int, int]], list[int]]:
+    """For every shipped sample: {iterations: predicted digit}, and the labels."""
+    import numpy as np
+    import torch
+
+    import capsnet
+    from app import inputs
+    from capsnet.preprocess import to_mnist
+
+    model = capsnet.load_model(ckpt)
+    samples, labels = inputs.load_samples()
+    x = torch.from_numpy(np.stack([to_mnist(s) for s in samples]).astype(np.float32)).reshape(-1, 1, 28, 28)
+    out: list[dict[int, int]] = [{} for _ in samples]
+    with torch.no_grad():
+        for t in range(1, MAX_ITERATIONS + 1):
+            pred = model(x, iterations=t).prediction
+            for i, p in enumerate(pred.tolist()):
+                out[i][t] = int(p)
+    return out, [int(v) for v in labels]
+
+
+def pick_samples(n: int, expected: list[dict[int, int]], rng: random.Random) -> list[int]:
+    """n distinct sample indices, spreading their predictions over as many digits as possible."""
+    order = list(range(len(expected)))
+    rng.shuffle(order)
+    picked, seen = [], set()
+    for i in order:  # first one per predicted digit, then the rest
+        if expected[i][3] not in seen:
+            picked.append(i)
+            seen.add(expected[i][3])
+    picked += [i for i in order if i not in picked]
+    return [picked[k % len(picked)] for k in range(n)]
+
+
+# ---------------------------------------------------------------- one session
+@dataclass
+class Stats:
+    actions: dict[str, int] = field(default_factory=lambda: {"draw": 0, "pose": 0, "iterations": 0})
+    lat: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    page_errors: int = 0  # stException / stAlertContentError elements seen after actions
+    mismatches: int = 0
+    timeouts: int = 0
+
+    def add(self, name: str, seconds: float) -> None:
+        self.lat.setdefault(name, []).append(seconds)
+
+
+class Session:
+    def __init__(self, n: int, browser, url: str, args, stats: Stats, rng: random.Random,
+                 sample: int | None, expected: dict[int, int] | None, label: int | None):  # fmt: skip
+        self.n, self.browser, self.url, self.args, self.stats, self.rng = n, browser, url, args, stats, rng
+        self.sample, self.expected, self.label = sample, expected, label
+        self.iterations = 3
+        self.drawn = False
+        self.tmo = args.action_timeout * 1000
+        self.page = None
+        self.context = None
+
+    def error(self, what: str) -> None:
+        self.stats.errors.append(f"session {self.n}: {what}"[:300])
+
+    async def idle(self) -> None:
+        await asyncio.sleep(0.15)
+        await self.page.wait_for_selector(IDLE, timeout=self.tmo)
+
+    async def open(self) -> None:
+        self.context = await self.browser.new_context(viewport=VIEWPORT)
+        self.page = await self.context.new_page()
+        query = "" if self.sample is None else f"/?sample={self.sample}"
+        t0 = time.perf_counter()
+        await self.page.goto(self.url + query, timeout=self.tmo)
+        if self.sample is None:
+            await self.page.wait_for_selector(CANVAS, timeout=self.tmo)
+        else:
+            await self.page.wait_for_selector(METRIC, timeout=self.tmo)
+        await self.idle()
+        self.stats.add("first load (driver)", time.perf_counter() - t0)
+        await self.check("open")
+
+    async def watch(self, kind: str, cond: str, arg=None) -> None:
+        await self.page.evaluate(WATCH, [kind, cond, arg])
+
+    async def page_latency(self) -> float:
+        await self.page.wait_for_function("window.__t1 !== null", timeout=self.tmo)
+        return await self.page.evaluate("(window.__t1 - window.__t0) / 1000")
+
+    # ------------------------------------------------ actions
+    async def draw(self) -> None:
+        page = self.page
+        if self.drawn:
+            await page.locator("button", has_text="Clear the canvas").click(timeout=self.tmo)
+            await page.wait_for_selector(METRIC, state="detached", timeout=self.tmo)
+            await page.wait_for_selector(CANVAS, timeout=self.tmo)
+            await self.idle()
+        name = self.rng.choice(sorted(TEMPLATES))
+        dx, dy, s = self.rng.uniform(-0.05, 0.05), self.rng.uniform(-0.03, 0.03), self.rng.uniform(0.85, 1.0)
+        pts = [(min(0.97, max(0.03, 0.5 + (x - 0.5) * s + dx)), min(0.97, max(0.03, 0.5 + (y - 0.5) * s + dy)))
+               for x, y in TEMPLATES[name]]  # fmt: skip
+        await self.watch("mouseup", COND_PREDICTION)
+        box = await page.locator(CANVAS).first.bounding_box(timeout=self.tmo)
+        xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in pts]
+        await page.mouse.move(*xy[0])
+        await page.mouse.down()
+        for x, y in xy[1:]:
+            await page.mouse.move(x, y, steps=4)
+        await page.mouse.up()
+        t0 = time.perf_counter()
+        await page.wait_for_selector(METRIC, timeout=self.tmo)
+        self.stats.add("stroke -> prediction (driver)", time.perf_counter() - t0)
+        self.stats.add("stroke -> prediction", await self.page_latency())
+        await self.idle()
+        self.drawn = True
+        value = (await page.locator(METRIC).inner_text(timeout=self.tmo)).strip()
+        if not value.isdigit():
+            self.stats.mismatches += 1
+            self.error(f"prediction after drawing is {value!r}, not a digit")
+
+    async def pose(self) -> None:
+        page = self.page
+        sliders = page.locator(POSE_SLIDERS)
+        count = await sliders.count()
+        if count == 0:
+            raise RuntimeError("no pose sliders on the page")
+        slider = sliders.nth(self.rng.randrange(count))
+        value = float(await slider.input_value(timeout=self.tmo))
+        if value >= POSE_LIMIT - 1e-6:
+            key = "ArrowLeft"
+        elif value <= -POSE_LIMIT + 1e-6:
+            key = "ArrowRight"
+        else:
+            key = self.rng.choice(["ArrowLeft", "ArrowRight"])
+        await slider.focus(timeout=self.tmo)
+        before = await page.locator(RECON_IMG).nth(1).get_attribute("src", timeout=self.tmo)
+        await self.watch("keydown", COND_RECON, before)
+        t0 = time.perf_counter()
+        await page.keyboard.press(key)
+        await page.wait_for_function(
+            "([sel, old]) => { const e = document.querySelectorAll(sel)[1]; return e && e.src !== old && e.complete; }",
+            arg=[RECON_IMG, before], timeout=self.tmo, polling="raf",
+        )  # fmt: skip
+        self.stats.add("pose key -> reconstruction (driver)", time.perf_counter() - t0)
+        self.stats.add("pose key -> reconstruction", await self.page_latency())
+        await self.idle()
+
+    async def step_iterations(self) -> None:
+        page = self.page
+        slider = page.locator(ITER_SLIDER)
+        if await slider.count() == 0:
+            slider = page.get_by_label(re.compile("Routing iterations"))
+        if self.iterations >= MAX_ITERATIONS:
+            key, new = "ArrowLeft", self.iterations - 1
+        elif self.iterations <= 1:
+            key, new = "ArrowRight", self.iterations + 1
+        else:
+            key = self.rng.choice(["ArrowLeft", "ArrowRight"])
+            new = self.iterations + (1 if key == "ArrowRight" else -1)
+        await slider.first.focus(timeout=self.tmo)
+        await self.watch("keydown", COND_ITERATIONS, new)
+        t0 = time.perf_counter()
+        await page.keyboard.press(key)
+        self.iterations = new
+        await page.wait_for_function(f"() => {{ {COND_ITERATIONS.replace('arg', str(new))} }}",
+                                     timeout=self.tmo, polling=100)  # fmt: skip
+        self.stats.add("iterations key -> run over (driver)", time.perf_counter() - t0)
+        self.stats.add("iterations key -> run over", await self.page_latency())
+        await self.idle()
+
+    async def check(self, after: str) -> None:
+        """Errors on the page, and (sample sessions) that the page still shows this session's input."""
+        page = self.page
+        n_err = await page.locator(ERRORS).count()
+        if n_err:
+            self.stats.page_errors += n_err
+            text = await page.locator(ERRORS).first.inner_text(timeout=self.tmo)
+            self.error(f"after {after}: {n_err} error element(s): {text.strip()[:200]!r}")
+        value = await page.locator(ITER_SLIDER).first.input_value(timeout=self.tmo)
+        if value.strip() != str(self.iterations):
+            self.stats.mismatches += 1
+            self.error(f"after {after}: iteration slider shows {value!r}, this session set {self.iterations}")
+        if self.sample is None:
+            if await page.locator(".st-key-sample").count():
+                self.stats.mismatches += 1
+                self.error(f"after {after}: a drawing session shows the sample picker")
+            return
+        shown = (await page.locator(METRIC).inner_text(timeout=self.tmo)).strip()
+        want = str(self.expected[self.iterations])
+        if shown != want:
+            self.stats.mismatches += 1
+            self.error(f"after {after}: sample {self.sample} with {self.iterations} iterations shows "
+                       f"prediction {shown!r}, expected {want}")  # fmt: skip
+        picker = await page.locator(".st-key-sample input").first.input_value(timeout=self.tmo)
+        if f"#{self.sample + 1}: a {self.label}" not in picker:
+            self.stats.mismatches += 1
+            self.error(f"after {after}: sample picker shows {picker.strip()[:60]!r}, not #{self.sample + 1}")
+
+    async def loop(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if self.sample is None and not self.drawn:
+                kind = "draw"
+            else:
+                choices = ["pose", "pose", "iterations"] + (["draw", "draw"] if self.sample is None else [])
+                kind = self.rng.choice(choices)
+            try:
+                await {"draw": self.draw, "pose": self.pose, "iterations": self.step_iterations}[kind]()
+                self.stats.actions[kind] += 1
+                await self.check(kind)
+            except Exception as e:  # a timeout or a missing element: count it, try to recover
+                self.stats.timeouts += 1
+                self.error(f"{kind}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                try:
+                    await self.idle()
+                except Exception:
+                    self.error("did not recover: session ends")
+                    return
+            await asyncio.sleep(self.rng.uniform(self.args.min_pause, self.args.max_pause))
+
+    async def close(self) -> None:
+        if self.context is not None:
+            try:
+                await asyncio.wait_for(self.context.close(), 20)
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------- the run
+async def sample_memory(pid: int, peak: dict, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        rss = proc_status_kb(pid, "VmRSS")
+        if rss is not None:
+            peak["rss_kb"] = max(peak.get("rss_kb", 0), rss)
+            peak["samples"] = peak.get("samples", 0) + 1
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def run(args, url: str, server_pid: int, plan: list[tuple[int | None, dict | None, int | None]]) -> dict:
+    from playwright.async_api import async_playwright
+
+    stats = Stats()
+    peak: dict = {}
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_memory(server_pid, peak, stop))
+    result: dict = {}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        # Warm the server (imports, model cache) with one page, as bench_browser.py does.
+        warm = await browser.new_page(viewport=VIEWPORT)
+        await warm.goto(url, timeout=60_000)
+        await warm.wait_for_selector(CANVAS, timeout=60_000)
+        await warm.close()
+
+        sessions = [Session(i, browser, url, args, stats, random.Random(args.seed * 1000 + i), *plan[i])
+                    for i in range(args.sessions)]  # fmt: skip
+        t_open = time.monotonic()
+        opened = await asyncio.gather(
+            *(asyncio.wait_for(s.open(), args.open_timeout) for s in sessions), return_exceptions=True
+        )
+        live = []
+        for s, r in zip(sessions, opened):
+            if isinstance(r, BaseException):
+                stats.timeouts += 1
+                s.error(f"open: {type(r).__name__}: {str(r).splitlines()[0] if str(r) else ''}")
+            else:
+                live.append(s)
+        result["open_s"] = time.monotonic() - t_open
+
+        client0 = cpu_by_pid(descendants(os.getpid(), server_pid))
+        cpu0 = (cpu_seconds([server_pid]), machine_busy(), time.monotonic())
+        deadline = time.monotonic() + args.seconds
+        hard = args.seconds + 2 * args.action_timeout + 30
+        tasks = [asyncio.create_task(s.loop(deadline)) for s in live]
+        done, pending = await asyncio.wait(tasks, timeout=hard)
+        for t, s in zip(tasks, live):
+            if t in pending:
+                t.cancel()
+                stats.timeouts += 1
+                s.error("hung past the hard deadline: cancelled")
+            elif t.exception() is not None:
+                stats.timeouts += 1
+                s.error(f"crashed: {t.exception()!r}")
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        client1 = cpu_by_pid(descendants(os.getpid(), server_pid))
+        busy1 = machine_busy()
+        both = set(client0) & set(client1)  # renderers live as long as their context
+        result["cpu"] = {
+            "wall_s": round(time.monotonic() - cpu0[2], 1),
+            "server_cpu_s": round(cpu_seconds([server_pid]) - cpu0[0], 1),
+            "client_cpu_s": round(sum(client1[q] - client0[q] for q in both), 1),
+            "machine_busy_pct": round(100 * (busy1[0] - cpu0[1][0]) / max(1, busy1[1] - cpu0[1][1]), 1),
+            "cores": os.cpu_count(),
+        }
+        await asyncio.gather(*(s.close() for s in sessions))
+        try:
+            await asyncio.wait_for(browser.close(), 30)
+        except Exception:
+            pass
+    stop.set()
+    await sampler
+    result.update(stats=stats, peak=peak, live=len(live))
+    return result
+
+
+def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
+    stats: Stats = result["stats"]
+    errors = stats.page_errors + stats.mismatches + stats.timeouts
+    rows = [
+        "first load (driver)",
+        "stroke -> prediction", "stroke -> prediction (driver)",
+        "pose key -> reconstruction", "pose key -> reconstruction (driver)",
+        "iterations key -> run over", "iterations key -> run over (driver)",
+    ]  # fmt: skip
+    print(f"\nload test: {args.sessions} sessions ({result['live']} opened), {args.seconds:.0f} s, seed {args.seed}")
+    print(f"{'errors':38s} {errors:5d}   (page errors {stats.page_errors}, isolation mismatches "
+          f"{stats.mismatches}, timeouts/hangs {stats.timeouts})")  # fmt: skip
+    for kind, count in stats.actions.items():
+        print(f"{'actions: ' + kind:38s} {count:5d}")
+    print(f"{'latency':38s} {'n':>5s} {'median':>8s} {'p95':>8s}")
+    lat = {}
+    for name in rows:
+        xs = stats.lat.get(name, [])
+        if xs:
+            lat[name] = {"n": len(xs), "p50_ms": round(statistics.median(xs) * 1000), "p95_ms": round(p95(xs) * 1000)}
+            print(f"{name:38s} {len(xs):5d} {lat[name]['p50_ms']:6d}ms {lat[name]['p95_ms']:6d}ms")
+    peak_rss = result["peak"].get("rss_kb")
+    print(f"{'server peak memory VmHWM':38s} {vm_hwm_kb / 1024 if vm_hwm_kb else float('nan'):8.0f} MiB")
+    print(f"{'server peak RSS (1 s samples)':38s} {peak_rss / 1024 if peak_rss else float('nan'):8.0f} MiB"
+          f"   ({result['peak'].get('samples', 0)} samples)")  # fmt: skip
+    cpu = result.get("cpu", {})
+    if cpu:
+        print(f"{'CPU during the timed phase':38s} server {cpu['server_cpu_s']} s, browser {cpu['client_cpu_s']} s "
+              f"in {cpu['wall_s']} s wall on {cpu['cores']} cores (machine {cpu['machine_busy_pct']}% busy)")
+    for line in stats.errors[:20]:
+        print("  !", line)
+    if len(stats.errors) > 20:
+        print(f"  ! ... and {len(stats.errors) - 20} more")
+    return {
+        "sessions": args.sessions, "opened": result["live"], "seconds": args.seconds, "seed": args.seed,
+        "errors": errors, "page_errors": stats.page_errors, "isolation_mismatches": stats.mismatches,
+        "timeouts": stats.timeouts, "actions": stats.actions, "latency": lat,
+        "server_vmhwm_mib": round(vm_hwm_kb / 1024, 1) if vm_hwm_kb else None,
+        "server_peak_rss_mib": round(peak_rss / 1024, 1) if peak_rss else None,
+        "open_phase_s": round(result.get("open_s", 0.0), 1), "cpu": cpu, "error_messages": stats.errors[:50],
+    }  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="many concurrent browser sessions against one app server")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the timed phase")
+    parser.add_argument("--checkpoint", default=None,
+                        help="weights (default: $CAPSNET_CHECKPOINT or the shipped one; random if neither exists)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
+    parser.add_argument("--action-timeout", type=float, default=60.0, help="seconds one wait may take")
+    parser.add_argument("--open-timeout", type=float, default=180.0, help="seconds a session may take to open")
+    parser.add_argument("--min-pause", type=float, default=0.2)
+    parser.add_argument("--max-pause", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    if args.sessions < 1:
+        parser.error("--sessions must be at least 1")
+
+    ckpt, tmp = resolve_checkpoint(args.checkpoint)
+    expected, labels = expected_predictions(ckpt)
+    ks = pick_samples((args.sessions + 1) // 2, expected, random.Random(args.seed))
+    plan, j = [], 0
+    for i in range(args.sessions):  # even: drawing, odd: its own sample
+        if i % 2 == 0:
+            plan.append((None, None, None))
+        else:
+            plan.append((ks[j], expected[ks[j]], labels[ks[j]]))
+            j += 1
+
+    proc, url = start_server({"CAPSNET_CHECKPOINT": str(ckpt)})
+    vm_hwm = None
+    try:
+        hard = args.open_timeout + args.seconds + 2 * args.action_timeout + 180
+        result = asyncio.run(asyncio.wait_for(run(args, url, proc.pid, plan), hard))
+        vm_hwm = proc_status_kb(proc.pid, "VmHWM")
+    finally:
+        if vm_hwm is None:
+            vm_hwm = proc_status_kb(proc.pid, "VmHWM")
+        stop_server(proc)
+        if tmp is not None:
+            tmp.cleanup()
+    out = report(args, result, vm_hwm)
+    if args.json:
+        print(json.dumps(out))
+    return 1 if out["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The load script itself, small: 2 concurrent browser sessions for a few seconds, no errors.
+
+Needs Debian's chromium at /usr/bin/chromium or $CHROMIUM. Skipped without it, except under
+CI=true, where a missing browser is a failure.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.browser_driver import CHROMIUM
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_two_sessions_no_errors_and_isolated(random_checkpoint):
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM}: apt-get update && apt-get install -y chromium"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    cmd = [sys.executable, "app/load_test.py", "--sessions", "2", "--seconds", "8", "--json",
+           "--checkpoint", str(random_checkpoint), "--action-timeout", "30", "--open-timeout", "40"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON line (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-2000:]}"
+    out = json.loads(lines[-1])
+    assert out["errors"] == 0, out["error_messages"]
+    assert proc.returncode == 0
+    assert out["opened"] == 2
+    assert out["actions"]["draw"] >= 1 and out["actions"]["pose"] >= 1, out["actions"]
+    assert out["latency"]["stroke -> prediction"]["n"] == out["actions"]["draw"]
+    assert out["server_vmhwm_mib"] and out["server_peak_rss_mib"]
