@@ -3,7 +3,8 @@
     .venv/bin/python app/load_test.py [--sessions 20] [--seconds 60] [--checkpoint PATH] [--seed 0] [--json]
 
 One local server (127.0.0.1, started here so its pid is known), one Chromium, one browser context
-per session. After every session has opened the page, each loops for --seconds with small seeded
+per session. Sessions arrive one by one over --ramp seconds; once every session has opened the page,
+the timed phase (--seconds) starts and each, after the same ramp offset, loops with small seeded
 random pauses:
 - drawing sessions (even numbers): clear the canvas, draw a digit with the mouse, wait for the
   prediction (must be a digit); press an arrow key on a pose slider and wait for the new
@@ -262,6 +263,8 @@ class Session:
         self.tmo = args.action_timeout * 1000
         self.page = None
         self.context = None
+        self.delay = n * args.ramp / max(1, args.sessions)  # ramp-up: sessions arrive one by one
+        self.step = ""
 
     def error(self, what: str) -> None:
         self.stats.errors.append(f"session {self.n}: {what}"[:300])
@@ -271,6 +274,7 @@ class Session:
         await self.page.wait_for_selector(IDLE, timeout=self.tmo)
 
     async def open(self) -> None:
+        await asyncio.sleep(self.delay)
         self.context = await self.browser.new_context(viewport=VIEWPORT)
         self.page = await self.context.new_page()
         query = "" if self.sample is None else f"/?sample={self.sample}"
@@ -288,12 +292,14 @@ class Session:
         await self.page.evaluate(WATCH, [kind, cond, arg])
 
     async def page_latency(self) -> float:
+        self.step = "waiting for the painted frame"
         await self.page.wait_for_function("window.__t1 !== null", timeout=self.tmo)
         return await self.page.evaluate("(window.__t1 - window.__t0) / 1000")
 
     # ------------------------------------------------ actions
     async def draw(self) -> None:
         page = self.page
+        self.step = "clearing"
         if self.drawn:
             await page.locator("button", has_text="Clear the canvas").click(timeout=self.tmo)
             await page.wait_for_selector(METRIC, state="detached", timeout=self.tmo)
@@ -303,6 +309,7 @@ class Session:
         dx, dy, s = self.rng.uniform(-0.05, 0.05), self.rng.uniform(-0.03, 0.03), self.rng.uniform(0.85, 1.0)
         pts = [(min(0.97, max(0.03, 0.5 + (x - 0.5) * s + dx)), min(0.97, max(0.03, 0.5 + (y - 0.5) * s + dy)))
                for x, y in TEMPLATES[name]]  # fmt: skip
+        self.step = "drawing"
         await self.watch("mouseup", COND_PREDICTION)
         box = await page.locator(CANVAS).first.bounding_box(timeout=self.tmo)
         xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in pts]
@@ -312,6 +319,7 @@ class Session:
             await page.mouse.move(x, y, steps=4)
         await page.mouse.up()
         t0 = time.perf_counter()
+        self.step = "waiting for the prediction"
         await page.wait_for_selector(METRIC, timeout=self.tmo)
         self.stats.add("stroke -> prediction (driver)", time.perf_counter() - t0)
         self.stats.add("stroke -> prediction", await self.page_latency())
@@ -341,6 +349,7 @@ class Session:
         await self.watch("keydown", COND_RECON, before)
         t0 = time.perf_counter()
         await page.keyboard.press(key)
+        self.step = "waiting for the reconstruction"
         await page.wait_for_function(
             "([sel, old]) => { const e = document.querySelectorAll(sel)[1]; return e && e.src !== old && e.complete; }",
             arg=[RECON_IMG, before], timeout=self.tmo, polling="raf",
@@ -366,6 +375,7 @@ class Session:
         t0 = time.perf_counter()
         await page.keyboard.press(key)
         self.iterations = new
+        self.step = "waiting for the run"
         await page.wait_for_function(f"() => {{ {COND_ITERATIONS.replace('arg', str(new))} }}",
                                      timeout=self.tmo, polling=100)  # fmt: skip
         self.stats.add("iterations key -> run over (driver)", time.perf_counter() - t0)
@@ -401,6 +411,7 @@ class Session:
             self.error(f"after {after}: sample picker shows {picker.strip()[:60]!r}, not #{self.sample + 1}")
 
     async def loop(self, deadline: float) -> None:
+        await asyncio.sleep(self.delay)
         while time.monotonic() < deadline:
             if self.sample is None and not self.drawn:
                 kind = "draw"
@@ -413,7 +424,7 @@ class Session:
                 await self.check(kind)
             except Exception as e:  # a timeout or a missing element: count it, try to recover
                 self.stats.timeouts += 1
-                self.error(f"{kind}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                self.error(f"{kind} ({self.step}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 try:
                     await self.idle()
                 except Exception:
@@ -519,7 +530,8 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
         "pose key -> reconstruction", "pose key -> reconstruction (driver)",
         "iterations key -> run over", "iterations key -> run over (driver)",
     ]  # fmt: skip
-    print(f"\nload test: {args.sessions} sessions ({result['live']} opened), {args.seconds:.0f} s, seed {args.seed}")
+    print(f"\nload test: {args.sessions} sessions ({result['live']} opened), {args.seconds:.0f} s, "
+          f"ramp-up {args.ramp:.0f} s, seed {args.seed}")
     print(f"{'errors':38s} {errors:5d}   (page errors {stats.page_errors}, isolation mismatches "
           f"{stats.mismatches}, timeouts/hangs {stats.timeouts})")  # fmt: skip
     for kind, count in stats.actions.items():
@@ -544,7 +556,8 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
     if len(stats.errors) > 20:
         print(f"  ! ... and {len(stats.errors) - 20} more")
     return {
-        "sessions": args.sessions, "opened": result["live"], "seconds": args.seconds, "seed": args.seed,
+        "sessions": args.sessions, "opened": result["live"], "seconds": args.seconds, "ramp": args.ramp,
+        "seed": args.seed,
         "errors": errors, "page_errors": stats.page_errors, "isolation_mismatches": stats.mismatches,
         "timeouts": stats.timeouts, "actions": stats.actions, "latency": lat,
         "server_vmhwm_mib": round(vm_hwm_kb / 1024, 1) if vm_hwm_kb else None,
@@ -563,6 +576,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     parser.add_argument("--action-timeout", type=float, default=60.0, help="seconds one wait may take")
     parser.add_argument("--open-timeout", type=float, default=180.0, help="seconds a session may take to open")
+    parser.add_argument("--ramp", type=float, default=10.0,
+                        help="session i opens, and starts acting, i * RAMP / sessions seconds late")
     parser.add_argument("--min-pause", type=float, default=0.2)
     parser.add_argument("--max-pause", type=float, default=1.0)
     args = parser.parse_args(argv)

@@ -25,7 +25,7 @@ def test_two_sessions_no_errors_and_isolated(random_checkpoint):
             pytest.fail(message)
         pytest.skip(message)
     cmd = [sys.executable, "app/load_test.py", "--sessions", "2", "--seconds", "8", "--json",
-           "--checkpoint", str(random_checkpoint), "--action-timeout", "30", "--open-timeout", "40"]  # fmt: skip
+           "--checkpoint", str(random_checkpoint), "--action-timeout", "30", "--open-timeout", "40", "--ramp", "0"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=170)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no JSON line (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-2000:]}"
