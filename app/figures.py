@@ -6,12 +6,8 @@ template and a figure should look the same in tests, notebooks and the app.
 
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
 
 WINNER = "#e4572e"  # the predicted / chosen digit
 OTHER = "#8a9ab0"
@@ -179,32 +175,3 @@ def digit_image(image: np.ndarray, height: int = 260) -> go.Figure:
     )  # fmt: skip
     _image_axes(fig)
     return _layout(fig, height, margin=dict(l=5, r=5, t=5, b=5))
-
-
-def png_data_uri(image: np.ndarray) -> str:
-    """(H, W) floats in [0, 1] -> a data: URI of an 8-bit grey PNG (small to send, exact pixels)."""
-    grey = (np.clip(np.asarray(image, dtype=float), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(grey, mode="L").save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def perturbation_grid(grid: np.ndarray, steps: np.ndarray, size: int = 28) -> go.Figure:
-    """Fig. 4 of the paper: one row per pose dimension, one column per offset. (16*28, S*28) in.
-
-    Sent as one PNG inside a go.Image trace, not 138k heatmap numbers.
-    """
-    g = np.asarray(grid, dtype=float)
-    steps = np.asarray(steps, dtype=float)
-    rows = g.shape[0] // size
-    fig = go.Figure(go.Image(source=png_data_uri(g), hoverinfo="skip"))
-    fig.update_xaxes(
-        tickmode="array", tickvals=[size * k + size / 2 - 0.5 for k in range(len(steps))],
-        ticktext=[f"{s:+.2f}" for s in steps], title="offset added to the dimension",
-        showgrid=False, zeroline=False, side="top",
-    )  # fmt: skip
-    fig.update_yaxes(
-        tickmode="array", tickvals=[size * d + size / 2 - 0.5 for d in range(rows)],
-        ticktext=[f"dim {d}" for d in range(rows)], showgrid=False, zeroline=False,
-    )  # fmt: skip
-    return _layout(fig, 60 + int(1.5 * g.shape[0]), margin=dict(l=10, r=10, t=60, b=10))

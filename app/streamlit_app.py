@@ -19,6 +19,7 @@ import torch  # noqa: E402
 import capsnet  # noqa: E402
 from app import analysis as A  # noqa: E402
 from app import figures as F  # noqa: E402
+from app import images as I  # noqa: E402
 from app import inputs  # noqa: E402
 from app.canvas import drawing_canvas  # noqa: E402
 from capsnet.preprocess import to_mnist  # noqa: E402
@@ -289,21 +290,33 @@ with st.container(key="routing"):
         f"on the 6×6 PrimaryCaps grid; **right**, that evidence spread over each capsule's 17×17 "
         f"receptive field on the input: where in the drawing the support for digit {digit} comes from."
     )
+    interactive = st.toggle(
+        "Interactive charts (hover for exact values; slower to draw)", key="interactive",
+        help="Off: the maps below are pictures, cheap for the browser. On: Plotly charts with hover.",
+    )
+    if not interactive:
+        st.image(I.colorbar_image(), caption="colour of c, the same 0..1 scale in every iteration")
     for t in range(T):
         st.subheader(f"Iteration {t + 1}")
         c1, c2, c3 = st.columns([2.6, 1, 1])
-        with c1:
-            st.plotly_chart(F.coupling_heatmap(coupling[t], highlight=digit),
+        if interactive:
+            c1.plotly_chart(F.coupling_heatmap(coupling[t], highlight=digit),
                             alt=f"Coupling coefficients in iteration {t + 1}")  # fmt: skip
-        with c2:
-            st.plotly_chart(F.position_map(pos_maps[t], pos_max), alt=f"Evidence for {digit} per grid position")
-        with c3:
-            st.plotly_chart(F.evidence_overlay(pixels, evidence[t], ev_max),
+            c2.plotly_chart(F.position_map(pos_maps[t], pos_max), alt=f"Evidence for {digit} per grid position")
+            c3.plotly_chart(F.evidence_overlay(pixels, evidence[t], ev_max),
                             alt=f"Evidence for {digit} on the input")  # fmt: skip
+        else:
+            c1.image(I.coupling_image(coupling[t], highlight=digit),
+                     caption="c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col")
+            c2.image(I.position_image(pos_maps[t], pos_max), caption=f"Σ c·|u| to {digit} on the 6×6 grid")
+            c3.image(I.evidence_image(pixels, evidence[t], ev_max), caption=f"evidence for {digit} on the input")
     with st.expander(f"All 32 capsule types after the last iteration (c·|u| to digit {digit})"):
         st.caption("32 panels (types 0–31, row by row), each the 6×6 grid of one capsule type.")
-        st.plotly_chart(F.type_grid_figure(A.type_grid(maps[-1]), float(maps[-1].max())),
-                        alt="Per-type routed evidence")  # fmt: skip
+        if interactive:
+            st.plotly_chart(F.type_grid_figure(A.type_grid(maps[-1]), float(maps[-1].max())),
+                            alt="Per-type routed evidence")  # fmt: skip
+        else:
+            st.image(I.type_grid_image(A.type_grid(maps[-1]), float(maps[-1].max())))
 
 
 # ---------------------------------------------------------------- pose explorer
@@ -367,5 +380,5 @@ with st.container(key="grid"):
         "(11 columns). All 176 images come from one batched call of the decoder."
     )
     grid = perturbation_grid(model, version, pixel_bytes, iterations, digit)
-    st.plotly_chart(F.perturbation_grid(grid, A.perturbation_steps()),
-                    alt=f"16 by 11 grid of reconstructions of digit {digit}")  # fmt: skip
+    st.image(I.perturbation_grid_image(grid, A.perturbation_steps()),
+             caption=f"16 by 11 reconstructions of digit {digit}: rows are pose dimensions, columns offsets")

@@ -1,10 +1,7 @@
 """Figure builders (app/figures.py): data, colour ranges and annotations, without a browser."""
 
-import base64
-import io
 
 import numpy as np
-from PIL import Image
 
 from app import analysis as A
 from app import figures as F
@@ -68,17 +65,3 @@ def test_type_grid_figure_shape():
     fig = F.type_grid_figure(A.type_grid(np.ones((32, 6, 6))), vmax=1.0)
     assert np.asarray(fig.data[0].z).shape == (27, 55)
     assert fig.data[0].customdata[0][0] == 0 and fig.data[0].customdata[26][54] == 31
-
-
-def test_perturbation_grid_is_one_png_of_16x11_digits():
-    grid = np.zeros((16 * 28, 11 * 28))
-    grid[:28, :28] = 1.0
-    fig = F.perturbation_grid(grid, A.perturbation_steps())
-    (img,) = fig.data
-    assert img.type == "image"
-    png = Image.open(io.BytesIO(base64.b64decode(img.source.split(",", 1)[1])))
-    assert png.size == (11 * 28, 16 * 28)
-    arr = np.asarray(png)
-    assert arr[0, 0] == 255 and arr[100, 100] == 0
-    assert len(fig.layout.xaxis.ticktext) == 11 and fig.layout.xaxis.ticktext[0] == "-0.25"
-    assert len(fig.layout.yaxis.ticktext) == 16

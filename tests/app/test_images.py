@@ -1,0 +1,74 @@
+"""Raster views (app/images.py): colours on fixed scales, labels, outlines, sizes."""
+
+import numpy as np
+
+from app import analysis as A
+from app import figures as F
+from app import images as I
+
+
+def hex_rgb(h):
+    return tuple(int(h[k : k + 2], 16) for k in (1, 3, 5))
+
+
+def test_colorize_uses_the_fixed_range_and_the_scale_ends():
+    z = np.array([[0.0, 1.0, 2.0, -1.0, np.nan]])
+    rgba = I.colorize(z, 0.0, 1.0, F.HEAT_SCALE)
+    assert tuple(rgba[0, 0, :3].round()) == hex_rgb(F.HEAT_SCALE[0][1])
+    assert tuple(rgba[0, 1, :3].round()) == hex_rgb(F.HEAT_SCALE[-1][1])
+    np.testing.assert_array_equal(rgba[0, 2], rgba[0, 1])  # clipped above
+    np.testing.assert_array_equal(rgba[0, 3], rgba[0, 0])  # clipped below
+    assert rgba[0, 4, 3] == 0  # NaN is transparent
+
+
+def test_coupling_image_same_value_same_colour_in_every_iteration():
+    """Fixed 0..1 scale: a c of 0.5 looks the same whatever else the iteration holds."""
+    a = np.full((1152, 10), 0.1)
+    b = np.zeros((1152, 10))
+    b[:, 3] = 1.0
+    a[0, 0] = b[0, 0] = 0.5
+    img_a, img_b = I.coupling_image(a), I.coupling_image(b)
+    assert img_a.shape == img_b.shape == (4 + 10 * 10 + 4, 22 + 1152 + 2, 3)
+    px = (4 + 5, 22)  # row of digit 0, column of primary capsule 0
+    np.testing.assert_array_equal(img_a[px], img_b[px])
+    assert not np.array_equal(img_a[4 + 35, 500], img_b[4 + 35, 500])  # digit 3: 0.1 vs 1.0
+
+
+def test_coupling_image_outlines_the_chosen_digit():
+    img = I.coupling_image(np.full((1152, 10), 0.1), highlight=7)
+    winner = np.array(hex_rgb(F.WINNER))
+    outlined_rows = {y for y in range(img.shape[0]) if (np.abs(img[y, 30:1100].astype(int) - winner).sum(1) < 30).all()}
+    assert outlined_rows and min(outlined_rows) >= 4 + 7 * 10 - 1 and max(outlined_rows) <= 4 + 8 * 10
+
+
+def test_evidence_image_shows_the_digit_where_there_is_no_evidence():
+    digit = np.zeros((28, 28))
+    digit[5:20, 10:14] = 1.0
+    evidence = np.zeros((28, 28))
+    evidence[0:5, 0:5] = 1.0
+    img = I.evidence_image(digit, evidence, vmax=1.0, px=1)
+    assert img.shape == (28, 28, 3)
+    np.testing.assert_array_equal(img[10, 12], [255, 255, 255])  # ink, no evidence
+    np.testing.assert_array_equal(img[25, 25], [0, 0, 0])  # background, no evidence
+    assert img[2, 2, 0] > 200 and img[2, 2, 2] < 100  # evidence: warm colour
+
+
+def test_position_and_type_grid_images():
+    pos = I.position_image(np.arange(36.0).reshape(6, 6), vmax=35.0, px=32)
+    assert pos.shape == (192, 192, 3)
+    assert pos[0, 0].sum() > pos[-1, -1].sum()  # low value light, high value dark (HEAT_SCALE)
+    grid = I.type_grid_image(A.type_grid(np.ones((32, 6, 6))), vmax=1.0, px=10)
+    assert grid.shape == ((4 * 6 + 3) * 10, (8 * 6 + 7) * 10, 3)
+    np.testing.assert_array_equal(grid[65, 5], [255, 255, 255])  # the NaN gap between panels
+
+
+def test_perturbation_grid_image_lays_out_16_by_11_labelled_digits():
+    steps = A.perturbation_steps()
+    grid = np.zeros((16 * 28, 11 * 28))
+    grid[28 * 3 : 28 * 4, 28 * 5 : 28 * 6] = 1.0  # dim 3, offset 0.00
+    img = I.perturbation_grid_image(grid, steps, scale=2)
+    assert img.shape == (22 + 16 * 56 + 4, 52 + 11 * 56 + 4, 3)
+    body = img[22 : 22 + 16 * 56, 52 : 52 + 11 * 56, 0]
+    bright = np.argwhere(body == 255)
+    assert (bright.min(0) == [3 * 56, 5 * 56]).all() and (bright.max(0) == [4 * 56 - 1, 6 * 56 - 1]).all()
+    assert (img[:22, 52:] < 128).any() and (img[22:, :52] < 128).any()  # offset and "dim d" labels drawn
