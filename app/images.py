@@ -14,7 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
-from app.figures import COUPLING_SCALE, HEAT_SCALE, OVERLAY_SCALE, WINNER
+from app.figures import (
+    COUPLING_SCALE, DIGIT_COLORS, HEAT_SCALE, M_MINUS, M_PLUS, OTHER, OVERLAY_SCALE, THRESHOLD, WINNER,
+)  # fmt: skip
 
 BACKGROUND = (255, 255, 255)
 TEXT = (49, 51, 63)
@@ -135,3 +137,110 @@ def perturbation_grid_image(grid: np.ndarray, steps: np.ndarray, size: int = 28,
     for d in range(rows):
         draw.text((4, top + d * cell + cell / 2), f"dim {d}", fill=TEXT, font=_font(12), anchor="lm")
     return np.asarray(img)
+
+
+# ---------------------------------------------------------------- small charts
+# Drawn at twice the size they are shown (st.image(..., width=W)), so they stay sharp on
+# high-density screens and the browser's downscaling smooths the lines.
+SS = 2
+AXIS = (120, 124, 135)
+GRID = (236, 238, 242)
+
+
+class _Chart:
+    """A plot area with linear axes: data -> pixel mapping, gridlines, ticks and titles."""
+
+    def __init__(self, width, height, xlim, ylim, xticks, yticks, xlabel, ylabel, right=12):
+        self.img = _canvas(width * SS, height * SS)
+        self.draw = ImageDraw.Draw(self.img)
+        self.x0, self.x1 = 58 * SS, (width - right) * SS  # `right`: room for line labels
+        self.y0, self.y1 = 12 * SS, (height - 44) * SS  # top, bottom of the plot area
+        self.xlim, self.ylim = xlim, ylim
+        f = _font(11 * SS)
+        for v, label in yticks:
+            y = self.py(v)
+            self.draw.line([(self.x0, y), (self.x1, y)], fill=GRID, width=SS)
+            self.draw.text((self.x0 - 6 * SS, y), label, fill=TEXT, font=f, anchor="rm")
+        for v, label in xticks:
+            self.draw.text((self.px(v), self.y1 + 6 * SS), label, fill=TEXT, font=f, anchor="mt")
+        self.draw.line([(self.x0, self.y1), (self.x1, self.y1)], fill=AXIS, width=SS)
+        self.draw.text(((self.x0 + self.x1) / 2, self.y1 + 24 * SS), xlabel, fill=TEXT, font=f, anchor="mt")
+        title = Image.new("RGB", (self.y1 - self.y0, 16 * SS), BACKGROUND)
+        ImageDraw.Draw(title).text((title.width / 2, 8 * SS), ylabel, fill=TEXT, font=f, anchor="mm")
+        self.img.paste(title.rotate(90, expand=True), (2 * SS, self.y0))
+
+    def px(self, x):
+        a, b = self.xlim
+        return self.x0 + (x - a) / (b - a) * (self.x1 - self.x0)
+
+    def py(self, y):
+        a, b = self.ylim
+        return self.y1 - (min(max(y, a), b) - a) / (b - a) * (self.y1 - self.y0)
+
+    def hline(self, y, label, colour=AXIS):
+        """A dashed reference line, labelled in the right margin."""
+        yy, dash = self.py(y), 6 * SS
+        for x in range(int(self.x0), int(self.x1), 2 * dash):
+            self.draw.line([(x, yy), (min(x + dash, self.x1), yy)], fill=colour, width=SS)
+        self.draw.text((self.x1 + 5 * SS, yy), label, fill=colour, font=_font(11 * SS), anchor="lm")
+
+    def line(self, xs, ys, colour, width):
+        pts = [(self.px(x), self.py(y)) for x, y in zip(xs, ys)]
+        if len(pts) > 1:
+            self.draw.line(pts, fill=colour, width=int(width * SS), joint="curve")
+        r = (width + 1.5) * SS
+        for x, y in pts:
+            self.draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+
+    def array(self):
+        return np.asarray(self.img)
+
+
+def bar_chart_image(lengths: np.ndarray, winner: int, width: int = 460, height: int = 280) -> np.ndarray:
+    """The 10 capsule lengths as bars (0..1), the winner highlighted, the values printed on top,
+    and the margin-loss thresholds m+ = 0.9 and m- = 0.1 as dashed lines."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    n = len(lengths)
+    ch = _Chart(width, height, (-0.5, n - 0.5), (0.0, 1.08), [(j, str(j)) for j in range(n)],
+                [(v, f"{v:.1f}") for v in np.arange(0, 1.01, 0.2)], "digit capsule j", "length |v_j|",
+                right=66)
+    half = 0.36
+    for j, v in enumerate(lengths):
+        colour = hex_to_rgb(WINNER) if j == winner else hex_to_rgb(OTHER)
+        ch.draw.rectangle([ch.px(j - half), ch.py(v), ch.px(j + half), ch.y1], fill=tuple(colour))
+        ch.draw.text((ch.px(j), ch.py(v) - 3 * SS), f"{v:.2f}", fill=TEXT, font=_font(10 * SS), anchor="mb")
+    ch.hline(M_PLUS, f"m+ = {M_PLUS}", tuple(hex_to_rgb(THRESHOLD)))
+    ch.hline(M_MINUS, f"m- = {M_MINUS}", tuple(hex_to_rgb(THRESHOLD)))
+    return ch.array()
+
+
+def lengths_over_iterations_image(lengths_per_iter: np.ndarray, winner: int, width=460, height=280):
+    """|v_j| after each routing iteration, one line per digit; the winner thick and labelled."""
+    lpi = np.asarray(lengths_per_iter, dtype=np.float64)  # (T, 10)
+    T = lpi.shape[0]
+    iters = np.arange(1, T + 1)
+    ch = _Chart(width, height, (0.8, T + 0.2), (0.0, 1.02), [(t, str(t)) for t in iters],
+                [(v, f"{v:.1f}") for v in np.arange(0, 1.01, 0.2)], "routing iteration", "length |v_j|",
+                right=40)
+    colours = {j: tuple(hex_to_rgb(WINNER if j == winner else DIGIT_COLORS[j])) for j in range(lpi.shape[1])}
+    for j in sorted(colours, key=lambda j: j == winner):  # winner drawn last, on top
+        ch.line(iters, lpi[:, j], colours[j], 3.5 if j == winner else 1.2)
+    labelled: list[float] = []  # label line ends from the winner down, skipping ones that would overlap
+    for j in sorted(colours, key=lambda j: (j != winner, -lpi[-1, j])):
+        y = ch.py(lpi[-1, j])
+        if all(abs(y - other) > 12 * SS for other in labelled):
+            labelled.append(y)
+            ch.draw.text((ch.x1 + 6 * SS, y), str(j), fill=colours[j],
+                         font=_font((13 if j == winner else 10) * SS), anchor="lm")
+    return ch.array()
+
+
+def entropy_image(entropy: np.ndarray, width: int = 460, height: int = 240) -> np.ndarray:
+    """Mean entropy of c_i per iteration (bits), with uniform log2(10) = 3.32 marked."""
+    entropy = np.asarray(entropy, dtype=np.float64)
+    iters = np.arange(1, len(entropy) + 1)
+    ch = _Chart(width, height, (0.8, len(entropy) + 0.2), (0.0, 3.6), [(t, str(t)) for t in iters],
+                [(v, f"{v:.0f}") for v in range(4)], "routing iteration", "mean H(c_i), bits", right=70)
+    ch.hline(float(np.log2(10)), "uniform", tuple(hex_to_rgb(THRESHOLD)))
+    ch.line(iters, entropy, tuple(hex_to_rgb(WINNER)), 2.5)
+    return ch.array()

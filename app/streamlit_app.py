@@ -186,6 +186,11 @@ with st.container(horizontal=True, gap="large", vertical_alignment="bottom"):
         "Digit capsule to inspect below", [AUTO, *range(10)], key="capsule", width=260,
         format_func=lambda c: "the predicted digit" if c == AUTO else f"digit {c}",
     )  # fmt: skip
+    interactive = st.toggle(
+        "Interactive charts", key="interactive",
+        help="Off: the charts are pictures, quick for any browser. On: Plotly charts with hover for "
+        "exact values (slower to draw).",
+    )
 _write_query_params(source, st.session_state.sample, iterations, capsule)
 
 pixels = None
@@ -225,7 +230,10 @@ with col_seen:
         st.caption(note)
 
 with col_len:
-    st.plotly_chart(F.lengths_bar(lengths, pred), alt=f"Capsule lengths: digit {pred} is longest")
+    if interactive:
+        st.plotly_chart(F.lengths_bar(lengths, pred), alt=f"Capsule lengths: digit {pred} is longest")
+    else:
+        st.image(I.bar_chart_image(lengths, pred), width=460)
     st.markdown(
         f"Each digit capsule outputs a 16-D vector $v_j$, squashed so its length lies in 0..1. "
         f"Here $|v_{{{pred}}}| = {lengths[pred]:.2f}$: the network is "
@@ -275,24 +283,26 @@ with st.container(key="routing"):
             f"The mean entropy of $c_i$ falls from {entropy[0]:.2f} bits (uniform, $\\log_2 10$) "
             f"to {entropy[-1]:.2f} bits: routing sharpens."
         )
-        st.plotly_chart(F.entropy_line(entropy), alt="Mean entropy of the coupling coefficients per iteration")
+        if interactive:
+            st.plotly_chart(F.entropy_line(entropy), alt="Mean entropy of the coupling coefficients per iteration")
+        else:
+            st.image(I.entropy_image(entropy), width=460)
     with right:
         st.markdown(
             f"How each digit capsule's length $|v_j|$ changes as routing proceeds; "
             f"digit {pred} ends at {lengths[pred]:.2f}."
         )
-        st.plotly_chart(F.lengths_over_iterations(res["lengths_per_iter"], pred),
-                        alt="Capsule lengths after each routing iteration")  # fmt: skip
+        if interactive:
+            st.plotly_chart(F.lengths_over_iterations(res["lengths_per_iter"], pred),
+                            alt="Capsule lengths after each routing iteration")  # fmt: skip
+        else:
+            st.image(I.lengths_over_iterations_image(res["lengths_per_iter"], pred), width=460)
 
     st.markdown(
         f"Below, for each iteration: **left**, all $c_{{ij}}$ (10 digits × 1152 primary capsules, "
         f"colour fixed to 0..1, row {digit} outlined); **middle**, $\\sum_{{\\text{{types}}}} c_{{i{digit}}}\\,|u_i|$ "
         f"on the 6×6 PrimaryCaps grid; **right**, that evidence spread over each capsule's 17×17 "
         f"receptive field on the input: where in the drawing the support for digit {digit} comes from."
-    )
-    interactive = st.toggle(
-        "Interactive charts (hover for exact values; slower to draw)", key="interactive",
-        help="Off: the maps below are pictures, cheap for the browser. On: Plotly charts with hover.",
     )
     if not interactive:
         st.image(I.colorbar_image(), caption="colour of c, the same 0..1 scale in every iteration")

@@ -79,15 +79,15 @@ def test_drawing_gives_prediction_and_three_iterations(app_env):
     assert f"{length:.2f}" in metric.delta
     assert iteration_headers(at) == ["Iteration 1", "Iteration 2", "Iteration 3"]
     routing = at.container(key="routing")
-    assert len(routing.get("plotly_chart")) == 2  # entropy and lengths per iteration
-    assert len(routing.get("image")) == 1 + 3 * 3 + 1  # colour bar, 3 pictures per iteration, types
+    assert len(at.get("plotly_chart")) == 0  # pictures by default: light for any browser
+    assert len(routing.get("image")) == 2 + 1 + 3 * 3 + 1  # 2 charts, colour bar, 3 per iteration, types
     assert "→" in " ".join(m.value for m in routing.markdown)  # live c trajectory
     assert dict(at.query_params) == {"iters": "3", "capsule": "auto"}
 
     at.toggle(key="interactive").set_value(True).run()  # hover versions, for researchers
     assert not at.exception
     routing = at.container(key="routing")
-    assert len(routing.get("plotly_chart")) == 2 + 3 * 3 + 1
+    assert len(at.get("plotly_chart")) == 1 + 2 + 3 * 3 + 1  # lengths bar, 2 summaries, 3 per iteration, types
     heatmaps = [c for c in routing.get("plotly_chart") if '"heatmap"' in c.proto.spec and '"zmax":1.0' in c.proto.spec]
     assert len(heatmaps) == 3  # one coupling heatmap per iteration, all on the fixed 0..1 scale
 

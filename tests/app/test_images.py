@@ -72,3 +72,32 @@ def test_perturbation_grid_image_lays_out_16_by_11_labelled_digits():
     bright = np.argwhere(body == 255)
     assert (bright.min(0) == [3 * 56, 5 * 56]).all() and (bright.max(0) == [4 * 56 - 1, 6 * 56 - 1]).all()
     assert (img[:22, 52:] < 128).any() and (img[22:, :52] < 128).any()  # offset and "dim d" labels drawn
+
+
+def colour_mask(img, hex_colour, tol=20):
+    return (np.abs(img.astype(int) - np.array(hex_rgb(hex_colour))).sum(-1) < tol)
+
+
+def test_bar_chart_highlights_the_winner_with_heights_on_the_0_to_1_axis():
+    lengths = np.full(10, 0.05)
+    lengths[7], lengths[3] = 0.95, 0.45
+    img = I.bar_chart_image(lengths, winner=7)
+    win = colour_mask(img, F.WINNER)
+    cols = np.nonzero(win.any(0))[0]
+    assert cols.min() > img.shape[1] * 0.6 and cols.max() < img.shape[1] * 0.8  # bar 7 of 0..9 only
+    other = colour_mask(img, F.OTHER)
+    h_win, h_3 = win.sum(0).max(), other.sum(0).max()
+    assert abs(h_3 / h_win - 0.45 / 0.95) < 0.02  # bar heights proportional to the lengths
+    threshold_rows = np.nonzero(colour_mask(img, F.THRESHOLD).sum(1) > img.shape[1] * 0.3)[0]
+    assert len(threshold_rows) >= 2  # the dashed m+ and m- lines
+
+
+def test_entropy_and_length_charts_draw_their_series():
+    ent = I.entropy_image(np.array([3.32, 1.0, 0.2]))
+    ys, xs = np.nonzero(colour_mask(ent, F.WINNER))
+    assert ys[xs.argmin()] < ys[xs.argmax()]  # falls from left to right (y grows downwards)
+    lpi = np.array([[0.1] * 10, [0.1] * 10])
+    lpi[:, 4] = [0.3, 0.9]
+    img = I.lengths_over_iterations_image(lpi, winner=4)
+    ys, xs = np.nonzero(colour_mask(img, F.WINNER))
+    assert ys[xs.argmin()] > ys[xs.argmax()]  # the winner's line rises
