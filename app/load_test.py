@@ -28,11 +28,9 @@ import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.browser_driver import CANVAS, CHROMIUM, CHROMIUM_ARGS, IDLE, METRIC, free_port  # noqa: E402
+from app.browser_driver import (  # noqa: E402
+    CANVAS, CHROMIUM, CHROMIUM_ARGS, IDLE, METRIC, start_server, stop_server,
+)  # fmt: skip
 
 POLL_MS = 50  # the driver's polling interval; latencies come from the page's own clock
 RECON_IMG = ".st-key-reconstruction img"
@@ -100,42 +100,6 @@ def p95(xs: list[float]) -> float:
 
 
 # ---------------------------------------------------------------- the server and its memory
-def start_server(env: dict) -> tuple[subprocess.Popen, str]:
-    """The same command line as browser_driver.serve(), but we keep the process (for its pid)."""
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:  # bounded by the deadline
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                if r.read().strip() == b"ok":
-                    return proc, url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            stop_server(proc)
-            raise TimeoutError(f"streamlit did not answer on {url} within 60 s")
-        time.sleep(0.2)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def proc_status_kb(pid: int, field_name: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
