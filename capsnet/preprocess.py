@@ -21,6 +21,8 @@ WORK_SIDE = 512  # inputs larger than this are box-averaged down first (fast, an
 MIN_CONTRAST = 0.15  # ink fainter than this (on a 0..1 scale) counts as nothing drawn
 NOISE_FLOOR = 0.2  # after contrast stretch, values below this are background noise
 BORDER_BAND = 0.1  # fraction of each side searched for frame lines
+FRAME_SPAN = 0.8  # a frame line covers more than this fraction of its row or column
+FRAME_THICKNESS = 0.03  # ... and is at most this thick (fraction of the side, at least 2 px)
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -124,18 +126,30 @@ def _box3(x: np.ndarray) -> np.ndarray:
 
 
 def _drop_frame_lines(ink: np.ndarray) -> np.ndarray:
-    """Clear rows/columns near the edges that are mostly ink: a frame, a scan's edge, a ruler line."""
+    """Clear thin lines along the edges that span almost the whole picture: a frame, a scan's
+    edge, a ruler line. A thick stroke near an edge (the bar of a 7 drawn at the very top of the
+    canvas) is part of the digit and stays."""
     h, w = ink.shape
+    if h <= 4 or w <= 4:
+        return ink
     ink = ink.copy()
-    band_h, band_w = max(1, int(round(h * BORDER_BAND))), max(1, int(round(w * BORDER_BAND)))
-    if h > 4 and w > 4:
-        for r in (*range(band_h), *range(h - band_h, h)):
-            if (ink[r] > 0).mean() > 0.6:
-                ink[r] = 0.0
-        for c in (*range(band_w), *range(w - band_w, w)):
-            if (ink[:, c] > 0).mean() > 0.6:
-                ink[:, c] = 0.0
+    for axis in (0, 1):  # 0: rows, 1: columns
+        n = ink.shape[axis]
+        cover = (ink > 0).mean(axis=1 - axis)  # fraction of each row (column) that is ink
+        band, thin = max(1, round(n * BORDER_BAND)), max(2, round(n * FRAME_THICKNESS))
+        for lo, hi in _runs(cover > FRAME_SPAN):
+            if hi - lo <= thin and (lo < band or hi > n - band):
+                if axis == 0:
+                    ink[lo:hi] = 0.0
+                else:
+                    ink[:, lo:hi] = 0.0
     return ink
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of every run of True in a 1-D boolean array."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist()))
 
 
 def _ink_extent(profile: np.ndarray) -> tuple[int, int] | None:

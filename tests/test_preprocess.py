@@ -113,6 +113,19 @@ def test_stray_pixels_and_thin_border_do_not_shrink_the_digit():
     np.testing.assert_allclose(out, clean, atol=0.05)
 
 
+def test_a_thick_bar_along_the_edge_is_part_of_the_digit():
+    """The bar of a 7 drawn at the very top of the canvas is no frame line."""
+    img = np.zeros((280, 280), np.uint8)
+    img[0:22, 50:270] = 255  # top bar touching the edge, 79% of the width
+    for k in range(250):
+        x = 250 - int(k * 0.5)
+        img[22 + k if 22 + k < 280 else 279, x : x + 20] = 255
+    out = to_mnist(img)
+    assert_mnist_like(out)
+    r0, _, _, _ = ink_box(out)
+    assert out[r0 : r0 + 2].max() > 0.9 and (out[r0 : r0 + 2] > 0.5).sum() >= 10  # the bar is there, bright
+
+
 def test_faint_noise_over_a_digit_is_ignored():
     rng = np.random.default_rng(1)
     img = seven().astype(np.float64) + rng.random((280, 280)) * 40
