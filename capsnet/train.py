@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--out", default="checkpoints/capsnet_mnist.pt", help="checkpoint path to write")
     p.add_argument("--resume", action="store_true", help="continue from OUT's .resume.pt")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT already exists")
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (0 = all; for smoke tests)")
     p.add_argument("--log-every", type=int, default=20, help="steps between progress-bar updates")
     args = p.parse_args(argv)
@@ -115,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     torch.manual_seed(args.seed)
 
+    if not (args.resume or args.overwrite) and (out.exists() or resume_path(out).exists()):
+        print(f"error: {out} already exists; nothing was changed. Pass --resume to continue its training, "
+              "--overwrite to replace it, or choose another --out.", file=sys.stderr)
+        return 2
     try:
         train_x, train_y = load_mnist(args.data_root, train=True, download=not args.no_download)
         test_x, test_y = load_mnist(args.data_root, train=False, download=not args.no_download)

@@ -51,7 +51,7 @@ def test_sigkill_mid_epoch_and_mid_write_then_resume(tmp_path):
         if path.exists():
             load_model(path)
     # 2. Resume (or start) and kill mid-epoch, after epoch 1 is fully saved.
-    proc = start(data, out, *(["--resume"] if resume.exists() else []))
+    proc = start(data, out, "--resume" if resume.exists() else "--overwrite")
     wait_for(lambda: meta_path.exists() and json.loads(meta_path.read_text())["epochs"] >= 1
              and resume.exists() and not any(out.parent.glob(".*.tmp")), proc)
     time.sleep(1.0)  # well inside epoch 2 (an epoch of 20 steps takes several seconds)

@@ -40,6 +40,18 @@ def test_train_two_steps_end_to_end_and_resume(tiny_mnist, tmp_path):
     assert list(out.parent.glob("*.tmp")) == []
 
 
+def test_an_existing_checkpoint_is_never_overwritten_by_accident(tiny_mnist, tmp_path, capsys):
+    out = tmp_path / "net.pt"
+    args = ["--data-root", str(tiny_mnist), "--batch-size", "8", "--max-steps", "1", "--out", str(out),
+            "--device", "cpu"]
+    assert train_main([*args, "--epochs", "1"]) == 0
+    before = out.read_bytes()
+    assert train_main([*args, "--epochs", "1"]) == 2
+    assert "--resume" in capsys.readouterr().err and out.read_bytes() == before
+    assert train_main([*args, "--epochs", "1", "--overwrite"]) == 0
+    assert out.read_bytes() != before
+
+
 def test_resume_without_state_says_so(tiny_mnist, tmp_path, capsys):
     rc = train_main(["--data-root", str(tiny_mnist), "--out", str(tmp_path / "x.pt"), "--resume"])
     assert rc == 2
@@ -52,7 +64,8 @@ def test_training_data_missing_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path / "net.pt", CapsNet())
     for module in ("capsnet.train", "capsnet.evaluate"):
         r = run_cli(module, "--data-root", str(tmp_path / "empty"), "--no-download",
-                    "--checkpoint" if module == "capsnet.evaluate" else "--out", str(tmp_path / "net.pt"))
+                    *(["--checkpoint", str(tmp_path / "net.pt")] if module == "capsnet.evaluate"
+                      else ["--out", str(tmp_path / "new.pt")]))
         assert r.returncode == 2
         assert "MNIST not found" in r.stderr and "Traceback" not in r.stderr
 
