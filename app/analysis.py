@@ -36,14 +36,15 @@ def type_position_map(c_j: np.ndarray, primary_len: np.ndarray) -> np.ndarray:
     return w.reshape(NUM_TYPES, GRID, GRID)
 
 
-def evidence_map(c_j: np.ndarray, primary_len: np.ndarray) -> np.ndarray:
-    """Where on the 28x28 input the evidence routed to digit j comes from.
+def evidence_map(weights: np.ndarray) -> np.ndarray:
+    """Spread one number per primary capsule, (1152,), over the 28x28 input.
 
-    Each primary capsule adds c_ij * |u_i| to every pixel of its 17x17 receptive field
-    (rows 2r..2r+16, cols 2c..2c+16); the result is divided by the number of fields covering a
-    pixel so the overlap in the middle does not dominate. Returns (28, 28).
+    The 32 capsule types at each grid position are summed and the sum is added to every pixel of
+    that position's 17x17 receptive field (rows 2r..2r+16, cols 2c..2c+16); the result is divided
+    by the number of fields covering a pixel so the overlap in the middle does not dominate.
+    Returns (28, 28).
     """
-    per_pos = type_position_map(c_j, primary_len).sum(axis=0)  # (6, 6)
+    per_pos = np.asarray(weights, dtype=np.float64).reshape(NUM_TYPES, GRID, GRID).sum(axis=0)  # (6, 6)
     total = np.zeros((28, 28))
     cover = np.zeros((28, 28))
     for r in range(GRID):
@@ -52,6 +53,19 @@ def evidence_map(c_j: np.ndarray, primary_len: np.ndarray) -> np.ndarray:
             total[rs, cs] += per_pos[r, c]
             cover[rs, cs] += 1.0
     return total / np.maximum(cover, 1.0)  # row/col 27 lies in no field: stays 0
+
+
+def agreement_shares(coupling: np.ndarray, u_hat: np.ndarray, poses_per_iter: np.ndarray) -> np.ndarray:
+    """Each primary capsule's share of |s_j| in every iteration: c_ij (u_hat_j|i . v_j) / |v_j|.
+
+    coupling (T, 1152, 10), u_hat (1152, 10, 16), poses_per_iter (T, 10, 16) -> (T, 1152, 10).
+    Because s_j = sum_i c_ij u_hat_j|i points the same way as v_j, the shares of digit j add up
+    to |s_j| exactly: positive where a vote agrees with the output, negative where it disagrees.
+    """
+    v = np.asarray(poses_per_iter, dtype=np.float64)
+    v_dir = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)  # (T, 10, 16)
+    along = np.einsum("ijh,tjh->tij", np.asarray(u_hat, dtype=np.float64), v_dir)  # u_hat . v/|v|
+    return (np.asarray(coupling, dtype=np.float64) * along).astype(np.float32)
 
 
 def strongest_primary(coupling: np.ndarray, primary_len: np.ndarray, digit: int) -> tuple[int, np.ndarray]:

@@ -118,12 +118,12 @@ def coupling_heatmap(coupling: np.ndarray, highlight: int | None = None) -> go.F
     return _layout(fig, 230)
 
 
-def position_map(weights: np.ndarray, vmax: float) -> go.Figure:
-    """6x6 map of sum over types of c_ij |u_i| for one digit (fixed colour range 0..vmax)."""
+def position_map(weights: np.ndarray, vmax: float, vmin: float = 0.0) -> go.Figure:
+    """6x6 map of sum over types of c_ij |u_i| for one digit (fixed colour range vmin..vmax)."""
     w = np.asarray(weights, dtype=float)
     fig = go.Figure(
         go.Heatmap(
-            z=w, zmin=0.0, zmax=max(float(vmax), 1e-9), colorscale=HEAT_SCALE, showscale=False,
+            z=w, zmin=float(vmin), zmax=max(float(vmax), vmin + 1e-9), colorscale=HEAT_SCALE, showscale=False,
             hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>",
         )
     )  # fmt: skip

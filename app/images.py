@@ -104,9 +104,9 @@ def colorbar_image(scale=COUPLING_SCALE, width: int = 240, height: int = 12, lo:
     return np.asarray(img)
 
 
-def position_image(weights: np.ndarray, vmax: float, px: int = 32) -> np.ndarray:
-    """6x6 PrimaryCaps grid, colour 0..vmax (the same vmax for every iteration)."""
-    rgba = colorize(weights, 0.0, max(float(vmax), 1e-12), HEAT_SCALE)
+def position_image(weights: np.ndarray, vmax: float, vmin: float = 0.0, px: int = 32) -> np.ndarray:
+    """6x6 PrimaryCaps grid, colour vmin..vmax (the same range for every iteration)."""
+    rgba = colorize(weights, vmin, max(float(vmax), vmin + 1e-12), HEAT_SCALE)
     return _cells(_over(rgba, BACKGROUND), px, px)
 
 

@@ -61,6 +61,11 @@ def forward(_model, version: str, pixels: bytes, iterations: int) -> dict:
         "lengths_per_iter": out.lengths_per_iter[:, 0].numpy(),  # (T, 10)
         "coupling": out.coupling[:, 0].numpy(),  # (T, 1152, 10)
         "primary_len": torch.linalg.vector_norm(out.primary[0], dim=-1).numpy(),  # (1152,)
+        # Each primary capsule's share of |s_j| in iteration t: c_ij (u_hat_j|i . v_j / |v_j|).
+        # Summed over i it gives |s_j| exactly, so it says where the evidence for j comes from.
+        "agreement": A.agreement_shares(
+            out.coupling[:, 0].numpy(), out.u_hat[0].numpy(), out.poses_per_iter[:, 0].numpy()
+        ),  # (T, 1152, 10)
         "poses": out.poses[0].numpy(),  # (10, 16)
         "prediction": int(out.prediction[0]),
     }
@@ -258,9 +263,15 @@ strong_i, strong_c = A.strongest_primary(coupling, primary_len, digit)
 s_type, s_row, s_col = capsnet.primary_position(strong_i)
 maps = [A.type_position_map(coupling[t, :, digit], primary_len) for t in range(T)]  # (32, 6, 6) each
 pos_maps = [m.sum(axis=0) for m in maps]
-evidence = [A.evidence_map(coupling[t, :, digit], primary_len) for t in range(T)]
-pos_max = max(float(m.max()) for m in pos_maps)
+# c barely differs between positions when routing stays near uniform: colour from the smallest to
+# the largest value over all iterations, so the differences show and iterations still compare.
+pos_min, pos_max = min(float(m.min()) for m in pos_maps), max(float(m.max()) for m in pos_maps)
+agreement = res["agreement"][:, :, digit]  # (T, 1152)
+evidence = [np.clip(A.evidence_map(agreement[t]), 0.0, None) for t in range(T)]  # support only
 ev_max = max(float(e.max()) for e in evidence)
+s_len = agreement.sum(axis=1)  # = |s_j| per iteration
+share_pos = agreement[-1].reshape(A.NUM_TYPES, A.GRID * A.GRID).sum(axis=0)  # (36,) per grid position
+top_pos = int(np.argmax(share_pos))
 
 with st.container(key="routing"):
     st.header(f"2 · Routing by agreement, shown for digit {digit}", divider="gray")
@@ -280,8 +291,15 @@ with st.container(key="routing"):
             f"**Live:** the primary capsule sending most to digit {digit} is $i = {strong_i}$ "
             f"(type {s_type}, grid position ({s_row}, {s_col}), $|u_i| = {primary_len[strong_i]:.2f}$). "
             f"Its $c_{{i,{digit}}}$ over the iterations: **{trail}**. "
-            f"The mean entropy of $c_i$ falls from {entropy[0]:.2f} bits (uniform, $\\log_2 10$) "
-            f"to {entropy[-1]:.2f} bits: routing sharpens."
+            + (
+                f"The mean entropy of $c_i$ falls from {entropy[0]:.2f} bits (uniform, $\\log_2 10$) "
+                f"to {entropy[-1]:.2f} bits: routing sharpens."
+                if entropy[0] - entropy[-1] >= 0.05 else
+                f"The mean entropy of $c_i$ stays at {entropy[-1]:.2f} bits (uniform is "
+                f"$\\log_2 10 = 3.32$): for most primary capsules the agreement $\\hat u_{{j|i}}\\cdot v_j$ "
+                f"is small, so c moves only a little from 0.1. Trained CapsNets often route like this; "
+                f"the decision then rests mostly on the votes $\\hat u_{{j|i}}$ themselves."
+            )
         )
         if interactive:
             st.plotly_chart(F.entropy_line(entropy), alt="Mean entropy of the coupling coefficients per iteration")
@@ -301,8 +319,12 @@ with st.container(key="routing"):
     st.markdown(
         f"Below, for each iteration: **left**, all $c_{{ij}}$ (10 digits × 1152 primary capsules, "
         f"colour fixed to 0..1, row {digit} outlined); **middle**, $\\sum_{{\\text{{types}}}} c_{{i{digit}}}\\,|u_i|$ "
-        f"on the 6×6 PrimaryCaps grid; **right**, that evidence spread over each capsule's 17×17 "
-        f"receptive field on the input: where in the drawing the support for digit {digit} comes from."
+        f"on the 6×6 PrimaryCaps grid (light = least, dark = most, one scale for all iterations); "
+        f"**right**, where in the drawing the evidence for digit {digit} comes from: each primary "
+        f"capsule's share of $|s_{{{digit}}}|$, $c_{{i{digit}}}\\,\\hat u_{{{digit}|i}}\\cdot v_{{{digit}}}/|v_{{{digit}}}|$, "
+        f"spread over its 17×17 receptive field. These shares add up to $|s_{{{digit}}}|$: "
+        + " → ".join(f"{v:.2f}" for v in s_len)
+        + f" over the iterations; the grid position giving most is ({top_pos // 6}, {top_pos % 6})."
     )
     if not interactive:
         st.image(I.colorbar_image(), caption="colour of c, the same 0..1 scale in every iteration")
@@ -312,14 +334,15 @@ with st.container(key="routing"):
         if interactive:
             c1.plotly_chart(F.coupling_heatmap(coupling[t], highlight=digit),
                             alt=f"Coupling coefficients in iteration {t + 1}")  # fmt: skip
-            c2.plotly_chart(F.position_map(pos_maps[t], pos_max), alt=f"Evidence for {digit} per grid position")
+            c2.plotly_chart(F.position_map(pos_maps[t], pos_max, pos_min), alt=f"c·|u| to {digit} per grid position")
             c3.plotly_chart(F.evidence_overlay(pixels, evidence[t], ev_max),
                             alt=f"Evidence for {digit} on the input")  # fmt: skip
         else:
             c1.image(I.coupling_image(coupling[t], highlight=digit),
                      caption="c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col")
-            c2.image(I.position_image(pos_maps[t], pos_max), caption=f"Σ c·|u| to {digit} on the 6×6 grid")
-            c3.image(I.evidence_image(pixels, evidence[t], ev_max), caption=f"evidence for {digit} on the input")
+            c2.image(I.position_image(pos_maps[t], pos_max, pos_min),
+                     caption=f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)")
+            c3.image(I.evidence_image(pixels, evidence[t], ev_max), caption=f"share of |s_{digit}| on the input")
     with st.expander(f"All 32 capsule types after the last iteration (c·|u| to digit {digit})"):
         st.caption("32 panels (types 0–31, row by row), each the 6×6 grid of one capsule type.")
         if interactive:

@@ -40,7 +40,7 @@ def test_type_position_map_uses_index_type_row_col():
 def test_evidence_map_covers_exactly_the_receptive_field():
     c = np.zeros(1152)
     c[1 * 36 + 1 * 6 + 3] = 1.0  # type 1, row 1, col 3 -> input rows 2..18, cols 6..22
-    ev = A.evidence_map(c, np.ones(1152))
+    ev = A.evidence_map(c)
     assert ev.shape == (28, 28)
     inside = ev[2:19, 6:23]
     assert (inside > 0).all()
@@ -50,7 +50,7 @@ def test_evidence_map_covers_exactly_the_receptive_field():
 
 
 def test_evidence_map_uniform_is_flat_where_covered():
-    ev = A.evidence_map(np.full(1152, 0.1), np.ones(1152))
+    ev = A.evidence_map(np.full(1152, 0.1))
     # every position carries 32 types * 0.1 = 3.2; averaging over covering fields keeps 3.2
     np.testing.assert_allclose(ev[:27, :27], 3.2)
     assert (ev[27, :] == 0).all() and (ev[:, 27] == 0).all()  # no field reaches row/col 27
@@ -107,3 +107,27 @@ def test_image_helpers():
     assert tuple(rgb[0, 1]) == (255, 255, 255)
     assert rgb[0, 2, 0] > rgb[0, 2, 2]  # positive: red
     assert rgb[0, 0, 2] > rgb[0, 0, 0]  # negative: blue
+
+
+def test_agreement_shares_add_up_to_the_length_of_s():
+    """On the real model: sum_i c_ij (u_hat_j|i . v_j/|v_j|) = |s_j|, recovered from |v_j| = |s|^2/(1+|s|^2)."""
+    import torch
+
+    import capsnet
+
+    torch.manual_seed(0)
+    model = capsnet.CapsNet().eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, 28, 28), iterations=3, trace=True)
+    shares = A.agreement_shares(out.coupling[:, 0].numpy(), out.u_hat[0].numpy(), out.poses_per_iter[:, 0].numpy())
+    assert shares.shape == (3, 1152, 10)
+    v = out.lengths_per_iter[:, 0].double().numpy()  # (3, 10)
+    s_len = np.sqrt(v / (1 - v))
+    np.testing.assert_allclose(shares.sum(axis=1), s_len, rtol=1e-3)
+    # in hand-made numbers: a vote along v counts fully, one against it negatively
+    u_hat = np.zeros((1152, 10, 16))
+    u_hat[0, 3, 0], u_hat[1, 3, 0] = 2.0, -1.0
+    v_ = np.zeros((1, 10, 16))
+    v_[0, 3, 0] = 0.5
+    got = A.agreement_shares(np.full((1, 1152, 10), 0.1), u_hat, v_)
+    np.testing.assert_allclose(got[0, :2, 3], [0.2, -0.1], atol=1e-7)

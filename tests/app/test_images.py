@@ -54,9 +54,10 @@ def test_evidence_image_shows_the_digit_where_there_is_no_evidence():
 
 
 def test_position_and_type_grid_images():
-    pos = I.position_image(np.arange(36.0).reshape(6, 6), vmax=35.0, px=32)
+    pos = I.position_image(np.arange(36.0).reshape(6, 6) + 10, vmax=45.0, vmin=10.0, px=32)
     assert pos.shape == (192, 192, 3)
-    assert pos[0, 0].sum() > pos[-1, -1].sum()  # low value light, high value dark (HEAT_SCALE)
+    assert tuple(pos[0, 0]) == hex_rgb(F.HEAT_SCALE[0][1])  # the smallest value: the lightest colour
+    assert tuple(pos[-1, -1]) == hex_rgb(F.HEAT_SCALE[-1][1])  # the largest: the darkest
     grid = I.type_grid_image(A.type_grid(np.ones((32, 6, 6))), vmax=1.0, px=10)
     assert grid.shape == ((4 * 6 + 3) * 10, (8 * 6 + 7) * 10, 3)
     np.testing.assert_array_equal(grid[65, 5], [255, 255, 255])  # the NaN gap between panels
