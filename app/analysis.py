@@ -1,4 +1,4 @@
-"""Numbers the app derives from one traced forward pass. Pure numpy: no Streamlit, no torch.
+"""Numbers the app derives from one traced forward pass: numpy in, numpy out, no Streamlit.
 
 Shapes use the model's axis names: T = routing iterations, i = primary capsule (1152),
 j = digit capsule (10). Primary index i = type * 36 + row * 6 + col.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_TYPES, GRID, NUM_DIGITS, DIGIT_DIM = 32, 6, 10, 16
-NUM_PRIMARY = NUM_TYPES * GRID * GRID  # 1152
-FIELD, STRIDE = 17, 2  # receptive field of a primary capsule on the 28x28 input
+from capsnet.model import DIGIT_DIM, NUM_DIGITS, NUM_PRIMARY, receptive_field  # noqa: F401 (re-exported)
+from capsnet.model import NUM_PRIMARY_TYPES as NUM_TYPES
+from capsnet.model import PRIMARY_GRID as GRID
 
 
 def perturbation_steps(wide: bool = False) -> np.ndarray:
@@ -49,7 +49,7 @@ def evidence_map(weights: np.ndarray) -> np.ndarray:
     cover = np.zeros((28, 28))
     for r in range(GRID):
         for c in range(GRID):
-            rs, cs = slice(STRIDE * r, STRIDE * r + FIELD), slice(STRIDE * c, STRIDE * c + FIELD)
+            rs, cs = receptive_field(r, c)
             total[rs, cs] += per_pos[r, c]
             cover[rs, cs] += 1.0
     return total / np.maximum(cover, 1.0)  # row/col 27 lies in no field: stays 0
