@@ -90,7 +90,7 @@ def perturbation_grid(_model, version: str, pixels: bytes, iterations: int, digi
 
 
 # ---------------------------------------------------------------- state shared through the URL
-samples, sample_labels = inputs.load_samples()
+samples, sample_labels = st.cache_resource(inputs.load_samples)()  # read once per process, never mutated
 
 
 def _read_query_params() -> None:
