@@ -97,7 +97,7 @@ def main(argv=None) -> None:
             wait_idle(page)
 
         slides = []
-        slider = page.locator(".st-key-pose [data-testid='stSlider'] input[type='range']").first
+        slider = page.locator(".st-key-pose input[type='range']").first
         for k in range(args.slides):
             slider.focus()
             key = "ArrowRight" if (k // 5) % 2 == 0 else "ArrowLeft"  # 0.05..0.25 and back

@@ -8,18 +8,47 @@ interactive (hover) versions for those who ask for them.
 
 from __future__ import annotations
 
+import io
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
+from app.analysis import diverging_rgb, to_uint8, upscale
 from app.figures import (
     COUPLING_SCALE, DIGIT_COLORS, HEAT_SCALE, M_MINUS, M_PLUS, OTHER, OVERLAY_SCALE, THRESHOLD, WINNER,
 )  # fmt: skip
 
 BACKGROUND = (255, 255, 255)
 TEXT = (49, 51, 63)
+
+
+def png(image: np.ndarray, width: int | None = None) -> bytes:
+    """PNG bytes of a uint8 (H, W) or (H, W, 3) image, reduced to `width` pixels if it is wider.
+
+    Shown with st.image(..., output_format="PNG") and a width at least this wide, Streamlit serves
+    these bytes as they are. Left to itself it would decode every picture on every run, shrink it
+    to the width asked for with a bilinear filter and re-encode it as JPEG (its "auto" format for
+    pictures without alpha), blurring the lines and costing the server most of a run's time.
+    zlib's fastest level: these pictures are mostly flat colour, so it costs a fraction of the
+    default's time for files barely larger."""
+    img = Image.fromarray(np.ascontiguousarray(image))
+    if width is not None and img.width > width:
+        img = img.resize((width, int(img.height * width / img.width)), resample=Image.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def digit_image(image: np.ndarray, factor: int) -> np.ndarray:
+    """A [0, 1] grey image as uint8, enlarged `factor` times (nearest neighbour: pixels stay crisp)."""
+    return upscale(to_uint8(image), factor)
+
+
+def difference_image(diff: np.ndarray, limit: float, factor: int) -> np.ndarray:
+    """A signed difference in diverging colours (blue down, white 0, red up), enlarged `factor` times."""
+    return upscale(diverging_rgb(diff, limit=limit), factor)
 
 
 @lru_cache(maxsize=16)
@@ -140,8 +169,8 @@ def perturbation_grid_image(grid: np.ndarray, steps: np.ndarray, size: int = 28,
 
 
 # ---------------------------------------------------------------- small charts
-# Drawn at twice the size they are shown (st.image(..., width=W)), so they stay sharp on
-# high-density screens and the browser's downscaling smooths the lines.
+# Drawn at twice the size they are shown and reduced with a Lanczos filter by png(..., width=W):
+# PIL draws lines and text without anti-aliasing, the reduction smooths them.
 SS = 2
 AXIS = (120, 124, 135)
 GRID = (236, 238, 242)

@@ -66,13 +66,14 @@ def test_draw_predict_route_and_pose(browser, server):
     recon = page.locator(".st-key-reconstruction")
     recon.scroll_into_view_if_needed()
     before = recon.screenshot()
-    slider = page.locator(".st-key-pose [data-testid='stSlider'] input[type='range']").first
+    slider = page.locator(".st-key-pose input[type='range']").first
     slider.focus()
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
-    page.wait_for_timeout(400)  # slider debounce
+    page.wait_for_timeout(400)  # each key sends the slider's value; the last run wins
     wait_idle(page)
+    assert slider.input_value() == "0.15"
     page.wait_for_function(
         "() => [...document.querySelectorAll('.st-key-reconstruction [data-testid=\"stImage\"]')]"
         ".some(e => e.textContent.includes('(1 moved)'))",
