@@ -36,3 +36,11 @@ def test_two_sessions_no_errors_and_isolated(random_checkpoint):
     assert out["actions"]["draw"] >= 1 and out["actions"]["pose"] >= 1, out["actions"]
     assert out["latency"]["stroke -> prediction"]["n"] == out["actions"]["draw"]
     assert out["server_vmhwm_mib"] and out["server_peak_rss_mib"]
+    # The server timed its own share of every run (app/server_timing.py hooked into Streamlit).
+    assert out["server_timing_errors"] == []
+    server = out["latency"]["slider -> reconstruction (server)"]
+    assert server["n"] == out["actions"]["pose"]  # one fragment run per slider move, each timed
+    # Each span lies inside its action's page latency (request handled after the key press, "run
+    # finished" sent before the page shows the result), so the medians keep that order.
+    assert 0 < server["p50_ms"] <= out["latency"]["pose key -> reconstruction"]["p50_ms"]
+    assert out["latency"]["full run (server)"]["n"] >= out["actions"]["draw"]
