@@ -22,6 +22,7 @@ from app.figures import (
 
 BACKGROUND = (255, 255, 255)
 TEXT = (49, 51, 63)
+FRAME = (214, 214, 217)
 
 
 def png(image: np.ndarray, width: int | None = None) -> bytes:
@@ -47,8 +48,11 @@ def digit_image(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def difference_image(diff: np.ndarray, limit: float, factor: int) -> np.ndarray:
-    """A signed difference in diverging colours (blue down, white 0, red up), enlarged `factor` times."""
-    return upscale(diverging_rgb(diff, limit=limit), factor)
+    """A signed difference in diverging colours (blue down, white 0, red up), enlarged `factor`
+    times, in a light grey frame so that "no difference" (all white) still shows as a picture."""
+    img = upscale(diverging_rgb(diff, limit=limit), factor).copy()
+    img[[0, -1], :] = img[:, [0, -1]] = FRAME
+    return img
 
 
 @lru_cache(maxsize=16)

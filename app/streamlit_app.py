@@ -26,6 +26,7 @@ from app.pose_sliders import pose_sliders  # noqa: E402
 from capsnet.preprocess import to_mnist  # noqa: E402
 
 MAX_ITERATIONS = 5
+ITER_COUPLING_WIDTH = 760  # px: the coupling picture of an iteration, beside two 192 px ones
 DRAW, SAMPLE, UPLOAD = "Draw", "MNIST sample", "Upload a photo"
 SOURCES = [DRAW, SAMPLE, UPLOAD]
 AUTO = "auto"
@@ -349,20 +350,25 @@ with st.container(key="routing"):
                  output_format="PNG")
     for t in range(T):
         st.subheader(f"Iteration {t + 1}")
-        c1, c2, c3 = st.columns([2.6, 1, 1])
         if interactive:
+            c1, c2, c3 = st.columns([2.6, 1, 1])
             c1.plotly_chart(F.coupling_heatmap(coupling[t], highlight=digit),
                             alt=f"Coupling coefficients in iteration {t + 1}")  # fmt: skip
             c2.plotly_chart(F.position_map(pos_maps[t], pos_max, pos_min), alt=f"c·|u| to {digit} per grid position")
             c3.plotly_chart(F.evidence_overlay(pixels, evidence[t], ev_max),
                             alt=f"Evidence for {digit} on the input")  # fmt: skip
         else:
-            c1.image(picture("coupling_image", coupling[t], highlight=digit), output_format="PNG",
-                     caption="c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col")
-            c2.image(picture("position_image", pos_maps[t], pos_max, pos_min), output_format="PNG",
-                     caption=f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)")
-            c3.image(picture("evidence_image", pixels, evidence[t], ev_max), output_format="PNG",
-                     caption=f"share of |s_{digit}| on the input")
+            # One element for the three pictures (they sit side by side and wrap on a narrow
+            # screen): a run sends, and the page draws, one element instead of a row of columns.
+            st.image(
+                [picture("coupling_image", coupling[t], highlight=digit, shown_width=ITER_COUPLING_WIDTH),
+                 picture("position_image", pos_maps[t], pos_max, pos_min),
+                 picture("evidence_image", pixels, evidence[t], ev_max)],
+                caption=["c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col",
+                         f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)",
+                         f"share of |s_{digit}| on the input"],
+                output_format="PNG",
+            )  # fmt: skip
     with st.expander(f"All 32 capsule types after the last iteration (c·|u| to digit {digit})"):
         st.caption("32 panels (types 0–31, row by row), each the 6×6 grid of one capsule type.")
         if interactive:
@@ -382,12 +388,12 @@ def pose_explorer(model, poses: np.ndarray, d: int) -> None:
     base, new = decode(model, np.stack([poses, moved]), [d, d])
     diff = new - base
     with st.container(key="reconstruction"):
-        c1, c2, c3 = st.columns(3)
-        c1.image(picture("digit_image", base, 7), caption=f"decoded from v{d} as it is", output_format="PNG")
-        c2.image(I.png(I.digit_image(new, 7)), output_format="PNG",
-                 caption=f"with the offsets above ({np.count_nonzero(offsets)} moved)")
-        c3.image(I.png(I.difference_image(diff, 0.5, 7)), output_format="PNG",
-                 caption=f"difference: red brighter, blue darker (max {np.abs(diff).max():.2f})")
+        st.image(
+            [picture("digit_image", base, 7), I.png(I.digit_image(new, 7)), I.png(I.difference_image(diff, 0.5, 7))],
+            caption=[f"decoded from v{d} as it is", f"with the offsets ({np.count_nonzero(offsets)} moved)",
+                     f"difference (max {np.abs(diff).max():.2f})"],
+            output_format="PNG",
+        )  # fmt: skip
 
 
 with st.container(key="pose"):
@@ -396,7 +402,8 @@ with st.container(key="pose"):
     st.markdown(
         f"The decoder (three fully connected layers) redraws the input from $v_{{{digit}}}$ alone, "
         f"all other capsules masked to zero. Nudge one of its 16 dimensions and watch what it "
-        f"controls: stroke width, slant, scale, a local part. |v{digit}| = {lengths[digit]:.2f}.{as_if}"
+        f"controls: stroke width, slant, scale, a local part. |v{digit}| = {lengths[digit]:.2f}.{as_if} "
+        "Right: the change, red where the new image is brighter, blue where it is darker."
     )
     pose_explorer(model, res["poses"], digit)
 

@@ -94,7 +94,8 @@ def test_drawing_gives_prediction_and_three_iterations(app_env):
     assert iteration_headers(at) == ["Iteration 1", "Iteration 2", "Iteration 3"]
     routing = at.container(key="routing")
     assert len(at.get("plotly_chart")) == 0  # pictures by default: light for any browser
-    assert len(routing.get("image")) == 2 + 1 + 3 * 3 + 1  # 2 charts, colour bar, 3 per iteration, types
+    pictures = [len(el.proto.imgs) for el in routing.get("image")]
+    assert pictures == [1, 1, 1, 3, 3, 3, 1]  # 2 charts, colour bar, one row of 3 per iteration, types
     assert "→" in " ".join(m.value for m in routing.markdown)  # live c trajectory
     assert dict(at.query_params) == {"iters": "3", "capsule": "auto"}
 

@@ -1,6 +1,9 @@
 """Raster views (app/images.py): colours on fixed scales, labels, outlines, sizes."""
 
+import io
+
 import numpy as np
+from PIL import Image
 
 from app import analysis as A
 from app import figures as F
@@ -102,3 +105,28 @@ def test_entropy_and_length_charts_draw_their_series():
     img = I.lengths_over_iterations_image(lpi, winner=4)
     ys, xs = np.nonzero(colour_mask(img, F.WINNER))
     assert ys[xs.argmin()] > ys[xs.argmax()]  # the winner's line rises
+
+
+def test_digit_and_difference_images():
+    x = np.zeros((28, 28))
+    x[10:18, 12:16] = 1.0
+    d = I.digit_image(x, 7)
+    assert d.shape == (196, 196) and d.dtype == np.uint8
+    assert d[10 * 7 + 3, 12 * 7 + 3] == 255 and d[0, 0] == 0  # nearest neighbour: crisp pixels
+
+    diff = np.zeros((28, 28))
+    diff[5, 5], diff[20, 20] = 0.5, -0.5
+    img = I.difference_image(diff, 0.5, 7)
+    assert img.shape == (196, 196, 3)
+    assert tuple(img[0, 50]) == I.FRAME and tuple(img[50, -1]) == I.FRAME  # framed, so 0 still shows
+    assert tuple(img[14 * 7, 10 * 7]) == (255, 255, 255)  # no change: white
+    red, blue = img[5 * 7 + 3, 5 * 7 + 3], img[20 * 7 + 3, 20 * 7 + 3]
+    assert red[0] > 150 > red[2] and blue[2] > 150 > blue[0]
+
+
+def test_png_is_lossless_and_reduced_only_when_wider():
+    rgb = np.random.default_rng(0).integers(0, 256, size=(40, 60, 3), dtype=np.uint8)
+    back = np.asarray(Image.open(io.BytesIO(I.png(rgb))))
+    np.testing.assert_array_equal(back, rgb)
+    assert Image.open(io.BytesIO(I.png(rgb, width=60))).size == (60, 40)
+    assert Image.open(io.BytesIO(I.png(rgb, width=30))).size == (30, 20)
