@@ -1,6 +1,6 @@
 """Load the app with many concurrent browser sessions (not a test: prints a table and a JSON line).
 
-    .venv/bin/python app/load_test.py [--sessions 20] [--seconds 60] [--checkpoint PATH] [--seed 0] [--json]
+    .venv/bin/python app/load_test.py [--sessions 20] [--seconds 60] [--server-cores N] [--json] ...
 
 One local server (127.0.0.1, started here so its pid is known), one Chromium, one browser context
 per session. Sessions arrive one by one over --ramp seconds; once every session has opened the page,
@@ -15,8 +15,14 @@ random pauses:
   never shows up in another session.
 Latencies are taken on the page's own clock (the input event's timestamp to the first frame painted
 after the result is in the page, as app/bench_browser.py does); the driver's wall time is printed as
-an upper bound. Errors: Streamlit exceptions and st.error boxes seen after any action, isolation
-mismatches, and actions that time out. Exit status 1 when there is any error.
+an upper bound. The server also times its own share of every run, from the page's request to the
+run's end (app/server_timing.py): "slider -> reconstruction (server)" for the pose explorer's runs,
+"full run (server)" for the others. Errors: Streamlit exceptions and st.error boxes seen after any
+action, isolation mismatches, and actions that time out. Exit status 1 when there is any error.
+
+On one machine the 20 Chromium renderers need more CPU than the server (about 7x here) and, sharing
+its cores, delay every step it takes. --server-cores 1 gives the server a core of its own and the
+browsers the rest, as when each student's browser runs on their own machine.
 """
 
 from __future__ import annotations
@@ -100,33 +106,15 @@ def p95(xs: list[float]) -> float:
     return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
 
 
-# ---------------------------------------------------------------- priorities
-def renice_renderers(root: int, nice: int) -> int:
-    """Set every thread of Chromium's renderers (below `root`) to `nice`; returns how many threads
-    were changed. Chromium sets its renderers' priority itself (0 or 5 here) and starts threads as
-    pages open, so keep_reniced() repeats this. The browser, network and GPU processes keep normal
-    priority."""
-    changed = 0
-    for pid in descendants(root, exclude=-1):
-        try:
-            if b"--type=renderer" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                continue
-            for tid in os.listdir(f"/proc/{pid}/task"):  # nice is per thread on Linux
-                if os.getpriority(os.PRIO_PROCESS, int(tid)) != nice:
-                    os.setpriority(os.PRIO_PROCESS, int(tid), nice)
-                    changed += 1
-        except (OSError, ValueError):  # the process or thread has gone
-            pass
-    return changed
-
-
-async def keep_reniced(nice: int, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        renice_renderers(os.getpid(), nice)
-        try:
-            await asyncio.wait_for(stop.wait(), 0.25)
-        except asyncio.TimeoutError:
-            pass
+# ---------------------------------------------------------------- cores
+def split_cores(server_cores: int) -> tuple[set[int], set[int]]:
+    """(the server's cores, everyone else's): the first `server_cores` of the cores this process may
+    use, and the rest."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not 0 < server_cores < len(cores):
+        raise ValueError(f"--server-cores must be between 1 and {len(cores) - 1} on this machine "
+                         f"({len(cores)} cores), not {server_cores}")  # fmt: skip
+    return set(cores[:server_cores]), set(cores[server_cores:])
 
 
 # ---------------------------------------------------------------- the server and its memory
@@ -460,8 +448,6 @@ async def run(args, url: str, server_pid: int, plan: list[tuple[int | None, dict
     result: dict = {}
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-        if args.nice_renderers:
-            renicer = asyncio.create_task(keep_reniced(args.nice_renderers, stop))
         # Warm the server (imports, model cache) with one page, as bench_browser.py does.
         warm = await browser.new_page(viewport=VIEWPORT)
         await warm.goto(url, timeout=60_000)
@@ -517,8 +503,6 @@ async def run(args, url: str, server_pid: int, plan: list[tuple[int | None, dict
             pass
     stop.set()
     await sampler
-    if args.nice_renderers:
-        await renicer
     result.update(stats=stats, peak=peak, live=len(live))
     return result
 
@@ -533,7 +517,7 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
     ]  # fmt: skip
     print(f"\nload test: {args.sessions} sessions ({result['live']} opened), {args.seconds:.0f} s, "
           f"ramp-up {args.ramp:.0f} s, pauses {args.min_pause}-{args.max_pause} s, seed {args.seed}, "
-          f"renderers at nice {args.nice_renderers}")
+          f"{f'server on {args.server_cores} core(s) of its own' if args.server_cores else 'all sharing every core'}")
     print(f"{'errors':38s} {errors:5d}   (page errors {stats.page_errors}, isolation mismatches "
           f"{stats.mismatches}, timeouts/hangs {stats.timeouts})")  # fmt: skip
     for kind, count in stats.actions.items():
@@ -571,7 +555,7 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
         print(f"  ! ... and {len(stats.errors) - 20} more")
     return {
         "sessions": args.sessions, "opened": result["live"], "seconds": args.seconds, "ramp": args.ramp,
-        "seed": args.seed, "nice_renderers": args.nice_renderers, "actions_per_s": round(rate, 2),
+        "seed": args.seed, "server_cores": args.server_cores, "actions_per_s": round(rate, 2),
         "errors": errors, "page_errors": stats.page_errors, "isolation_mismatches": stats.mismatches,
         "timeouts": stats.timeouts, "actions": stats.actions, "latency": lat,
         "server_vmhwm_mib": round(vm_hwm_kb / 1024, 1) if vm_hwm_kb else None,
@@ -595,13 +579,19 @@ def main(argv=None) -> int:
                         help="session i opens, and starts acting, i * RAMP / sessions seconds late")
     parser.add_argument("--min-pause", type=float, default=0.2)
     parser.add_argument("--max-pause", type=float, default=1.0)
-    parser.add_argument("--nice-renderers", type=int, default=0, metavar="N",
-                        help="run the pages' renderers at nice N so that the server (and the browser's "
-                             "network process) get the CPU first, as if the pages were drawn on the "
-                             "students' own machines (default 0: equal priority)")
+    parser.add_argument("--server-cores", type=int, default=0, metavar="N",
+                        help="give the server the first N cores and the browsers, Playwright and this "
+                             "script the others, as if every student's browser ran on their own "
+                             "machine (default 0: everything shares every core)")
     args = parser.parse_args(argv)
     if args.sessions < 1:
         parser.error("--sessions must be at least 1")
+    server_cpus = client_cpus = None
+    if args.server_cores:
+        try:
+            server_cpus, client_cpus = split_cores(args.server_cores)
+        except ValueError as e:
+            parser.error(str(e))
 
     ckpt, tmp = resolve_checkpoint(args.checkpoint)
     expected, labels = expected_predictions(ckpt)
@@ -621,7 +611,10 @@ def main(argv=None) -> int:
     timing_log = Path(timing_dir.name) / "spans.jsonl"
     pythonpath = os.pathsep.join(filter(None, [timing_dir.name, str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {"CAPSNET_CHECKPOINT": str(ckpt), "PYTHONPATH": pythonpath, server_timing.ENV: str(timing_log)}
-    proc, url = start_server(env)
+    proc, url = start_server(env, cpus=server_cpus)
+    server_affinity = sorted(os.sched_getaffinity(proc.pid))
+    if server_cpus:  # Playwright's driver and Chromium, started later from here, inherit this
+        os.sched_setaffinity(0, client_cpus)
     vm_hwm = None
     try:
         hard = args.open_timeout + args.seconds + 2 * args.action_timeout + 180
@@ -636,6 +629,7 @@ def main(argv=None) -> int:
     result["server_spans"] = server_timing.read_spans(timing_log, since=result.get("timed_from", 0.0))
     timing_dir.cleanup()
     out = report(args, result, vm_hwm)
+    out["server_affinity"], out["client_affinity"] = server_affinity, sorted(os.sched_getaffinity(0))
     if args.json:
         print(json.dumps(out))
     return 1 if out["errors"] else 0

@@ -24,7 +24,10 @@ def test_two_sessions_no_errors_and_isolated(random_checkpoint):
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    cmd = [sys.executable, "app/load_test.py", "--sessions", "2", "--seconds", "8", "--json",
+    # With two cores or more the server gets one of its own (--server-cores 1), as in the README's run.
+    cores = sorted(os.sched_getaffinity(0))
+    split = ["--server-cores", "1"] if len(cores) >= 2 else []
+    cmd = [sys.executable, "app/load_test.py", "--sessions", "2", "--seconds", "8", "--json", *split,
            "--checkpoint", str(random_checkpoint), "--action-timeout", "30", "--open-timeout", "40", "--ramp", "0"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=170)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -44,3 +47,5 @@ def test_two_sessions_no_errors_and_isolated(random_checkpoint):
     # finished" sent before the page shows the result), so the medians keep that order.
     assert 0 < server["p50_ms"] <= out["latency"]["pose key -> reconstruction"]["p50_ms"]
     assert out["latency"]["full run (server)"]["n"] >= out["actions"]["draw"]
+    if split:
+        assert out["server_affinity"] == cores[:1] and out["client_affinity"] == cores[1:]
