@@ -110,9 +110,9 @@ def clean_pose(raw, dims: int) -> tuple[np.ndarray, bool]:
     return out, wide
 
 
-def pose_sliders(key: str, dims: int = 16) -> tuple[np.ndarray, bool]:
+def pose_sliders(key: str, dims: int = 16) -> np.ndarray:
     """Show the sliders for one capsule (its own `key`, so each capsule keeps its offsets) and
-    return (offsets, wide)."""
+    return the `dims` offsets they set."""
     state = st.session_state.get(key)
     offsets, wide = clean_pose(state.get("pose") if state is not None else None, dims)
     _COMPONENT(
@@ -121,4 +121,4 @@ def pose_sliders(key: str, dims: int = 16) -> tuple[np.ndarray, bool]:
               "limit": WIDE if wide else NARROW, "narrow_limit": NARROW, "wide_limit": WIDE},
         on_pose_change=lambda: None,
     )  # fmt: skip
-    return offsets, wide
+    return offsets

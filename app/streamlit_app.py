@@ -382,7 +382,7 @@ with st.container(key="routing"):
 @st.fragment
 def pose_explorer(model, poses: np.ndarray, d: int) -> None:
     """16 sliders nudging v_d; reruns alone when a slider moves (the forward pass is not redone)."""
-    offsets, wide = pose_sliders(f"pose_{d}", A.DIGIT_DIM)
+    offsets = pose_sliders(f"pose_{d}", A.DIGIT_DIM)
     moved = poses.copy()
     moved[d] += offsets
     base, new = decode(model, np.stack([poses, moved]), [d, d])
