@@ -513,7 +513,7 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
     rows = ["first load (driver)"] + [
         name + suffix
         for name in ("stroke -> prediction", "pose key -> reconstruction", "iterations key -> run over")
-        for suffix in ("", " (server)", " (driver)")
+        for suffix in ("", " (driver)")
     ]  # fmt: skip
     print(f"\nload test: {args.sessions} sessions ({result['live']} opened), {args.seconds:.0f} s, "
           f"ramp-up {args.ramp:.0f} s, pauses {args.min_pause}-{args.max_pause} s, seed {args.seed}, "
@@ -525,20 +525,19 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
     wall = result.get("cpu", {}).get("wall_s") or args.seconds
     rate = sum(stats.actions.values()) / wall
     print(f"{'actions per second, all sessions':38s} {rate:5.1f}")
-
     print(f"{'latency':38s} {'n':>5s} {'median':>8s} {'p95':>8s}")
     lat = {}
-    for name in rows:
-        xs = stats.lat.get(name, [])
+
+    def row(name: str, xs: list[float]) -> None:
         if xs:
             lat[name] = {"n": len(xs), "p50_ms": round(statistics.median(xs) * 1000), "p95_ms": round(p95(xs) * 1000)}
             print(f"{name:38s} {len(xs):5d} {lat[name]['p50_ms']:6d}ms {lat[name]['p95_ms']:6d}ms")
+
+    for name in rows:
+        row(name, stats.lat.get(name, []))
     spans, span_errors = result.get("server_spans", ([], []))
     for kind, name in (("fragment", "slider -> reconstruction (server)"), ("full", "full run (server)")):
-        xs = [r["finished"] - r["request"] for r in spans if r["kind"] == kind]
-        if xs:
-            lat[name] = {"n": len(xs), "p50_ms": round(statistics.median(xs) * 1000), "p95_ms": round(p95(xs) * 1000)}
-            print(f"{name:38s} {len(xs):5d} {lat[name]['p50_ms']:6d}ms {lat[name]['p95_ms']:6d}ms")
+        row(name, [r["finished"] - r["request"] for r in spans if r["kind"] == kind])
     if span_errors or not spans:
         print(f"  (server timings unavailable: {span_errors[0] if span_errors else 'no runs recorded'})")
     peak_rss = result["peak"].get("rss_kb")
