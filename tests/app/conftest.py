@@ -1,7 +1,8 @@
-"""Fixtures for the app's tests: a random-weight checkpoint, so no test needs the trained one."""
+"""Fixtures for the app's tests: a random-weight checkpoint, and the browser's whereabouts."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -28,3 +29,17 @@ def random_checkpoint(tmp_path_factory) -> Path:
 def app_env(random_checkpoint, monkeypatch) -> Path:
     monkeypatch.setenv("CAPSNET_CHECKPOINT", str(random_checkpoint))
     return random_checkpoint
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for the browser tests. Skipped without it, except under CI=true, where a
+    missing browser is a failure."""
+    from tools.browser_driver import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM}: apt-get update && apt-get install -y chromium"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM

@@ -1,29 +1,21 @@
 """The real page in Chromium: draw with the mouse, read the prediction, move a pose slider.
 
-Needs Debian's chromium (apt-get install -y chromium) at /usr/bin/chromium or $CHROMIUM.
-Skipped without it, except under CI=true, where a missing browser is a failure.
+Needs Debian's chromium (the `chromium` fixture in conftest.py says what happens without it).
+The README's screenshot is made on purpose by tools/screenshot.py, never by a test.
 """
 
 import os
-from pathlib import Path
 
 import pytest
 
 import capsnet
-
-from app.browser_driver import CANVAS, CHROMIUM, METRIC, SEVEN, launch, open_app, serve, stroke, wait_idle
+from tools.browser_driver import CANVAS, METRIC, SEVEN, launch, open_app, serve, stroke, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        message = f"Chromium not found at {CHROMIUM}: apt-get update && apt-get install -y chromium"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+def browser(chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -83,17 +75,4 @@ def test_draw_predict_route_and_pose(browser, server):
     assert recon.screenshot() != before
     assert page.locator("[data-testid='stException']").count() == 0
 
-    save_full_page(page, SCREENSHOT)
     page.close()
-
-
-def save_full_page(page, path: Path) -> None:
-    """Streamlit scrolls inside its own container: grow the viewport to the content, then shoot."""
-    height = page.evaluate(
-        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
-        "[data-testid=\"stAppViewContainer\"], section.main')].map(e => e.scrollHeight), 1000)"
-    )
-    page.set_viewport_size({"width": 1400, "height": int(height) + 40})
-    page.wait_for_timeout(800)  # plotly re-lays out on resize
-    path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path), full_page=True)

@@ -1,7 +1,6 @@
 """The load script itself, small: 2 concurrent browser sessions for a few seconds, no errors.
 
-Needs Debian's chromium at /usr/bin/chromium or $CHROMIUM. Skipped without it, except under
-CI=true, where a missing browser is a failure.
+Needs Debian's chromium (the `chromium` fixture in conftest.py says what happens without it).
 """
 
 import json
@@ -12,22 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from app.browser_driver import CHROMIUM
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_two_sessions_no_errors_and_isolated(random_checkpoint):
-    if not Path(CHROMIUM).exists():
-        message = f"Chromium not found at {CHROMIUM}: apt-get update && apt-get install -y chromium"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+def test_two_sessions_no_errors_and_isolated(random_checkpoint, chromium):
     # With two cores or more the server gets one of its own (--server-cores 1), as in the README's run.
     cores = sorted(os.sched_getaffinity(0))
     split = ["--server-cores", "1"] if len(cores) >= 2 else []
-    cmd = [sys.executable, "app/load_test.py", "--sessions", "2", "--seconds", "8", "--json", *split,
+    cmd = [sys.executable, "tools/load_test.py", "--sessions", "2", "--seconds", "8", "--json", *split,
            "--checkpoint", str(random_checkpoint), "--action-timeout", "30", "--open-timeout", "40", "--ramp", "0"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=170)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -39,7 +31,7 @@ def test_two_sessions_no_errors_and_isolated(random_checkpoint):
     assert out["actions"]["draw"] >= 1 and out["actions"]["pose"] >= 1, out["actions"]
     assert out["latency"]["stroke -> prediction"]["n"] == out["actions"]["draw"]
     assert out["server_vmhwm_mib"] and out["server_peak_rss_mib"]
-    # The server timed its own share of every run (app/server_timing.py hooked into Streamlit).
+    # The server timed its own share of every run (tools/server_timing.py hooked into Streamlit).
     assert out["server_timing_errors"] == []
     server = out["latency"]["slider -> reconstruction (server)"]
     assert server["n"] == out["actions"]["pose"]  # one fragment run per slider move, each timed

@@ -1,6 +1,6 @@
 """Regenerate app/samples.npz: a few MNIST test digits per class for the app's sample picker.
 
-    python app/make_samples.py --data-root /work/shared/data --out app/samples.npz
+    python tools/make_samples.py --data-root /work/shared/data --out app/samples.npz
 
 --data-root is the folder holding MNIST/raw (torchvision's layout); the raw IDX files may be
 plain or gzipped. The picks are deterministic for a given --seed.
@@ -46,7 +46,9 @@ def pick(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, required=True, help="folder containing MNIST/raw")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "samples.npz")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "app" / "samples.npz"
+    )
     parser.add_argument("--per-class", type=int, default=4, help="digits per class (default: 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Load the app with many concurrent browser sessions (not a test: prints a table and a JSON line).
 
-    .venv/bin/python app/load_test.py [--sessions 20] [--seconds 60] [--server-cores N] [--json] ...
+    .venv/bin/python tools/load_test.py [--sessions 20] [--seconds 60] [--server-cores N] [--json] ...
 
 One local server (127.0.0.1, started here so its pid is known), one Chromium, one browser context
 per session. Sessions arrive one by one over --ramp seconds; once every session has opened the page,
@@ -14,9 +14,9 @@ random pauses:
   must still show that value, their own sample and their own iteration count: one session's input
   never shows up in another session.
 Latencies are taken on the page's own clock (the input event's timestamp to the first frame painted
-after the result is in the page, as app/bench_browser.py does); the driver's wall time is printed as
+after the result is in the page, as tools/bench_browser.py does); the driver's wall time is printed as
 an upper bound. The server also times its own share of every run, from the page's request to the
-run's end (app/server_timing.py): "slider -> reconstruction (server)" for the pose explorer's runs,
+run's end (tools/server_timing.py): "slider -> reconstruction (server)" for the pose explorer's runs,
 "full run (server)" for the others. Errors: Streamlit exceptions and st.error boxes seen after any
 action, isolation mismatches, and actions that time out. Exit status 1 when there is any error.
 
@@ -44,9 +44,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app import server_timing  # noqa: E402
-from app.browser_driver import (  # noqa: E402
-    CANVAS, CHROMIUM, CHROMIUM_ARGS, IDLE, METRIC, start_server, stop_server,
+from tools import server_timing  # noqa: E402
+from tools.browser_driver import (  # noqa: E402
+    CANVAS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    METRIC,
+    start_server,
+    stop_server,
 )  # fmt: skip
 
 POLL_MS = 50  # the driver's polling interval; latencies come from the page's own clock
@@ -83,7 +89,9 @@ WATCH = """([kind, cond, arg]) => {
 }"""
 # Conditions (function bodies taking `arg`).
 COND_PREDICTION = "return document.querySelector(%s);" % json.dumps(METRIC)
-COND_RECON = "const e = document.querySelectorAll(%s)[1]; return e && e.src !== arg ? e : null;" % json.dumps(RECON_IMG)
+COND_RECON = "const e = document.querySelectorAll(%s)[1]; return e && e.src !== arg ? e : null;" % json.dumps(
+    RECON_IMG
+)
 COND_ITERATIONS = (
     "if (!document.querySelector(%s)) return false;"
     " const n = [...document.querySelectorAll('.st-key-routing h3')]"
@@ -409,7 +417,9 @@ class Session:
                 await self.check(kind)
             except Exception as e:  # a timeout or a missing element: count it, try to recover
                 self.stats.timeouts += 1
-                self.error(f"{kind} ({self.step}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                self.error(
+                    f"{kind} ({self.step}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                )
                 try:
                     await self.idle()
                 except Exception:
@@ -438,7 +448,9 @@ async def sample_memory(pid: int, peak: dict, stop: asyncio.Event) -> None:
             pass
 
 
-async def run(args, url: str, server_pid: int, plan: list[tuple[int | None, dict | None, int | None]]) -> dict:
+async def run(
+    args, url: str, server_pid: int, plan: list[tuple[int | None, dict | None, int | None]]
+) -> dict:
     from playwright.async_api import async_playwright
 
     stats = Stats()
@@ -515,9 +527,11 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
         for name in ("stroke -> prediction", "pose key -> reconstruction", "iterations key -> run over")
         for suffix in ("", " (driver)")
     ]  # fmt: skip
-    print(f"\nload test: {args.sessions} sessions ({result['live']} opened), {args.seconds:.0f} s, "
-          f"ramp-up {args.ramp:.0f} s, pauses {args.min_pause}-{args.max_pause} s, seed {args.seed}, "
-          f"{f'server on {args.server_cores} core(s) of its own' if args.server_cores else 'all sharing every core'}")
+    print(
+        f"\nload test: {args.sessions} sessions ({result['live']} opened), {args.seconds:.0f} s, "
+        f"ramp-up {args.ramp:.0f} s, pauses {args.min_pause}-{args.max_pause} s, seed {args.seed}, "
+        f"{f'server on {args.server_cores} core(s) of its own' if args.server_cores else 'all sharing every core'}"
+    )
     print(f"{'errors':38s} {errors:5d}   (page errors {stats.page_errors}, isolation mismatches "
           f"{stats.mismatches}, timeouts/hangs {stats.timeouts})")  # fmt: skip
     for kind, count in stats.actions.items():
@@ -530,7 +544,11 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
 
     def row(name: str, xs: list[float]) -> None:
         if xs:
-            lat[name] = {"n": len(xs), "p50_ms": round(statistics.median(xs) * 1000), "p95_ms": round(p95(xs) * 1000)}
+            lat[name] = {
+                "n": len(xs),
+                "p50_ms": round(statistics.median(xs) * 1000),
+                "p95_ms": round(p95(xs) * 1000),
+            }
             print(f"{name:38s} {len(xs):5d} {lat[name]['p50_ms']:6d}ms {lat[name]['p95_ms']:6d}ms")
 
     for name in rows:
@@ -546,8 +564,10 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
           f"   ({result['peak'].get('samples', 0)} samples)")  # fmt: skip
     cpu = result.get("cpu", {})
     if cpu:
-        print(f"{'CPU during the timed phase':38s} server {cpu['server_cpu_s']} s, browser {cpu['client_cpu_s']} s "
-              f"in {cpu['wall_s']} s wall on {cpu['cores']} cores (machine {cpu['machine_busy_pct']}% busy)")
+        print(
+            f"{'CPU during the timed phase':38s} server {cpu['server_cpu_s']} s, browser {cpu['client_cpu_s']} s "
+            f"in {cpu['wall_s']} s wall on {cpu['cores']} cores (machine {cpu['machine_busy_pct']}% busy)"
+        )
     for line in stats.errors[:20]:
         print("  !", line)
     if len(stats.errors) > 20:
@@ -568,20 +588,34 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="many concurrent browser sessions against one app server")
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the timed phase")
-    parser.add_argument("--checkpoint", default=None,
-                        help="weights (default: $CAPSNET_CHECKPOINT or the shipped one; random if neither exists)")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="weights (default: $CAPSNET_CHECKPOINT or the shipped one; random if neither exists)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     parser.add_argument("--action-timeout", type=float, default=60.0, help="seconds one wait may take")
-    parser.add_argument("--open-timeout", type=float, default=180.0, help="seconds a session may take to open")
-    parser.add_argument("--ramp", type=float, default=10.0,
-                        help="session i opens, and starts acting, i * RAMP / sessions seconds late")
+    parser.add_argument(
+        "--open-timeout", type=float, default=180.0, help="seconds a session may take to open"
+    )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=10.0,
+        help="session i opens, and starts acting, i * RAMP / sessions seconds late",
+    )
     parser.add_argument("--min-pause", type=float, default=0.2)
     parser.add_argument("--max-pause", type=float, default=1.0)
-    parser.add_argument("--server-cores", type=int, default=0, metavar="N",
-                        help="give the server the first N cores and the browsers, Playwright and this "
-                             "script the others, as if every student's browser ran on their own "
-                             "machine (default 0: everything shares every core)")
+    parser.add_argument(
+        "--server-cores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="give the server the first N cores and the browsers, Playwright and this "
+        "script the others, as if every student's browser ran on their own "
+        "machine (default 0: everything shares every core)",
+    )
     args = parser.parse_args(argv)
     if args.sessions < 1:
         parser.error("--sessions must be at least 1")
@@ -603,7 +637,7 @@ def main(argv=None) -> int:
             plan.append((ks[j], expected[ks[j]], labels[ks[j]]))
             j += 1
 
-    # The server times its own share of every run (app/server_timing.py), hooked in through a
+    # The server times its own share of every run (tools/server_timing.py), hooked in through a
     # sitecustomize.py of its own; the project root is on its path for `from app import ...`.
     timing_dir = tempfile.TemporaryDirectory(prefix="capsnet-timing-")
     (Path(timing_dir.name) / "sitecustomize.py").write_text(server_timing.sitecustomize_source())

@@ -1,5 +1,5 @@
 """Drive the app in a real Chromium: start a server, draw, wait for runs. Used by
-tests/app/test_browser.py and app/bench_browser.py (see /work/shared/docs/browser-testing.md).
+tests/app/test_browser.py and tools/bench_browser.py (see /work/shared/docs/browser-testing.md).
 """
 
 from __future__ import annotations
@@ -107,3 +107,15 @@ def stroke(page, points: list[tuple[float, float]]) -> None:
 
 # A 7 whose top bar starts in the canvas' top-right corner (inside the 35 px the toolbar covered).
 SEVEN = [(0.95, 0.04), (0.55, 0.05), (0.2, 0.06), (0.95, 0.05), (0.7, 0.5), (0.5, 0.95)]
+
+
+def save_full_page(page, path: Path) -> None:
+    """Streamlit scrolls inside its own container: grow the viewport to the content, then shoot."""
+    height = page.evaluate(
+        '() => Math.max(...[...document.querySelectorAll(\'[data-testid="stMain"], '
+        '[data-testid="stAppViewContainer"], section.main\')].map(e => e.scrollHeight), 1000)'
+    )
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": int(height) + 40})
+    page.wait_for_timeout(800)  # plotly re-lays out on resize
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)

@@ -1,4 +1,4 @@
-"""The server's own share of each run, measured inside the Streamlit server (for app/load_test.py).
+"""The server's own share of each run, measured inside the Streamlit server (for tools/load_test.py).
 
 On one 2-core machine the load test's 20 Chromium renderers use most of the CPU, and everything a
 page stamps (its input event, the WebSocket frames it receives, its painted frame) waits for its
@@ -52,12 +52,18 @@ def install(path: str) -> None:
 
     def timed_send_message(self, session_info, msg):
         result = send_message(self, session_info, msg)
-        if msg.WhichOneof("type") == "script_finished" and msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+        if (
+            msg.WhichOneof("type") == "script_finished"
+            and msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN
+        ):
             sid = session_info.session.id
             with _lock:
                 started = _pending.pop(sid, None)
             if started is not None:
-                _write(path, {"session": sid, "kind": started[1], "request": started[0], "finished": time.monotonic()})
+                _write(
+                    path,
+                    {"session": sid, "kind": started[1], "request": started[0], "finished": time.monotonic()},
+                )
         return result
 
     AppSession.handle_backmsg = timed_handle_backmsg
@@ -72,7 +78,7 @@ def sitecustomize_source() -> str:
         "import os\n"
         f"if os.environ.get({ENV!r}):\n"
         "    try:\n"
-        "        from app import server_timing\n"
+        "        from tools import server_timing\n"
         f"        server_timing.install(os.environ[{ENV!r}])\n"
         "    except Exception as e:\n"
         f"        with open(os.environ[{ENV!r}], 'a') as f:\n"

@@ -1,6 +1,6 @@
 """Measure the app's responsiveness in a real Chromium (not a test: prints a table).
 
-    .venv/bin/python app/bench_browser.py [--checkpoint PATH] [--strokes 10] [--slides 20]
+    .venv/bin/python tools/bench_browser.py [--checkpoint PATH] [--strokes 10] [--slides 20]
 
 1. first load: a fresh page on a warm server until the run is over and the canvas is there;
 2. stroke -> prediction: from mouse-up to the prediction metric showing the new input's run;
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.browser_driver import CANVAS, METRIC, launch, open_app, serve, stroke, wait_idle  # noqa: E402
+from tools.browser_driver import CANVAS, METRIC, launch, open_app, serve, stroke, wait_idle  # noqa: E402
 
 RECON_IMG = ".st-key-reconstruction img"
 
@@ -27,7 +27,8 @@ RECON_IMG = ".st-key-reconstruction img"
 # after the prediction metric enters the page (requestAnimationFrame, then a task after the frame).
 # The driver's own wait adds its round trips and runs on the page's busy main thread, so it is
 # printed too, as an upper bound.
-WATCH_PREDICTION = """() => {
+WATCH_PREDICTION = (
+    """() => {
   window.__up = null; window.__painted = null;
   window.addEventListener('mouseup', e => { window.__up = e.timeStamp; }, {capture: true, once: true});
   const sel = "%s";
@@ -38,7 +39,9 @@ WATCH_PREDICTION = """() => {
     }
   });
   obs.observe(document.body, {subtree: true, childList: true});
-}""" % METRIC
+}"""
+    % METRIC
+)
 
 
 def strokes(n: int) -> list[list[tuple[float, float]]]:
@@ -57,7 +60,9 @@ def p95(xs: list[float]) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="browser timings of the app")
-    parser.add_argument("--checkpoint", default=None, help="weights (default: $CAPSNET_CHECKPOINT or shipped)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="weights (default: $CAPSNET_CHECKPOINT or shipped)"
+    )
     parser.add_argument("--strokes", type=int, default=10)
     parser.add_argument("--slides", type=int, default=20)
     args = parser.parse_args(argv)
@@ -123,7 +128,9 @@ def main(argv=None) -> None:
     for name, xs, target in rows:
         med = statistics.median(xs)
         flag = "ok" if med < target else "SLOW"
-        print(f"{name:28s} {len(xs):3d} {med * 1000:6.0f}ms {p95(xs) * 1000:6.0f}ms {target * 1000:6.0f}ms {flag}")
+        print(
+            f"{name:28s} {len(xs):3d} {med * 1000:6.0f}ms {p95(xs) * 1000:6.0f}ms {target * 1000:6.0f}ms {flag}"
+        )
 
 
 if __name__ == "__main__":

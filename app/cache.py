@@ -1,0 +1,85 @@
+"""What the page computes once and reuses: the model, the traced forward pass, decodes, pictures.
+
+Every function here is cached by Streamlit; none draws anything. The sections of the page
+(app/sections/) take their results as arguments, so one forward pass feeds the whole page.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+import capsnet
+from app import analysis as A
+from app import images as I
+from app import inputs
+
+
+def checkpoint_path() -> Path:
+    return Path(os.environ.get("CAPSNET_CHECKPOINT") or capsnet.DEFAULT_CHECKPOINT)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the CapsNet weights…")
+def load_model(path: str) -> capsnet.CapsNet:
+    """Once per process and path. The loaded weights keep serving every session even if the
+    file is later replaced or removed; a failed load is not cached, so a fixed file is picked up."""
+    return capsnet.load_model(path)
+
+
+@st.cache_resource
+def load_samples() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped MNIST samples and labels, read once per process (never mutated)."""
+    return inputs.load_samples()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def forward(_model, version: str, pixels: bytes, iterations: int) -> dict:
+    """One traced forward pass for a 28x28 float32 image (given as bytes): numpy arrays only."""
+    x = torch.frombuffer(bytearray(pixels), dtype=torch.float32).reshape(1, 1, 28, 28)
+    with torch.no_grad():
+        out = _model(x, iterations=iterations, trace=True)
+    return {
+        "lengths": out.lengths[0].numpy(),  # (10,)
+        "lengths_per_iter": out.lengths_per_iter[:, 0].numpy(),  # (T, 10)
+        "coupling": out.coupling[:, 0].numpy(),  # (T, 1152, 10)
+        "primary_len": torch.linalg.vector_norm(out.primary[0], dim=-1).numpy(),  # (1152,)
+        # Each primary capsule's share of |s_j| in iteration t: c_ij (u_hat_j|i . v_j / |v_j|).
+        # Summed over i it gives |s_j| exactly, so it says where the evidence for j comes from.
+        "agreement": A.agreement_shares(
+            out.coupling[:, 0].numpy(), out.u_hat[0].numpy(), out.poses_per_iter[:, 0].numpy()
+        ),  # (T, 1152, 10)
+        "poses": out.poses[0].numpy(),  # (10, 16)
+        "prediction": int(out.prediction[0]),
+    }
+
+
+def decode(model, poses: np.ndarray, digits) -> np.ndarray:
+    """Decoder on (B, 10, 16) poses masked to `digits` (B,): (B, 28, 28) in [0, 1]."""
+    with torch.no_grad():
+        recon = model.reconstruct(torch.from_numpy(np.ascontiguousarray(poses, np.float32)),
+                                  torch.as_tensor(digits))  # fmt: skip
+    return recon[:, 0].numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def perturbation_grid(_model, version: str, pixels: bytes, iterations: int, digit: int) -> np.ndarray:
+    """The paper's Fig. 4 for one capsule: 16 dims x 11 offsets, decoded in one batch of 176."""
+    poses = forward(_model, version, pixels, iterations)["poses"]
+    steps = A.perturbation_steps()
+    batch = A.perturbed_poses(poses, digit, steps)  # (176, 10, 16)
+    images = decode(_model, batch, np.full(len(batch), digit))  # (176, 28, 28)
+    return A.stitch(images, A.DIGIT_DIM, len(steps))  # (16*28, 11*28)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def picture(builder: str, *args, shown_width: int | None = None, **kwargs) -> bytes:
+    """PNG of images.<builder>(*args, **kwargs) (reduced to `shown_width`), drawn and encoded once
+    per distinct input. A rerun that shows a chart again (another routing-iteration count, another
+    session on the same sample) then costs the server a hash, not a drawing and an encoding; the
+    page gets the same URL back and its browser the image from its cache. Show it with
+    st.image(..., output_format="PNG"), or Streamlit re-encodes it as JPEG (see images.png)."""
+    return I.png(getattr(I, builder)(*args, **kwargs), width=shown_width)

@@ -1,0 +1,23 @@
+"""Section 4: the paper's Fig. 4 for the inspected capsule, every pose dimension at once."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import analysis as A
+from app.cache import perturbation_grid, picture
+
+
+def show(model, version: str, pixel_bytes: bytes, iterations: int, digit: int) -> None:
+    with st.container(key="grid"):
+        st.header(f"4 · Every dimension at once (the paper's Fig. 4), capsule {digit}", divider="gray")
+        st.markdown(
+            f"Row $d$ decodes $v_{{{digit}}}$ with its dimension $d$ shifted by −0.25, −0.20, …, +0.25 "
+            "(11 columns). All 176 images come from one batched call of the decoder."
+        )
+        grid = perturbation_grid(model, version, pixel_bytes, iterations, digit)
+        st.image(
+            picture("perturbation_grid_image", grid, A.perturbation_steps()),
+            output_format="PNG",
+            caption=f"16 by 11 reconstructions of digit {digit}: rows are pose dimensions, columns offsets",
+        )

@@ -1,0 +1,143 @@
+"""Section 1, left: where the digit comes from (canvas, MNIST sample, upload), the controls that
+apply to the whole page, and the 28x28 image the network sees. The share link (?sample=&capsule=
+&iters=) sets these controls on a session's first run and follows them afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from app import analysis as A
+from app import inputs
+from app.canvas import drawing_canvas
+from capsnet.preprocess import to_mnist
+
+MAX_ITERATIONS = 5
+DRAW, SAMPLE, UPLOAD = "Draw", "MNIST sample", "Upload a photo"
+SOURCES = [DRAW, SAMPLE, UPLOAD]
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Choice:
+    source: str
+    raw: np.ndarray | None  # the image as given (any size), None if there is none yet
+    label: int | None  # MNIST label of a shipped sample
+
+
+@dataclass(frozen=True)
+class Controls:
+    iterations: int
+    capsule: str | int  # AUTO or a digit 0..9
+    interactive: bool
+
+
+def init_state(n_samples: int) -> None:
+    """Defaults, and on a session's first run the share link's values (invalid ones are ignored)."""
+    if "started" not in st.session_state:
+        st.session_state.started = True
+        _read_query_params(n_samples)
+    for key, default in (
+        ("source", DRAW),
+        ("sample", 0),
+        ("iterations", 3),
+        ("capsule", AUTO),
+        ("canvas_n", 0),
+    ):
+        st.session_state.setdefault(key, default)
+
+
+def _read_query_params(n_samples: int) -> None:
+    qp = st.query_params
+    if qp.get("sample", "").isdigit() and int(qp["sample"]) < n_samples:
+        st.session_state.source = SAMPLE
+        st.session_state.sample = int(qp["sample"])
+    if qp.get("iters", "").isdigit() and 1 <= int(qp["iters"]) <= MAX_ITERATIONS:
+        st.session_state.iterations = int(qp["iters"])
+    capsule = qp.get("capsule", "")
+    if capsule == AUTO or (capsule.isdigit() and int(capsule) < 10):
+        st.session_state.capsule = capsule if capsule == AUTO else int(capsule)
+
+
+def _clear_canvas() -> None:
+    st.session_state.canvas_n += 1  # a new key mounts a fresh, empty canvas
+
+
+def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
+    """The source picker and the chosen source's widget."""
+    source = st.radio("Input", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
+    if source == DRAW:
+        st.caption("Draw one digit, 0 to 9, as large as the black square. Strokes can start anywhere.")
+        n = st.session_state.canvas_n
+        result = drawing_canvas(key="canvas" if n == 0 else f"canvas-{n}")
+        st.button("Clear the canvas", on_click=_clear_canvas)
+        return Choice(source, result.image_data, None)
+    if source == SAMPLE:
+        idx = st.selectbox(
+            "MNIST test digit", range(len(samples)), key="sample",
+            format_func=lambda i: inputs.sample_label(i, labels),
+        )  # fmt: skip
+        st.image(A.upscale(samples[idx], 8), caption=f"Test-set digit, labelled {int(labels[idx])}")
+        return Choice(source, samples[idx], int(labels[idx]))
+    upload = st.file_uploader(
+        "A photo or scan of one digit: dark ink on light paper works",
+        type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"], key="upload",
+    )  # fmt: skip
+    raw = None
+    if upload is not None:
+        try:
+            raw = inputs.decode_upload(upload.getvalue())
+        except inputs.InputError as e:
+            st.error(f"**{upload.name}**: {e}")
+        else:
+            st.image(raw, caption="Your upload", width=260)
+    return Choice(source, raw, None)
+
+
+def controls() -> Controls:
+    """The controls every section below follows."""
+    with st.container(horizontal=True, gap="large", vertical_alignment="bottom"):
+        iterations = st.slider("Routing iterations (the paper uses 3)", 1, MAX_ITERATIONS, key="iterations",
+                               width=320)  # fmt: skip
+        capsule = st.selectbox(
+            "Digit capsule to inspect below", [AUTO, *range(10)], key="capsule", width=260,
+            format_func=lambda c: "the predicted digit" if c == AUTO else f"digit {c}",
+        )  # fmt: skip
+        interactive = st.toggle(
+            "Interactive charts",
+            key="interactive",
+            help="Off: the charts are pictures, quick for any browser. On: Plotly charts with hover for "
+            "exact values (slower to draw).",
+        )
+    return Controls(iterations, capsule, interactive)
+
+
+def write_query_params(choice: Choice, ctl: Controls) -> None:
+    params = {"iters": str(ctl.iterations), "capsule": str(ctl.capsule)}
+    if choice.source == SAMPLE:
+        params["sample"] = str(st.session_state.sample)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+def network_input(choice: Choice, col_in, col_seen) -> np.ndarray:
+    """The 28x28 MNIST-style image of the chosen input; stops the page with a hint if there is none."""
+    pixels = None
+    if choice.raw is not None:
+        try:
+            pixels = to_mnist(choice.raw)
+        except (ValueError, TypeError) as e:
+            with col_in:
+                st.error(f"This image cannot be used: {e}")
+    if pixels is None:
+        with col_seen:
+            if choice.source == DRAW:
+                st.info("Draw a digit in the black square: the network's answer appears here.")
+            elif choice.source == UPLOAD:
+                st.info("Upload a PNG or JPEG of a handwritten digit, or draw one instead.")
+            else:
+                st.info("This image holds no digit the network could read.")
+        st.stop()
+    return pixels

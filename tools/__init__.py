@@ -1,0 +1,1 @@
+"""Scripts around the app: browser driver, benchmarks, load test, sample generator (not imported by the page)."""
