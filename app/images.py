@@ -17,7 +17,15 @@ from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
 from app.analysis import diverging_rgb, to_uint8, upscale
 from app.figures import (
-    COUPLING_SCALE, DIGIT_COLORS, HEAT_SCALE, M_MINUS, M_PLUS, OTHER, OVERLAY_SCALE, THRESHOLD, WINNER,
+    COUPLING_SCALE,
+    DIGIT_COLORS,
+    HEAT_SCALE,
+    M_MINUS,
+    M_PLUS,
+    OTHER,
+    OVERLAY_SCALE,
+    THRESHOLD,
+    WINNER,
 )  # fmt: skip
 
 BACKGROUND = (255, 255, 255)

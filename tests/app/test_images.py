@@ -40,7 +40,9 @@ def test_coupling_image_same_value_same_colour_in_every_iteration():
 def test_coupling_image_outlines_the_chosen_digit():
     img = I.coupling_image(np.full((1152, 10), 0.1), highlight=7)
     winner = np.array(hex_rgb(F.WINNER))
-    outlined_rows = {y for y in range(img.shape[0]) if (np.abs(img[y, 30:1100].astype(int) - winner).sum(1) < 30).all()}
+    outlined_rows = {
+        y for y in range(img.shape[0]) if (np.abs(img[y, 30:1100].astype(int) - winner).sum(1) < 30).all()
+    }
     assert outlined_rows and min(outlined_rows) >= 4 + 7 * 10 - 1 and max(outlined_rows) <= 4 + 8 * 10
 
 
@@ -79,7 +81,7 @@ def test_perturbation_grid_image_lays_out_16_by_11_labelled_digits():
 
 
 def colour_mask(img, hex_colour, tol=20):
-    return (np.abs(img.astype(int) - np.array(hex_rgb(hex_colour))).sum(-1) < tol)
+    return np.abs(img.astype(int) - np.array(hex_rgb(hex_colour))).sum(-1) < tol
 
 
 def test_bar_chart_highlights_the_winner_with_heights_on_the_0_to_1_axis():

@@ -36,5 +36,7 @@ def test_bad_entries_become_zero_and_extra_ones_are_ignored():
     raw = {"values": ["0.2", math.nan, math.inf, -math.inf, True, None, [0.1], 0.2] + [0.05] * 20, "wide": 1}
     out, wide = clean_pose(raw, 16)
     assert wide is False  # only a real true widens the range
-    np.testing.assert_allclose(out, [0.0] * 7 + [0.2] + [0.05] * 8, atol=1e-6)  # NaN and +-inf: 0, not the limit
+    np.testing.assert_allclose(
+        out, [0.0] * 7 + [0.2] + [0.05] * 8, atol=1e-6
+    )  # NaN and +-inf: 0, not the limit
     assert np.all(np.isfinite(out))
