@@ -1,5 +1,7 @@
 """capsnet: the CapsNet of "Dynamic Routing Between Capsules" (Sabour, Frosst, Hinton, 2017)."""
 
+__version__ = "0.2.0"
+
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, checkpoint_meta, load_model, save_checkpoint
 from .model import (
     CapsNet,
@@ -14,6 +16,7 @@ from .model import (
 )
 
 __all__ = [
+    "__version__",
     "DEFAULT_CHECKPOINT",
     "CapsNet",
     "CapsOutput",
