@@ -11,6 +11,7 @@ channels of PrimaryCaps, each made of 8 consecutive conv channels) and (row, col
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ PRIMARY_DIM = 8
 NUM_DIGITS = 10
 DIGIT_DIM = 16
 MAX_ITERATIONS = 10
+MAX_ROUTING_GAIN = 1000.0  # far past any useful value: with |u_hat.v| ~ 0.05, gain 1000 gives b ~ 50
 
 
 def squash(s: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
@@ -75,13 +77,33 @@ class CapsOutput:
         return self.lengths.argmax(dim=-1)
 
 
-def dynamic_routing(u_hat: Tensor, iterations: int, trace: bool = False):
+def check_routing_gain(routing_gain) -> float:
+    """The factor on the agreement in b += gain * (u_hat . v), as a float in 0..MAX_ROUTING_GAIN.
+
+    1 is the paper's Procedure 1; 0 keeps c uniform (no routing); larger values make the same
+    agreement move c further. Raises TypeError for a non-number (bool included), ValueError for
+    NaN, infinities and values outside 0 <= gain <= 1000.
+    """
+    if isinstance(routing_gain, bool) or not isinstance(routing_gain, numbers.Real):
+        raise TypeError(
+            f"routing_gain must be a real number in 0..{MAX_ROUTING_GAIN:g}, got {type(routing_gain).__name__}"
+        )
+    gain = float(routing_gain)
+    if not 0.0 <= gain <= MAX_ROUTING_GAIN:  # NaN fails both comparisons, inf the upper one
+        raise ValueError(f"routing_gain must satisfy 0 <= gain <= {MAX_ROUTING_GAIN:g}, got {routing_gain!r}")
+    return gain
+
+
+def dynamic_routing(u_hat: Tensor, iterations: int, trace: bool = False, routing_gain: float = 1.0):
     """Procedure 1 of the paper. u_hat: (B, 1152, 10, 16).
 
     The logits b start at zero for every example on every call: they are not parameters and
-    not shared across the batch. Returns v (B, 10, 16) and, with trace, the per-iteration
-    (logits, coupling, v) stacked on a leading T axis.
+    not shared across the batch. `routing_gain` scales the update, b += gain * (u_hat . v):
+    1 (the default) is the paper, 0 keeps c uniform; see `check_routing_gain`. Returns v
+    (B, 10, 16) and, with trace, the per-iteration (logits, coupling, v) stacked on a leading
+    T axis.
     """
+    gain = check_routing_gain(routing_gain)
     b = u_hat.new_zeros(u_hat.shape[:3])  # (B, i, o)
     logits, couplings, vs = [], [], []
     for r in range(iterations):
@@ -93,7 +115,7 @@ def dynamic_routing(u_hat: Tensor, iterations: int, trace: bool = False):
             couplings.append(c)
             vs.append(v)
         if r < iterations - 1:  # the last update would never be used
-            b = b + torch.einsum("bioh,boh->bio", u_hat, v)  # agreement u_hat . v
+            b = b + gain * torch.einsum("bioh,boh->bio", u_hat, v)  # agreement u_hat . v (x 1.0 is exact)
     if trace:
         return v, (torch.stack(logits), torch.stack(couplings), torch.stack(vs))
     return v, None
@@ -140,16 +162,20 @@ class CapsNet(nn.Module):
             nn.Sigmoid(),
         )
 
-    def forward(self, x: Tensor, iterations: int = 3, trace: bool = False) -> CapsOutput:
+    def forward(
+        self, x: Tensor, iterations: int = 3, trace: bool = False, routing_gain: float = 1.0
+    ) -> CapsOutput:
+        """x: (B, 1, 28, 28) in [0, 1]. routing_gain scales the routing update (1 = the paper)."""
         _check_input(x, finite=not self.training)
         if isinstance(iterations, bool) or not isinstance(iterations, int):
             raise TypeError(f"iterations must be an int, got {type(iterations).__name__}")
         if not 1 <= iterations <= MAX_ITERATIONS:
             raise ValueError(f"iterations must be in 1..{MAX_ITERATIONS}, got {iterations}")
+        check_routing_gain(routing_gain)  # before the convolutions, not after
         h = F.relu(self.conv1(x))  # (B, 256, 20, 20)
         u = self.primary_caps(h)  # (B, 1152, 8)
         u_hat = self.digit_caps.predictions(u)  # (B, 1152, 10, 16)
-        v, per_iter = dynamic_routing(u_hat, iterations, trace)
+        v, per_iter = dynamic_routing(u_hat, iterations, trace, routing_gain)
         lengths = torch.linalg.vector_norm(v, dim=-1)  # (B, 10)
         if not trace:
             return CapsOutput(poses=v, lengths=lengths)

@@ -1,10 +1,13 @@
+import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from capsnet import (
     CapsNet,
+    CapsOutput,
     count_parameters,
     dynamic_routing,
     margin_loss,
@@ -43,8 +46,9 @@ def test_parameter_count_matches_paper_architecture():
     assert not any("b" == n.split(".")[-1] or "logit" in n for n in names)
 
 
-def reference_routing(u_hat: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Procedure 1, one example and one digit at a time, with no vectorisation."""
+def reference_routing(u_hat: torch.Tensor, iterations: int, gain: float = 1.0) -> torch.Tensor:
+    """Procedure 1, one example and one digit at a time, with no vectorisation
+    (b_ij += gain * u_hat_j|i . v_j; gain 1 is the paper)."""
     B, I, J, H = u_hat.shape
     out = torch.zeros(B, J, H, dtype=u_hat.dtype)
     for n in range(B):
@@ -61,7 +65,7 @@ def reference_routing(u_hat: torch.Tensor, iterations: int) -> torch.Tensor:
                 v.append(s * norm2 / (1 + norm2) / math.sqrt(norm2))
             for i in range(I):
                 for j in range(J):
-                    b[i][j] += float(u_hat[n, i, j] @ v[j])
+                    b[i][j] += gain * float(u_hat[n, i, j] @ v[j])
         out[n] = torch.stack(v)
     return out
 
@@ -72,6 +76,118 @@ def test_routing_matches_slow_reference(iterations):
     u_hat = torch.randn(2, 12, 10, 16, dtype=torch.float64) * 0.3
     v, _ = dynamic_routing(u_hat, iterations)
     assert torch.allclose(v, reference_routing(u_hat, iterations), atol=1e-10)
+
+
+@pytest.mark.parametrize("gain", [0.0, 0.5, 2.5, 10.0])
+def test_routing_gain_matches_slow_reference(gain):
+    torch.manual_seed(7)
+    u_hat = torch.randn(2, 12, 10, 16, dtype=torch.float64) * 0.3
+    v, _ = dynamic_routing(u_hat, 3, routing_gain=gain)
+    assert torch.allclose(v, reference_routing(u_hat, 3, gain), atol=1e-10)
+
+
+def _fields(out: CapsOutput) -> dict:
+    return {k: getattr(out, k) for k in out.__dataclass_fields__}
+
+
+def test_routing_gain_one_is_bit_for_bit_the_default(model):
+    torch.manual_seed(8)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        default = _fields(model(x, iterations=4, trace=True))
+        explicit = _fields(model(x, iterations=4, trace=True, routing_gain=1.0))
+        as_int = _fields(model(x, iterations=4, trace=True, routing_gain=1))
+    for name, value in default.items():
+        assert torch.equal(value, explicit[name]), name
+        assert torch.equal(value, as_int[name]), name
+    u_hat = torch.randn(2, 12, 10, 16, dtype=torch.float64) * 0.3
+    assert torch.equal(dynamic_routing(u_hat, 3)[0], dynamic_routing(u_hat, 3, routing_gain=1.0)[0])
+    assert torch.allclose(dynamic_routing(u_hat, 3)[0], reference_routing(u_hat, 3), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "gain, error",
+    [(float("nan"), ValueError), (float("inf"), ValueError), (-float("inf"), ValueError), (-0.01, ValueError),
+     (1000.5, ValueError), (1e9, ValueError), (True, TypeError), (False, TypeError), ("1", TypeError),
+     (None, TypeError), (torch.tensor(1.0), TypeError), (1 + 0j, TypeError)],
+)  # fmt: skip
+def test_routing_gain_rejects_bad_values_saying_the_range(model, gain, error):
+    x = torch.rand(1, 1, 28, 28)
+    with pytest.raises(error, match="0 <= gain <= 1000" if error is ValueError else "0..1000"):
+        model(x, routing_gain=gain)
+    with pytest.raises(error):
+        dynamic_routing(torch.zeros(1, 4, 10, 16), 2, routing_gain=gain)
+
+
+def test_routing_gain_accepts_the_ends_of_its_range(model):
+    x = torch.rand(1, 1, 28, 28)
+    with torch.no_grad():
+        zero = model(x, iterations=3, trace=True, routing_gain=0)
+        top = model(x, iterations=3, trace=True, routing_gain=1000.0)
+    assert torch.equal(zero.coupling, torch.full_like(zero.coupling, 0.1))  # gain 0: c stays uniform
+    assert torch.isfinite(top.poses).all()
+
+
+def _mean_entropy(c: torch.Tensor) -> float:
+    """Mean entropy (bits) of c over the digit axis."""
+    c = c.double()
+    return float(-(c * torch.log2(c)).sum(-1).mean())
+
+
+def test_routing_gain_above_one_moves_c_further_on_the_shipped_model():
+    """The trained weights on a shipped MNIST test digit: c barely leaves 0.1 with the paper's
+    update, more with gain 3, and the mean entropy of the last iteration's c falls with the gain."""
+    import numpy as np
+
+    from capsnet import DEFAULT_CHECKPOINT, load_model
+
+    net = load_model(DEFAULT_CHECKPOINT)
+    samples = np.load(Path(__file__).resolve().parents[1] / "app" / "samples.npz")
+    x = torch.from_numpy(samples["images"][:2].astype(np.float32) / 255).reshape(2, 1, 28, 28)
+    with torch.no_grad():
+        traced = {g: net(x, iterations=3, trace=True, routing_gain=g).coupling for g in (0, 1, 3, 10)}
+    assert torch.equal(traced[0], torch.full_like(traced[0], 0.1))
+    assert torch.equal(traced[1][0], traced[3][0])  # iteration 1 is uniform whatever the gain
+    moved_paper = (traced[1][-1] - 0.1).abs().max()
+    moved_strong = (traced[3][-1] - 0.1).abs().max()
+    assert moved_strong > 1.2 * moved_paper > 0
+    entropy = [_mean_entropy(traced[g][-1]) for g in (0, 1, 3, 10)]
+    assert entropy[0] == pytest.approx(math.log2(10))
+    assert entropy[0] > entropy[1] > entropy[2] > entropy[3]
+
+
+def test_routing_gain_lowers_entropy_on_a_random_model(model):
+    """Float64 copy of the random model: its c moves by ~1e-6, below float32's resolution of entropy."""
+    net = copy.deepcopy(model).double()
+    torch.manual_seed(9)
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        c = {g: net(x, iterations=3, trace=True, routing_gain=g).coupling for g in (0, 1, 10, 100)}
+    assert (c[100][-1] - 0.1).abs().max() > 50 * (c[1][-1] - 0.1).abs().max() > 0
+    for t in (1, 2):  # the iterations after the first, uniform one
+        h = [_mean_entropy(c[g][t]) for g in (0, 1, 10, 100)]
+        assert h[0] > h[1] > h[2] > h[3], (t, h)
+
+
+@pytest.mark.parametrize("gain", [0.0, 1.0, 10.0, 200.0])
+def test_routing_gain_known_answer(gain):
+    """Capsule i votes a along e_0 for its own digit i % 10 and 0 for every other digit.
+
+    Iteration 1: c = 0.1, s_j = 0.1 * (2 votes) * a e_0, so |s| = 0.2 a and |v| = |s|^2 / (1 + |s|^2).
+    The agreement is a |v| for the own digit and 0 elsewhere, so in iteration 2 every capsule has
+    c_own = e^g' / (e^g' + 9) with g' = gain * a |v|, and the other nine share the rest equally.
+    """
+    a = 0.8
+    u_hat = torch.zeros(1, 20, 10, 16, dtype=torch.float64)
+    for i in range(20):
+        u_hat[0, i, i % 10, 0] = a
+    _, (_, coupling, _) = dynamic_routing(u_hat, 2, trace=True, routing_gain=gain)
+    s = 0.2 * a
+    b_own = gain * a * s**2 / (1 + s**2)
+    c_own = math.exp(b_own) / (math.exp(b_own) + 9)
+    expected = torch.full((20, 10), (1 - c_own) / 9, dtype=torch.float64)
+    expected[torch.arange(20), torch.arange(20) % 10] = c_own
+    assert torch.allclose(coupling[1, 0], expected, atol=1e-12)
 
 
 def test_routing_trace_coupling_is_a_distribution_and_uniform_first():
