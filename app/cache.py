@@ -37,11 +37,12 @@ def load_samples() -> tuple[np.ndarray, np.ndarray]:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def forward(_model, version: str, pixels: bytes, iterations: int) -> dict:
-    """One traced forward pass for a 28x28 float32 image (given as bytes): numpy arrays only."""
+def forward(_model, version: str, pixels: bytes, iterations: int, routing_gain: float = 1.0) -> dict:
+    """One traced forward pass for a 28x28 float32 image (given as bytes): numpy arrays only.
+    routing_gain 1 is the paper's routing; other values are the page's "stronger routing" experiment."""
     x = torch.frombuffer(bytearray(pixels), dtype=torch.float32).reshape(1, 1, 28, 28)
     with torch.no_grad():
-        out = _model(x, iterations=iterations, trace=True)
+        out = _model(x, iterations=iterations, trace=True, routing_gain=routing_gain)
     return {
         "lengths": out.lengths[0].numpy(),  # (10,)
         "lengths_per_iter": out.lengths_per_iter[:, 0].numpy(),  # (T, 10)
@@ -52,6 +53,9 @@ def forward(_model, version: str, pixels: bytes, iterations: int) -> dict:
         "agreement": A.agreement_shares(
             out.coupling[:, 0].numpy(), out.u_hat[0].numpy(), out.poses_per_iter[:, 0].numpy()
         ),  # (T, 1152, 10)
+        "logits": out.logits[:, 0].numpy(),  # (T, 1152, 10) the b that gave coupling[t]
+        "u_hat": out.u_hat[0].numpy(),  # (1152, 10, 16) votes u_hat_j|i
+        "poses_per_iter": out.poses_per_iter[:, 0].numpy(),  # (T, 10, 16)
         "poses": out.poses[0].numpy(),  # (10, 16)
         "prediction": int(out.prediction[0]),
     }

@@ -163,7 +163,9 @@ def type_grid_image(grid: np.ndarray, vmax: float, px: int = 10) -> np.ndarray:
     return _cells(_over(colorize(grid, 0.0, max(float(vmax), 1e-12), HEAT_SCALE), BACKGROUND), px, px)
 
 
-def perturbation_grid_image(grid: np.ndarray, steps: np.ndarray, size: int = 28, scale: int = 2) -> np.ndarray:
+def perturbation_grid_image(
+    grid: np.ndarray, steps: np.ndarray, size: int = 28, scale: int = 2
+) -> np.ndarray:
     """The paper's Fig. 4: rows "dim d", columns the offsets, (16*28, S*28) greys in [0, 1]."""
     g = np.clip(np.asarray(grid, dtype=np.float64), 0, 1)
     rows, cols = g.shape[0] // size, g.shape[1] // size
@@ -174,7 +176,9 @@ def perturbation_grid_image(grid: np.ndarray, steps: np.ndarray, size: int = 28,
     img.paste(Image.fromarray(body, mode="L").convert("RGB"), (left, top))
     draw = ImageDraw.Draw(img)
     for s in range(cols):
-        draw.text((left + s * cell + cell / 2, top / 2), f"{steps[s]:+.2f}", fill=TEXT, font=_font(12), anchor="mm")
+        draw.text(
+            (left + s * cell + cell / 2, top / 2), f"{steps[s]:+.2f}", fill=TEXT, font=_font(12), anchor="mm"
+        )
     for d in range(rows):
         draw.text((4, top + d * cell + cell / 2), f"dim {d}", fill=TEXT, font=_font(12), anchor="lm")
     return np.asarray(img)
@@ -242,9 +246,17 @@ def bar_chart_image(lengths: np.ndarray, winner: int, width: int = 460, height: 
     and the margin-loss thresholds m+ = 0.9 and m- = 0.1 as dashed lines."""
     lengths = np.asarray(lengths, dtype=np.float64)
     n = len(lengths)
-    ch = _Chart(width, height, (-0.5, n - 0.5), (0.0, 1.08), [(j, str(j)) for j in range(n)],
-                [(v, f"{v:.1f}") for v in np.arange(0, 1.01, 0.2)], "digit capsule j", "length |v_j|",
-                right=66)
+    ch = _Chart(
+        width,
+        height,
+        (-0.5, n - 0.5),
+        (0.0, 1.08),
+        [(j, str(j)) for j in range(n)],
+        [(v, f"{v:.1f}") for v in np.arange(0, 1.01, 0.2)],
+        "digit capsule j",
+        "length |v_j|",
+        right=66,
+    )
     half = 0.36
     for j, v in enumerate(lengths):
         colour = hex_to_rgb(WINNER) if j == winner else hex_to_rgb(OTHER)
@@ -260,9 +272,17 @@ def lengths_over_iterations_image(lengths_per_iter: np.ndarray, winner: int, wid
     lpi = np.asarray(lengths_per_iter, dtype=np.float64)  # (T, 10)
     T = lpi.shape[0]
     iters = np.arange(1, T + 1)
-    ch = _Chart(width, height, (0.8, T + 0.2), (0.0, 1.02), [(t, str(t)) for t in iters],
-                [(v, f"{v:.1f}") for v in np.arange(0, 1.01, 0.2)], "routing iteration", "length |v_j|",
-                right=40)
+    ch = _Chart(
+        width,
+        height,
+        (0.8, T + 0.2),
+        (0.0, 1.02),
+        [(t, str(t)) for t in iters],
+        [(v, f"{v:.1f}") for v in np.arange(0, 1.01, 0.2)],
+        "routing iteration",
+        "length |v_j|",
+        right=40,
+    )
     colours = {j: tuple(hex_to_rgb(WINNER if j == winner else DIGIT_COLORS[j])) for j in range(lpi.shape[1])}
     for j in sorted(colours, key=lambda j: j == winner):  # winner drawn last, on top
         ch.line(iters, lpi[:, j], colours[j], 3.5 if j == winner else 1.2)
@@ -271,8 +291,13 @@ def lengths_over_iterations_image(lengths_per_iter: np.ndarray, winner: int, wid
         y = ch.py(lpi[-1, j])
         if all(abs(y - other) > 12 * SS for other in labelled):
             labelled.append(y)
-            ch.draw.text((ch.x1 + 6 * SS, y), str(j), fill=colours[j],
-                         font=_font((13 if j == winner else 10) * SS), anchor="lm")
+            ch.draw.text(
+                (ch.x1 + 6 * SS, y),
+                str(j),
+                fill=colours[j],
+                font=_font((13 if j == winner else 10) * SS),
+                anchor="lm",
+            )
     return ch.array()
 
 
@@ -280,8 +305,74 @@ def entropy_image(entropy: np.ndarray, width: int = 460, height: int = 240) -> n
     """Mean entropy of c_i per iteration (bits), with uniform log2(10) = 3.32 marked."""
     entropy = np.asarray(entropy, dtype=np.float64)
     iters = np.arange(1, len(entropy) + 1)
-    ch = _Chart(width, height, (0.8, len(entropy) + 0.2), (0.0, 3.6), [(t, str(t)) for t in iters],
-                [(v, f"{v:.0f}") for v in range(4)], "routing iteration", "mean H(c_i), bits", right=70)
+    ch = _Chart(
+        width,
+        height,
+        (0.8, len(entropy) + 0.2),
+        (0.0, 3.6),
+        [(t, str(t)) for t in iters],
+        [(v, f"{v:.0f}") for v in range(4)],
+        "routing iteration",
+        "mean H(c_i), bits",
+        right=70,
+    )
     ch.hline(float(np.log2(10)), "uniform", tuple(hex_to_rgb(THRESHOLD)))
     ch.line(iters, entropy, tuple(hex_to_rgb(WINNER)), 2.5)
     return ch.array()
+
+
+# ---------------------------------------------------------------- routing: small changes made visible
+DIVERGING = "RdBu_r"  # blue below zero, white at zero, red above
+
+
+def nice_ticks(hi: float, n: int = 4) -> list[float]:
+    """About n round tick values from 0 to at least hi (hi > 0)."""
+    raw = hi / n
+    mag = 10 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    return [float(k * step) for k in range(int(np.ceil(hi / step - 1e-9)) + 1)]
+
+
+def _fmt(v: float, step: float) -> str:
+    decimals = max(0, int(-np.floor(np.log10(step))) if step < 1 else 0)
+    return f"{v:.{decimals}f}"
+
+
+def entropy_drop_image(entropy: np.ndarray, width: int = 460, height: int = 240) -> np.ndarray:
+    """How far the mean entropy of c_i falls below uniform (log2 10 = 3.32 bits) after each
+    iteration, in millibits on an axis from 0 to the largest drop: the axis includes every value it
+    plots, and a drop of 0.002 bits is visible instead of a flat line at 3.32."""
+    drop = 1000 * (np.log2(10) - np.asarray(entropy, dtype=np.float64))  # millibits, >= 0
+    iters = np.arange(1, len(drop) + 1)
+    ticks = nice_ticks(max(float(drop.max()), 1e-3))
+    step = ticks[1] - ticks[0]
+    ch = _Chart(width, height, (0.8, len(drop) + 0.2), (0.0, ticks[-1]), [(t, str(t)) for t in iters],
+                [(v, _fmt(v, step)) for v in ticks], "routing iteration", "below uniform, millibits")  # fmt: skip
+    ch.line(iters, drop, tuple(hex_to_rgb(WINNER)), 2.5)
+    return ch.array()
+
+
+def diverging_grid_image(grid: np.ndarray, limit: float, px: int = 10) -> np.ndarray:
+    """Signed values (NaN gaps stay white) on a diverging scale -limit..+limit, white at 0."""
+    limit = max(float(limit), 1e-12)
+    return _cells(_over(colorize(grid, -limit, limit, DIVERGING), BACKGROUND), px, px)
+
+
+def diverging_colorbar_image(limit: float, width: int = 240, height: int = 12, digits: int = 3) -> np.ndarray:
+    """The diverging colour bar with its range printed: -limit (blue) .. 0 (white) .. +limit (red)."""
+    return colorbar_image(DIVERGING, width, height, lo=f"−{limit:.{digits}f}", hi=f"+{limit:.{digits}f}")
+
+
+def field_image(image: np.ndarray, rows: slice, cols: slice, px: int = 7) -> np.ndarray:
+    """The 28x28 input in grey, dimmed outside one receptive field, the field outlined in WINNER."""
+    grey = np.clip(np.asarray(image, dtype=np.float64), 0, 1) * 255.0
+    rgb = np.repeat(grey[..., None], 3, axis=2) * 0.35 + 20
+    rgb[rows, cols] = np.repeat(grey[rows, cols][..., None], 3, axis=2)
+    img = _cells(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), px, px).copy()
+    r0, r1 = rows.start * px, min(rows.stop, 28) * px - 1
+    c0, c1 = cols.start * px, min(cols.stop, 28) * px - 1
+    colour = np.array(hex_to_rgb(WINNER), dtype=np.uint8)
+    for t in range(2):
+        img[r0 + t, c0 : c1 + 1] = img[r1 - t, c0 : c1 + 1] = colour
+        img[r0 : r1 + 1, c0 + t] = img[r0 : r1 + 1, c1 - t] = colour
+    return img
