@@ -68,7 +68,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def save_checkpoint(path: str | os.PathLike, model: CapsNet, meta: dict | None = None, **extra) -> None:
     """Write the model's weights (and any extra plain state, e.g. an optimizer's) atomically."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # channels-last too
     payload = {"format": FORMAT, "state_dict": state, "meta": json.dumps(meta or {}), **extra}
     atomic_write(path, lambda f: torch.save(payload, f))
 

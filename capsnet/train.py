@@ -2,10 +2,18 @@
 random shifts of up to 2 px, 3 routing iterations.
 
     python -m capsnet.train --data-root ../shared/data --epochs 30 --out checkpoints/capsnet_mnist.pt
+    python -m capsnet.train --data-root ../shared/data --val 5000 ...   # hold out 5000 digits to select on
+    torchrun --nproc_per_node=4 -m capsnet.train --data-root ../shared/data ...   # one process per GPU
 
 Each epoch writes, atomically: the weights (OUT), their metadata (OUT with .json) and the full
 training state for `--resume` (OUT with .resume.pt). A killed run continues from the last epoch
 it finished with the same command plus `--resume`.
+
+The hot loop never leaves the device: the training set sits there as uint8, each epoch's
+permutation too, the shift is one batched gather, and the host reads the running loss only every
+`--log-every` steps. On CUDA it also runs in bf16 autocast with TF32, channels-last convolutions,
+a fused Adam and `torch.compile`; each is on by default where the device supports it, off by its
+`--no-...` flag, and the metadata's "speed" records which were actually on.
 """
 
 from __future__ import annotations
@@ -17,14 +25,27 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor, nn
 
+from . import distributed
 from .checkpoint import CheckpointError, atomic_write_json, load_state, read_checkpoint, save_checkpoint
 from .data import load_mnist, random_shift, to_float
 from .evaluate import predict, select_device
 from .model import CapsNet, margin_loss, reconstruction_loss
+
+VAL_SPLIT_SEED = 2017  # the validation digits are the same for every --seed: runs compare on one set
+SPEED_FLAGS = {
+    "compile": "torch.compile the training step (falls back to eager, with a warning, if it fails)",
+    "amp": "bf16 autocast in the training step",
+    "tf32": "TF32 matmuls and convolutions for what stays fp32 (Ampere or newer)",
+    "channels_last": "channels-last memory format for the convolutions",
+    "fused": "fused Adam (one kernel for the whole update)",
+    "cudnn_benchmark": "let cuDNN time its convolution algorithms once and keep the fastest",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,12 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="images per step in each process")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--lr-decay", type=float, default=0.96, help="multiply the lr by this every epoch")
     p.add_argument("--iterations", type=int, default=3, help="routing iterations")
     p.add_argument("--recon-weight", type=float, default=0.0005, help="scale of the reconstruction SSE")
     p.add_argument("--max-shift", type=int, default=2, help="random shift augmentation, pixels")
+    p.add_argument("--val", type=int, default=0, metavar="N",
+                   help="hold out N training digits (a fixed split, the same for every seed) and report "
+                        "their accuracy each epoch; use 5000 when choosing epochs, schedules or runs, "
+                        "never the test set")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
@@ -49,10 +74,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from OUT's .resume.pt")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT already exists")
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (0 = all; for smoke tests)")
-    p.add_argument("--log-every", type=int, default=20, help="steps between progress-bar updates")
+    p.add_argument("--log-every", type=int, default=50, help="steps between progress-bar updates (host syncs)")
+    speed = p.add_argument_group("speed", "each defaults to on where the device supports it (CUDA), "
+                                          "--FLAG forces it on, --no-FLAG off")
+    for name, text in SPEED_FLAGS.items():
+        speed.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
+                           help=text)
+    speed.add_argument("--compile-mode", default="default",
+                       help="torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or not 1 <= args.iterations <= 10:
         p.error("--epochs and --batch-size must be >= 1 and --iterations in 1..10")
+    if args.val < 0 or args.max_shift < 0:
+        p.error("--val and --max-shift must be >= 0")
     return args
 
 
@@ -68,136 +102,342 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
-def train_epoch(model, opt, images, labels, args, epoch, device) -> dict:
-    """One pass over the shuffled training set; returns mean loss and accuracy."""
+def train_val_split(n: int, val: int) -> tuple[Tensor, Tensor]:
+    """Indices (train, val) of n training digits, val of them held out; fixed by VAL_SPLIT_SEED."""
+    if not 0 <= val < n:
+        raise ValueError(f"--val {val} must leave training digits: the training set has {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+    return perm[val:].sort().values, perm[:val].sort().values
+
+
+def epoch_order(n: int, seed: int, epoch: int, world: distributed.World) -> Tensor:
+    """Positions 0..n-1 in this epoch's order, this process's shard only.
+
+    Every process draws the same permutation (seeded by seed and epoch, so a resumed run repeats
+    it) and takes its own contiguous slice; the n % world_size left over are skipped this epoch.
+    """
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=gen)
+    per_rank = n // world.world_size
+    return order[world.rank * per_rank : (world.rank + 1) * per_rank]
+
+
+@dataclass
+class Speed:
+    """Which speed features are on; decided once from the flags and the device."""
+
+    compile: bool = False
+    compile_mode: str = "default"
+    amp: bool = False  # bf16 autocast
+    tf32: bool = False
+    channels_last: bool = False
+    fused: bool = False
+    cudnn_benchmark: bool = False
+    notes: list[str] = field(default_factory=list)  # why a feature asked for is off
+
+    def as_meta(self) -> dict:
+        meta = asdict(self)
+        meta["amp"] = "bf16" if self.amp else "off"
+        return meta
+
+
+def resolve_speed(args: argparse.Namespace, device: torch.device) -> Speed:
+    """Turn the flags (None = auto) into features, and set the global backend switches."""
+    cuda = device.type == "cuda"
+    want = {name: cuda if getattr(args, name) is None else getattr(args, name) for name in SPEED_FLAGS}
+    speed = Speed(compile_mode=args.compile_mode)
+    speed.compile = want["compile"]
+    if speed.compile and not hasattr(torch, "compile"):
+        speed.compile = False
+        speed.notes.append(f"torch.compile: not in torch {torch.__version__}")
+    speed.amp = want["amp"]
+    if speed.amp and cuda and not torch.cuda.is_bf16_supported():
+        speed.amp = False
+        speed.notes.append(f"amp: {device_name(device)} has no bf16")
+    speed.tf32 = want["tf32"] and cuda and torch.cuda.get_device_capability(device) >= (8, 0)
+    if want["tf32"] and not speed.tf32 and args.tf32:
+        speed.notes.append(f"tf32: not available on {device.type}")
+    if speed.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    speed.channels_last = want["channels_last"]
+    speed.fused = want["fused"]  # checked when the optimizer is made
+    speed.cudnn_benchmark = want["cudnn_benchmark"] and cuda
+    torch.backends.cudnn.benchmark = speed.cudnn_benchmark
+    return speed
+
+
+def make_optimizer(model: nn.Module, lr: float, speed: Speed) -> torch.optim.Adam:
+    if speed.fused:
+        try:
+            return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError) as e:  # device or torch without a fused Adam
+            speed.fused = False
+            speed.notes.append(f"fused Adam: {str(e).splitlines()[0][:200]}")
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def match_state_layout(opt: torch.optim.Optimizer) -> None:
+    """Give Adam's moments the memory format of their parameters (after a resume that changed
+    --channels-last): the fused kernel walks both with the parameter's strides."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, t in opt.state.get(p, {}).items():
+                if isinstance(t, Tensor) and t.shape == p.shape and t.stride() != p.stride():
+                    opt.state[p][k] = torch.empty_like(p, dtype=t.dtype).copy_(t)
+
+
+class TrainingLoss(nn.Module):
+    """Loss of one batch: margin loss + scaled reconstruction SSE (decoder fed the true digit).
+
+    One module around the CapsNet so that DDP and torch.compile see the whole forward, decoder
+    included. Returns the loss () and the number of correct predictions (), both on the device.
+    """
+
+    def __init__(self, capsnet: CapsNet, iterations: int, recon_weight: float, amp: bool):
+        super().__init__()
+        self.capsnet = capsnet
+        self.iterations = iterations
+        self.recon_weight = recon_weight
+        self.amp = amp
+
+    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.capsnet(x, iterations=self.iterations)  # no trace: no per-iteration copies
+            recon = self.capsnet.reconstruct(out.poses, y)  # (B, 1, 28, 28)
+        loss = margin_loss(out.lengths.float(), y) + reconstruction_loss(recon.float(), x, self.recon_weight)
+        return loss, (out.prediction == y).sum()
+
+
+class TrainStep:
+    """zero_grad, forward, backward, Adam step. With speed.compile the forward is compiled; if the
+    first compiled step fails (no compiler, unsupported op, old torch) it warns once, records why
+    and goes on eager: nothing was updated yet, so the step is simply redone."""
+
+    def __init__(self, loss_module: nn.Module, opt: torch.optim.Optimizer, speed: Speed, say=print):
+        self.eager = loss_module
+        self.opt = opt
+        self.speed = speed
+        self.say = say
+        self.compiled = None
+        self.proven = False  # a compiled step has run through
+        if speed.compile:
+            try:
+                self.compiled = torch.compile(loss_module, mode=None if speed.compile_mode == "default"
+                                              else speed.compile_mode, dynamic=False)
+            except Exception as e:  # e.g. "Dynamo is not supported on Python 3.x"
+                self._fall_back(e)
+
+    def _fall_back(self, e: Exception) -> None:
+        self.compiled = None
+        self.speed.compile = False
+        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+        self.speed.notes.append(f"torch.compile failed, trained eager ({why})")
+        self.say(f"warning: torch.compile failed ({why}); continuing eager", file=sys.stderr)
+
+    def _step(self, fn, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        self.opt.zero_grad(set_to_none=True)
+        loss, correct = fn(x, y)
+        loss.backward()
+        self.opt.step()
+        return loss.detach(), correct
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.compiled is not None and not self.proven:
+            try:
+                result = self._step(self.compiled, x, y)
+                self.proven = True
+                return result
+            except Exception as e:
+                self._fall_back(e)
+        return self._step(self.eager if self.compiled is None else self.compiled, x, y)
+
+
+def train_epoch(step: TrainStep, images: Tensor, labels: Tensor, order: Tensor, args, epoch: int,
+                world: distributed.World) -> dict:
+    """One pass over `order` (positions in images, on the device); returns mean loss and accuracy
+    over every process's images. Batches are full: the len(order) % batch_size left over are
+    skipped (a different few each epoch), so compiled shapes never change."""
     from tqdm import tqdm
 
-    model.train()
-    n = len(images)
-    gen = torch.Generator().manual_seed(args.seed * 100_003 + epoch)  # same order after a resume
-    order = torch.randperm(n, generator=gen)
-    shift_gen = torch.Generator(device=device).manual_seed(args.seed * 100_003 + epoch)
-    steps = math.ceil(n / args.batch_size)
+    device = images.device
+    step.eager.train()
+    shift_gen = torch.Generator(device=device).manual_seed((args.seed * 100_003 + epoch) * 1_000 + world.rank)
+    steps = len(order) // args.batch_size
     if args.max_steps:
         steps = min(steps, args.max_steps)
+    if steps == 0:
+        raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(order)} images per process")
+    channels_last = torch.channels_last if step.speed.channels_last else torch.contiguous_format
     # Sums kept on the device: reading them (a host sync) happens only every log_every steps.
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", file=sys.stderr,
-               dynamic_ncols=True, disable=False)
-    for step in bar:
-        idx = order[step * args.batch_size : (step + 1) * args.batch_size].to(device)
-        x = random_shift(to_float(images[idx]), args.max_shift, shift_gen)
+               dynamic_ncols=True, disable=not world.is_main)
+    for k in bar:
+        idx = order[k * args.batch_size : (k + 1) * args.batch_size]  # (B,) on the device
+        x = random_shift(to_float(images[idx]), args.max_shift, shift_gen)  # (B, 1, 28, 28)
+        x = x.contiguous(memory_format=channels_last)
         y = labels[idx]
-        out = model(x, iterations=args.iterations)
-        recon = model.reconstruct(out.poses, y)  # decoder sees the true class in training
-        loss = margin_loss(out.lengths, y) + reconstruction_loss(recon, x, args.recon_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (out.prediction == y).sum()
+        loss, n_correct = step(x, y)
+        loss_sum += loss * len(y)
+        correct += n_correct
         seen += len(y)
-        if (step + 1) % args.log_every == 0 or step + 1 == steps:
+        if (k + 1) % args.log_every == 0 or k + 1 == steps:
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
     bar.close()
-    loss_mean = loss_sum.item() / seen
+    totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(seen, device=device).double()])
+    loss_sum, correct, seen = distributed.all_reduce_sum(totals, world).tolist()
+    loss_mean = loss_sum / seen
     if not math.isfinite(loss_mean):
         raise FloatingPointError(f"training diverged in epoch {epoch + 1}: loss is {loss_mean}")
-    return {"train_loss": round(loss_mean, 6), "train_accuracy": round(correct.item() / seen, 6)}
+    return {"train_loss": round(loss_mean, 6), "train_accuracy": round(correct / seen, 6), "images": int(seen)}
+
+
+def accuracy(model: CapsNet, images: Tensor, labels: Tensor, iterations: int) -> tuple[float, int]:
+    model.eval()
+    preds = predict(model, images, iterations=iterations)
+    wrong = int((preds != labels.cpu()).sum())
+    return 1 - wrong / len(labels), wrong
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    world = distributed.world_from_env()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
+    if device.type == "cuda" and world.distributed and device.index is None:
+        device = torch.device("cuda", world.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     out = Path(args.out)
+    say = print if world.is_main else (lambda *a, **k: None)
     torch.manual_seed(args.seed)
 
+    # Every process looks (read-only) before any writes, so all of them agree to stop.
     if not (args.resume or args.overwrite) and (out.exists() or resume_path(out).exists()):
-        print(f"error: {out} already exists; nothing was changed. Pass --resume to continue its training, "
-              "--overwrite to replace it, or choose another --out.", file=sys.stderr)
+        say(f"error: {out} already exists; nothing was changed. Pass --resume to continue its training, "
+            "--overwrite to replace it, or choose another --out.", file=sys.stderr)
         return 2
     try:
-        train_x, train_y = load_mnist(args.data_root, train=True, download=not args.no_download)
-        test_x, test_y = load_mnist(args.data_root, train=False, download=not args.no_download)
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        all_x, all_y = load_mnist(args.data_root, train=True, download=not args.no_download and world.is_main)
+        test_x, test_y = load_mnist(args.data_root, train=False, download=not args.no_download and world.is_main)
+        train_idx, val_idx = train_val_split(len(all_x), args.val)
+    except (RuntimeError, ValueError) as e:
+        say(f"error: {e}", file=sys.stderr)
         return 2
     # The whole training set lives on the device as uint8 (47 MB): no loader in the hot loop.
-    train_x, train_y = train_x.to(device), train_y.to(device)
+    train_x, train_y = all_x[train_idx].to(device), all_y[train_idx].to(device)
+    val_x, val_y = all_x[val_idx].to(device), all_y[val_idx]
+    test_x = test_x.to(device)
 
+    distributed.init(world, device)
+    try:
+        command = " ".join(["python -m capsnet.train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+        return _train(args, world, device, out, say, command, train_x, train_y, val_x, val_y, test_x, test_y)
+    finally:
+        distributed.finish(world)
+
+
+def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_y, test_x, test_y) -> int:
+    speed = resolve_speed(args, device)
     model = CapsNet().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if speed.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, args.lr, speed)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=args.lr_decay)
     start_epoch, history, train_seconds = 0, [], 0.0
 
     if args.resume:
         rpath = resume_path(out)
         if not rpath.exists():
-            print(f"error: --resume given but {rpath} does not exist; run without --resume to start.",
-                  file=sys.stderr)
+            say(f"error: --resume given but {rpath} does not exist; run without --resume to start.",
+                file=sys.stderr)
             return 2
         try:
             state = read_checkpoint(rpath)
             load_state(model, state["state_dict"], rpath)
             opt.load_state_dict(state["optimizer"])
+            match_state_layout(opt)
             sched.load_state_dict(state["scheduler"])
+            held_out = int(state.get("val_images", 0))
         except (CheckpointError, KeyError, ValueError) as e:
-            print(f"error: cannot resume from {rpath}: {e}", file=sys.stderr)
+            say(f"error: cannot resume from {rpath}: {e}", file=sys.stderr)
+            return 2
+        if held_out != args.val:
+            say(f"error: {rpath} was trained with --val {held_out}; resume with the same --val.", file=sys.stderr)
             return 2
         start_epoch, history = int(state["epoch"]), list(state["history"])
         train_seconds = float(state["train_seconds"])
-        print(f"resuming after epoch {start_epoch} of {args.epochs} from {rpath}", file=sys.stderr)
+        say(f"resuming after epoch {start_epoch} of {args.epochs} from {rpath}", file=sys.stderr)
 
-    # Temp files left by a run killed while writing: the real files beside them are intact.
-    for stale in (*out.parent.glob(f".{out.name}.*.tmp"), *out.parent.glob(f".{resume_path(out).name}.*.tmp")):
-        stale.unlink(missing_ok=True)
-    command = " ".join(["python -m capsnet.train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    loss_module = TrainingLoss(model, args.iterations, args.recon_weight, speed.amp)
+    if world.distributed:
+        loss_module = nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+    step = TrainStep(loss_module, opt, speed, say)
+
+    if world.is_main:  # temp files left by a run killed while writing: the real files beside them are intact
+        for stale in (*out.parent.glob(f".{out.name}.*.tmp"), *out.parent.glob(f".{resume_path(out).name}.*.tmp")):
+            stale.unlink(missing_ok=True)
     for epoch in range(start_epoch, args.epochs):
+        lr = opt.param_groups[0]["lr"]
+        order = epoch_order(len(train_x), args.seed, epoch, world).to(device)
         t0 = time.perf_counter()
-        stats = train_epoch(model, opt, train_x, train_y, args, epoch, device)
+        stats = train_epoch(step, train_x, train_y, order, args, epoch, world)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         sched.step()
-        model.eval()
-        preds = predict(model, test_x, iterations=args.iterations)
-        acc = float((preds == test_y).float().mean())
-        history.append({"epoch": epoch + 1, **stats, "test_accuracy": round(acc, 6),
-                        "seconds": round(seconds, 2), "lr": opt.param_groups[0]["lr"]})
-        print(f"epoch {epoch + 1}: loss {stats['train_loss']:.4f}  train acc {stats['train_accuracy']:.4f}  "
-              f"test acc {acc:.4%}  ({seconds:.1f} s)", file=sys.stderr, flush=True)
-        meta = {
-            "test_accuracy": round(acc, 6),
-            "test_errors": int((preds != test_y).sum()),
-            "epochs": epoch + 1,
-            "seconds_per_epoch": round(train_seconds / (epoch + 1), 2),
-            "train_seconds": round(train_seconds, 1),
-            "device": device_name(device),
-            "torch_version": torch.__version__,
-            "seed": args.seed,
-            "command": command,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "lr_decay": args.lr_decay,
-            "routing_iterations": args.iterations,
-            "max_shift": args.max_shift,
-            "train_images": len(train_x) if not args.max_steps else min(len(train_x), args.max_steps * args.batch_size),
-            "test_images": len(test_x),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "history": history,
-        }
-        # Order matters for a kill between writes: weights, then metadata, then the resume state.
-        save_checkpoint(out, model, meta)
-        atomic_write_json(out.with_suffix(".json"), meta)
-        save_checkpoint(resume_path(out), model, meta, optimizer=opt.state_dict(),
-                        scheduler=sched.state_dict(), epoch=epoch + 1, history=history,
-                        train_seconds=train_seconds)
-    print(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
+        record = {"epoch": epoch + 1, "train_loss": stats["train_loss"], "train_accuracy": stats["train_accuracy"]}
+        if world.is_main:
+            if args.val:
+                record["val_accuracy"] = round(accuracy(model, val_x, val_y, args.iterations)[0], 6)
+            acc, wrong = accuracy(model, test_x, test_y, args.iterations)
+            record.update(test_accuracy=round(acc, 6), seconds=round(seconds, 2),
+                          images_per_second=round(stats["images"] / seconds, 1), lr=lr)
+            history.append(record)
+            val_text = f"val acc {record['val_accuracy']:.4%}  " if args.val else ""
+            say(f"epoch {epoch + 1}: loss {stats['train_loss']:.4f}  train acc {stats['train_accuracy']:.4f}  "
+                f"{val_text}test acc {acc:.4%}  ({seconds:.1f} s, {record['images_per_second']:,.0f} img/s)",
+                file=sys.stderr, flush=True)
+            meta = {
+                "test_accuracy": round(acc, 6),
+                "test_errors": wrong,
+                "epochs": epoch + 1,
+                "seconds_per_epoch": round(train_seconds / (epoch + 1), 2),
+                "train_seconds": round(train_seconds, 1),
+                "device": device_name(device),
+                "torch_version": torch.__version__,
+                "seed": args.seed,
+                "command": command,
+                "batch_size": args.batch_size,
+                "world_size": world.world_size,
+                "global_batch_size": args.batch_size * world.world_size,
+                "lr": args.lr,
+                "lr_decay": args.lr_decay,
+                "routing_iterations": args.iterations,
+                "max_shift": args.max_shift,
+                "train_images": len(train_x),
+                "images_per_epoch": stats["images"],
+                "val_images": len(val_x),
+                **({"val_accuracy": record["val_accuracy"]} if args.val else {}),
+                "test_images": len(test_x),
+                "speed": speed.as_meta(),
+                "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "history": history,
+            }
+            # Order matters for a kill between writes: weights, then metadata, then the resume state.
+            save_checkpoint(out, model, meta)
+            atomic_write_json(out.with_suffix(".json"), meta)
+            save_checkpoint(resume_path(out), model, meta, optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(), epoch=epoch + 1, history=history,
+                            train_seconds=train_seconds, val_images=len(val_x))
+    distributed.barrier(world)  # nobody leaves before rank 0 has written the last epoch
+    say(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
     return 0
 
 
