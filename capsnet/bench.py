@@ -2,8 +2,14 @@
 
     python -m capsnet.bench              # inference: one digit, traced vs plain forward, decoder, grid
     python -m capsnet.bench --json       # the same, ending with one JSON line
+    python -m capsnet.bench train --data-root ../shared/data [--n 60000] [--peak-tflops 989] [--json]
 
-Medians of many repeats after warm-up, on whatever device is picked (cpu by default).
+Inference: medians of many repeats after warm-up, on the cpu. Training: images/s of (a) the usual
+pipeline, a torchvision DataLoader over torchvision.datasets.MNIST with a per-image
+RandomCrop(28, padding=2) (the paper's shift of up to 2 px, zero padded), fp32, eager, reading the
+loss every step, against (b) ours (capsnet.train: the set on the device as uint8, the shift as one
+batched gather, and on CUDA bf16, TF32, channels-last, fused Adam, torch.compile), interleaved
+a, b, a, b, ... on the same device, with the arithmetic floor of the training FLOPs.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import platform
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
-from .model import CapsNet
+from .model import (DIGIT_DIM, NUM_DIGITS, NUM_PRIMARY, NUM_PRIMARY_TYPES, PRIMARY_DIM, PRIMARY_GRID,
+                    CapsNet, margin_loss, reconstruction_loss)
 from .preprocess import to_mnist
 
 
@@ -75,15 +83,200 @@ def bench_inference(model: CapsNet, repeats: int) -> dict:
     return results
 
 
+def training_flops_per_image(iterations: int = 3) -> dict:
+    """Multiply-adds x 2 of one training image, forward and backward, from the layer shapes.
+
+    forward: conv1 20x20 outputs x 256 channels x 81 taps; PrimaryCaps 6x6 x 256 x (256 x 81);
+    u_hat = W_ij u_i: 1152 x 10 x 16 x 8; routing: s_j = sum_i c_ij u_hat_j|i each iteration and
+    the agreement u_hat . v in all but the last, 1152 x 10 x 16 each; decoder 160-512-1024-784.
+    Softmax, squash and the losses are a few hundred thousand element-wise operations: left out.
+    backward: about twice the forward (gradients of the inputs and of the weights of each layer),
+    except conv1, whose input is the image and needs no gradient.
+    """
+    routing_step = NUM_PRIMARY * NUM_DIGITS * DIGIT_DIM
+    forward = {
+        "conv1": 2 * 20 * 20 * 256 * 81,
+        "primary_caps": 2 * PRIMARY_GRID**2 * NUM_PRIMARY_TYPES * PRIMARY_DIM * 256 * 81,
+        "u_hat": 2 * NUM_PRIMARY * NUM_DIGITS * DIGIT_DIM * PRIMARY_DIM,
+        "routing": 2 * routing_step * (2 * iterations - 1),
+        "decoder": 2 * (NUM_DIGITS * DIGIT_DIM * 512 + 512 * 1024 + 1024 * 784),
+    }
+    total_forward = sum(forward.values())
+    return {"forward": forward, "total": 3 * total_forward - forward["conv1"]}
+
+
+# Dense bf16 tensor-core peaks from the vendor's data sheets, TFLOP/s, by device-name substring.
+PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
+
+
+def default_peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_TFLOPS if key in name), None)
+
+
+def usual_epoch(model, opt, loader, device, iterations: int = 3) -> int:
+    """The loop most CapsNet repositories use: batches from the DataLoader, fp32, eager, and the
+    loss read back every step for the running average. Returns the images trained."""
+    model.train()
+    seen, total = 0, 0.0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        out = model(x, iterations=iterations)
+        recon = model.reconstruct(out.poses, y)
+        loss = margin_loss(out.lengths, y) + reconstruction_loss(recon, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(y)
+        seen += len(y)
+    return seen
+
+
+def bench_train(args) -> dict:
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import transforms
+    from torchvision.datasets import MNIST
+
+    from . import distributed
+    from .data import load_mnist
+    from .evaluate import select_device
+    from .train import TrainingLoss, TrainStep, device_name, make_optimizer, resolve_speed, train_epoch
+
+    device = select_device(args.device)
+    torch.manual_seed(0)
+    n = args.n or (60_000 if device.type == "cuda" else 512)
+    workers = args.workers if args.workers >= 0 else (4 if device.type == "cuda" else 0)
+
+    # (a) the usual pipeline
+    dataset = MNIST(args.data_root, train=True, download=False,
+                    transform=transforms.Compose([transforms.RandomCrop(28, padding=2), transforms.ToTensor()]))
+    n = min(n, len(dataset))
+    loader = DataLoader(Subset(dataset, range(n)), batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    usual_model = CapsNet().to(device)
+    usual_opt = torch.optim.Adam(usual_model.parameters(), lr=1e-3)
+
+    # (b) ours: the training loop of capsnet.train, speed features as it would pick them
+    speed = resolve_speed(args, device)
+    images, labels = load_mnist(args.data_root, train=True, download=False)
+    images, labels = images[:n].to(device), labels[:n].to(device)
+    model = CapsNet().to(device)
+    if speed.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, 1e-3, speed)
+    step = TrainStep(TrainingLoss(model, 3, 0.0005, speed.amp), opt, speed,
+                     say=lambda *a, **k: print(*a, **{**k, "file": sys.stderr}))
+    world = distributed.World()
+    loop = SimpleNamespace(seed=0, batch_size=args.batch_size, max_shift=2, max_steps=0,
+                           log_every=10**9, epochs=args.rounds)
+
+    def run_ours(epoch: int, steps: int = 0) -> int:
+        loop.max_steps = steps
+        order = torch.randperm(n, device=device)
+        return train_epoch(step, images, labels, order, loop, epoch, world, progress=False)["images"]
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    # Warm-up: workers, cuDNN's algorithm search, torch.compile.
+    for x, y in [next(iter(loader))]:
+        usual_model(x.to(device))
+    run_ours(0, steps=3)
+    sync()
+    rounds = {"usual": [], "ours": []}
+    for r in range(args.rounds):
+        for name in ("usual", "ours"):
+            t0 = time.perf_counter()
+            seen = usual_epoch(usual_model, usual_opt, loader, device) if name == "usual" else run_ours(r + 1)
+            sync()
+            rounds[name].append(seen / (time.perf_counter() - t0))
+            print(f"round {r + 1}/{args.rounds} {name:<5} {rounds[name][-1]:10,.0f} images/s", file=sys.stderr)
+
+    flops = training_flops_per_image()
+    peak = args.peak_tflops or default_peak_tflops(device)
+    result = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "n": n,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "workers": workers,
+        "flop_per_image": flops["total"],
+        "flop_per_epoch": flops["total"] * 60_000,
+        "peak_tflops": peak,
+    }
+    for name, ips in rounds.items():
+        med = statistics.median(ips)
+        result[name] = {"images_per_second": round(med, 1), "seconds_per_epoch": round(60_000 / med, 2),
+                        "rounds_images_per_second": [round(v, 1) for v in ips]}
+        if peak:
+            floor = result["flop_per_epoch"] / (peak * 1e12)
+            result["floor_seconds_per_epoch"] = round(floor, 4)
+            result[name]["times_floor"] = round(result[name]["seconds_per_epoch"] / floor, 1)
+    result["usual"]["pipeline"] = "torchvision DataLoader + RandomCrop(28, padding=2), fp32, eager, loss.item() each step"
+    result["ours"]["pipeline"] = "capsnet.train: uint8 set on the device, batched shift, no per-step sync"
+    result["ours"]["speed"] = speed.as_meta()
+    result["ratio"] = round(result["ours"]["images_per_second"] / result["usual"]["images_per_second"], 2)
+    return result
+
+
+def print_train(result: dict) -> None:
+    print(f"capsnet training on {result['device']} (torch {result['torch']}): {result['n']:,} images a round, "
+          f"batch {result['batch_size']}, median of {result['rounds']} interleaved rounds")
+    for name, label in (("usual", "(a) usual"), ("ours", "(b) ours ")):
+        r = result[name]
+        floor = f"  {r['times_floor']:,.1f}x the floor" if "times_floor" in r else ""
+        print(f"  {label} {r['images_per_second']:10,.0f} images/s  {r['seconds_per_epoch']:9.2f} s/epoch{floor}"
+              f"   {r['pipeline']}")
+    print(f"  ours / usual {result['ratio']:.2f}x")
+    print(f"  floor: {result['flop_per_image'] / 1e9:.2f} GFLOP per training image (forward + backward), "
+          f"{result['flop_per_epoch'] / 1e12:.1f} TFLOP per epoch of 60,000", end="")
+    if result["peak_tflops"]:
+        print(f" = {result['floor_seconds_per_epoch']:.3f} s/epoch at {result['peak_tflops']:g} TFLOP/s")
+    else:
+        print("; pass --peak-tflops X (the device's dense bf16 peak) to see how far each pipeline is from it")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m capsnet.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    p.add_argument("--repeats", type=int, default=200)
+    from .train import add_speed_args
+
+    p = argparse.ArgumentParser(prog="python -m capsnet.bench", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("mode", nargs="?", choices=["infer", "train"], default="infer",
+                   help="infer: one-digit inference timings; train: training throughput, usual vs ours")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="infer: weights to time")
+    p.add_argument("--repeats", type=int, default=200, help="infer: timed runs of each function")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="end stdout with one JSON line")
+    t = p.add_argument_group("train")
+    t.add_argument("--data-root", default="data", help="folder holding MNIST/raw")
+    t.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
+    t.add_argument("--n", type=int, default=0, help="training images a round (0 = 60,000 on CUDA, 512 elsewhere)")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--rounds", type=int, default=3, help="timed rounds of each pipeline, interleaved")
+    t.add_argument("--workers", type=int, default=-1, help="DataLoader workers of (a) (-1 = 4 on CUDA, else 0)")
+    t.add_argument("--peak-tflops", type=float, default=0.0,
+                   help="dense bf16 peak of the device (0 = from its name: H100 989, H100 PCIe 756, H200 989, "
+                        "A100 312; unknown devices print no floor ratio)")
+    add_speed_args(p)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.mode == "train":
+        if args.n < 0 or args.batch_size < 1 or args.rounds < 1:
+            p.error("--n must be >= 0, --batch-size and --rounds >= 1")
+        try:
+            result = bench_train(args)
+        except RuntimeError as e:  # torchvision: "Dataset not found"
+            print(f"error: {e}. Pass --data-root pointing at a folder that holds MNIST/raw.", file=sys.stderr)
+            return 2
+        print_train(result)
+        if args.json:
+            print(json.dumps(result))
+        return 0
     try:
         model = load_model(args.checkpoint)
     except CheckpointError as e:

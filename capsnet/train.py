@@ -75,6 +75,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT already exists")
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (0 = all; for smoke tests)")
     p.add_argument("--log-every", type=int, default=50, help="steps between progress-bar updates (host syncs)")
+    add_speed_args(p)
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or not 1 <= args.iterations <= 10:
+        p.error("--epochs and --batch-size must be >= 1 and --iterations in 1..10")
+    if args.val < 0 or args.max_shift < 0:
+        p.error("--val and --max-shift must be >= 0")
+    return args
+
+
+def add_speed_args(p: argparse.ArgumentParser) -> None:
     speed = p.add_argument_group("speed", "each defaults to on where the device supports it (CUDA), "
                                           "--FLAG forces it on, --no-FLAG off")
     for name, text in SPEED_FLAGS.items():
@@ -82,12 +92,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            help=text)
     speed.add_argument("--compile-mode", default="default",
                        help="torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs")
-    args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or not 1 <= args.iterations <= 10:
-        p.error("--epochs and --batch-size must be >= 1 and --iterations in 1..10")
-    if args.val < 0 or args.max_shift < 0:
-        p.error("--val and --max-shift must be >= 0")
-    return args
 
 
 def resume_path(out: Path) -> Path:
@@ -254,7 +258,7 @@ class TrainStep:
 
 
 def train_epoch(step: TrainStep, images: Tensor, labels: Tensor, order: Tensor, args, epoch: int,
-                world: distributed.World) -> dict:
+                world: distributed.World, progress: bool = True) -> dict:
     """One pass over `order` (positions in images, on the device); returns mean loss and accuracy
     over every process's images. Batches are full: the len(order) % batch_size left over are
     skipped (a different few each epoch), so compiled shapes never change."""
@@ -274,7 +278,7 @@ def train_epoch(step: TrainStep, images: Tensor, labels: Tensor, order: Tensor, 
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", file=sys.stderr,
-               dynamic_ncols=True, disable=not world.is_main)
+               dynamic_ncols=True, disable=not (progress and world.is_main))
     for k in bar:
         idx = order[k * args.batch_size : (k + 1) * args.batch_size]  # (B,) on the device
         x = random_shift(to_float(images[idx]), args.max_shift, shift_gen)  # (B, 1, 28, 28)
