@@ -6,6 +6,8 @@ j = digit capsule (10). Primary index i = type * 36 + row * 6 + col.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from capsnet.model import DIGIT_DIM, NUM_DIGITS, NUM_PRIMARY, receptive_field  # noqa: F401 (re-exported)
@@ -62,10 +64,15 @@ def agreement_shares(coupling: np.ndarray, u_hat: np.ndarray, poses_per_iter: np
     Because s_j = sum_i c_ij u_hat_j|i points the same way as v_j, the shares of digit j add up
     to |s_j| exactly: positive where a vote agrees with the output, negative where it disagrees.
     """
+    return _shares(coupling, u_hat, poses_per_iter).astype(np.float32)
+
+
+def _shares(coupling: np.ndarray, u_hat: np.ndarray, poses_per_iter: np.ndarray) -> np.ndarray:
+    """`agreement_shares` in float64."""
     v = np.asarray(poses_per_iter, dtype=np.float64)
     v_dir = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)  # (T, 10, 16)
     along = np.einsum("ijh,tjh->tij", np.asarray(u_hat, dtype=np.float64), v_dir)  # u_hat . v/|v|
-    return (np.asarray(coupling, dtype=np.float64) * along).astype(np.float32)
+    return np.asarray(coupling, dtype=np.float64) * along
 
 
 def strongest_primary(coupling: np.ndarray, primary_len: np.ndarray, digit: int) -> tuple[int, np.ndarray]:
@@ -124,3 +131,377 @@ def diverging_rgb(diff: np.ndarray, limit: float = 1.0) -> np.ndarray:
     white, red, blue = np.array([1.0, 1.0, 1.0]), np.array([0.80, 0.10, 0.15]), np.array([0.13, 0.30, 0.75])
     rgb = np.where(t >= 0, white + t * (red - white), white + (-t) * (blue - white))
     return to_uint8(rgb)
+
+
+# ---------------------------------------------------------------- routing by agreement, made visible
+# In the trained model c stays within ~0.1 +- 0.01 for almost every primary capsule, while |s_j|
+# can double: a few capsules with long votes gain weight. These helpers give those small changes
+# (and who causes the growth) as numbers the page can draw at a visible, printed scale.
+
+
+def coupling_change(coupling: np.ndarray) -> np.ndarray:
+    """delta c = c - 1/10, the change from uniform coupling: (T, 1152, 10) -> same shape, float64.
+
+    Sums to 0 over the digits of every primary capsule (both c and 1/10 sum to 1)."""
+    return np.asarray(coupling, dtype=np.float64) - 1.0 / NUM_DIGITS
+
+
+def symmetric_limit(values: np.ndarray, quantile: float = 1.0, floor: float = 1e-6) -> float:
+    """L for a colour range -L..L centred on 0: the largest |value| (NaN ignored), at least `floor`.
+
+    quantile < 1 takes that quantile of |value| instead, so a few outliers saturate the colour
+    rather than wash out everything else; the caller should then say so (see `saturated`)."""
+    a = np.abs(np.asarray(values, dtype=np.float64)).ravel()
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return float(floor)
+    limit = a.max() if quantile >= 1.0 else np.quantile(a, quantile)
+    return float(max(limit, floor))
+
+
+def saturated(values: np.ndarray, limit: float) -> int:
+    """How many values lie outside -limit..limit (drawn in the end colours)."""
+    return int(np.count_nonzero(np.abs(np.asarray(values, dtype=np.float64)) > limit))
+
+
+def _unit(v: np.ndarray) -> np.ndarray | None:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-12 else None
+
+
+def _leading_direction(points: np.ndarray) -> np.ndarray | None:
+    """First right-singular vector of (N, H) points, or None when they are all (nearly) zero."""
+    if not np.any(points):
+        return None
+    _, sv, vt = np.linalg.svd(points, full_matrices=False)
+    return vt[0] if sv[0] > 1e-12 else None
+
+
+def vote_projection(u_hat_j: np.ndarray, v_j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2-D coordinates of the 1152 votes u_hat_j|i for one digit j, chosen for routing.
+
+    u_hat_j (1152, 16), v_j (16,) -> x (1152,), y (1152,), axes (2, 16) with orthonormal rows.
+    x is the component along v_j / |v_j| (what the agreement u_hat . v measures, up to |v_j|);
+    y the component along the leading principal direction of what is left of the votes across
+    v_j (centred), i.e. the widest spread the x axis does not show. The sign of y puts the vote
+    furthest off the x axis above it. With v_j = 0 the x axis is the votes' own leading
+    direction (uncentred); with no spread at all the axes fall back to basis vectors.
+    Project s_j or v_j of every iteration with the same axes: `project(points, axes)`.
+    """
+    U = np.asarray(u_hat_j, dtype=np.float64)  # (1152, 16)
+    H = U.shape[1]
+    e1 = _unit(np.asarray(v_j, dtype=np.float64))
+    if e1 is None:
+        e1 = _leading_direction(U)
+    if e1 is None:
+        e1 = np.eye(H)[0]
+    across = U - np.outer(U @ e1, e1)  # (1152, 16), each row orthogonal to e1
+    e2 = _leading_direction(across - across.mean(axis=0))
+    if e2 is None:  # no spread across e1: the basis vector least along e1, made orthogonal
+        e2 = np.eye(H)[int(np.argmin(np.abs(e1)))]
+    e2 = _unit(e2 - (e2 @ e1) * e1)  # exact orthogonality after the SVD's rounding
+    y = U @ e2
+    if y.size and y[np.argmax(np.abs(y))] < 0:
+        e2, y = -e2, -y
+    return U @ e1, y, np.stack([e1, e2])
+
+
+def project(points: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Points (..., 16) onto the two axes of `vote_projection`: (..., 2) as (x, y)."""
+    return np.asarray(points, dtype=np.float64) @ np.asarray(axes, dtype=np.float64).T
+
+
+def type_maps(per_capsule: np.ndarray) -> np.ndarray:
+    """One number per primary capsule, (1152,), as (32 types, 6 rows, 6 cols) for `type_grid`."""
+    return np.asarray(per_capsule, dtype=np.float64).reshape(NUM_TYPES, GRID, GRID)
+
+
+def per_position(per_capsule: np.ndarray) -> np.ndarray:
+    """One number per primary capsule, (1152,), summed over the 32 types: (6, 6) grid."""
+    return type_maps(per_capsule).sum(axis=0)
+
+
+def field_map(per_capsule: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
+    """One number per primary capsule, (1152,), summed over types and drawn on the 28x28 input.
+
+    Without `ink`: each pixel shows the mean over the grid positions whose 17x17 field covers it
+    (`evidence_map`). With the input image as `ink`: each position's sum is spread over its field
+    in proportion to the ink there (`ink_weighted_evidence`), so empty background stays 0."""
+    if ink is None:
+        return evidence_map(per_capsule)
+    return ink_weighted_evidence(per_capsule, ink).map
+
+
+@dataclass
+class InkEvidence:
+    """Per-capsule shares painted on the input where the ink is (see `ink_weighted_evidence`)."""
+
+    map: np.ndarray  # (28, 28); map.sum() == painted
+    painted: float  # sum of the shares of grid positions whose field holds ink
+    no_ink: float  # sum of the shares of positions whose field holds no ink: drawn nowhere
+    empty_fields: np.ndarray  # (6, 6) bool, True where the field holds no ink
+
+
+def ink_weighted_evidence(shares: np.ndarray, image: np.ndarray) -> InkEvidence:
+    """Spread each primary capsule's share over the ink in its receptive field.
+
+    shares (1152,), e.g. one iteration's agreement shares for one digit; image (28, 28), ink > 0
+    (negative pixels count as no ink). The 32 types at a grid position are summed; that sum goes
+    to the pixels of the position's 17x17 field in proportion to their ink, so a pixel without
+    ink gets nothing and the map adds up to the shares of the fields that hold ink. Unlike
+    `evidence_map`, capsules whose field is mostly background no longer paint the background.
+    """
+    per_pos = per_position(shares)  # (6, 6)
+    ink = np.clip(np.asarray(image, dtype=np.float64), 0.0, None)  # (28, 28)
+    out = np.zeros_like(ink)
+    empty = np.zeros((GRID, GRID), dtype=bool)
+    for r in range(GRID):
+        for c in range(GRID):
+            rs, cs = receptive_field(r, c)
+            total = ink[rs, cs].sum()
+            if total > 0:
+                out[rs, cs] += per_pos[r, c] * ink[rs, cs] / total
+            else:
+                empty[r, c] = True
+    return InkEvidence(
+        map=out, painted=float(per_pos[~empty].sum()), no_ink=float(per_pos[empty].sum()), empty_fields=empty
+    )
+
+
+@dataclass
+class ParseTreeFlows:
+    """Links of a Sankey from groups of primary capsules to digit capsules (one iteration).
+
+    Nodes: `labels[:n_sources]` the groups drawn on their own, `labels[n_sources]` everything
+    else ("rest"), then one node per digit in `digits`. Links carry positive values only;
+    what a group sends against v_j (a negative net contribution) is in `against` and printed
+    in the digit's label. For every digit: support - against = s_along_v = |s_j|.
+    """
+
+    group: str  # "position" or "type"
+    sources: list[int]  # group ids drawn as their own node, strongest first
+    labels: list[str]  # node labels
+    digits: list[int]  # the digits drawn, in node order
+    link_source: np.ndarray  # (L,) int node index
+    link_target: np.ndarray  # (L,) int node index
+    link_value: np.ndarray  # (L,) > 0
+    net: np.ndarray  # (G, 10) net contribution of every group to every digit (G = 36 or 32)
+    support: np.ndarray  # (10,) sum of the positive net contributions: all the links into j
+    against: np.ndarray  # (10,) minus the sum of the negative ones (>= 0)
+    s_along_v: np.ndarray  # (10,) s_j . v_j / |v_j| = support - against
+
+    @property
+    def rest(self) -> int:
+        """Node index of the "rest" node."""
+        return len(self.sources)
+
+
+def _group_names(group: str) -> list[str]:
+    if group == "position":
+        return [f"position ({r}, {c})" for r in range(GRID) for c in range(GRID)]
+    return [f"type {t}" for t in range(NUM_TYPES)]
+
+
+def parse_tree_flows(
+    coupling_t: np.ndarray,
+    u_hat: np.ndarray,
+    v_t: np.ndarray,
+    group: str = "position",
+    top_k: int = 8,
+    digits=None,
+    per_digit: bool = False,
+) -> ParseTreeFlows:
+    """Who sends what to the digit capsules in one iteration, grouped for a Sankey diagram.
+
+    coupling_t (1152, 10), u_hat (1152, 10, 16), v_t (10, 16): the c used in iteration t and
+    the v it produced. Primary capsule i contributes c_ij (u_hat_j|i . v_j/|v_j|) to digit j
+    (its agreement share; they sum to |s_j|); the capsules of a grid position ("position", 36
+    groups) or of a capsule type ("type", 32 groups) are netted together.
+    Source nodes: the `top_k` groups with the largest positive contribution summed over the
+    digits drawn, plus one "rest" node for every other group. per_digit=True instead gives
+    each digit its own top_k and draws their union (up to 30-odd nodes for 10 digits on the
+    trained model: complete, but hard to read). `digits`: the digit capsules drawn (default
+    all 10); `support`, `against` and `s_along_v` are computed for all 10 regardless.
+    """
+    if group not in ("position", "type"):
+        raise ValueError(f"group must be 'position' or 'type', got {group!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    digits = list(range(NUM_DIGITS)) if digits is None else [int(j) for j in digits]
+    shares = _shares(np.asarray(coupling_t)[None], u_hat, np.asarray(v_t)[None])[0]  # (1152, 10)
+    by_type_pos = shares.reshape(NUM_TYPES, GRID * GRID, NUM_DIGITS)
+    net = by_type_pos.sum(axis=0) if group == "position" else by_type_pos.sum(axis=1)  # (G, 10)
+    support = np.clip(net, 0.0, None).sum(axis=0)
+    against = 0.0 - np.clip(net, None, 0.0).sum(axis=0)  # 0.0 - : no "-0.00" in a label
+    strength = np.clip(net[:, digits], 0.0, None).sum(axis=1)  # (G,)
+
+    def strongest(score: np.ndarray) -> list[int]:
+        order = np.argsort(-score, kind="stable")
+        return [int(g) for g in order[:top_k] if score[g] > 0]
+
+    if per_digit:
+        shown = {j: strongest(net[:, j]) for j in digits}
+        sources = sorted({g for gs in shown.values() for g in gs}, key=lambda g: (-strength[g], g))
+    else:
+        sources = strongest(strength)
+        shown = {j: [g for g in sources if net[g, j] > 0] for j in digits}
+    node = {g: k for k, g in enumerate(sources)}
+    rest, first_digit = len(sources), len(sources) + 1
+    src, tgt, val = [], [], []
+    for d, j in enumerate(digits):
+        for g in shown[j]:
+            src.append(node[g]), tgt.append(first_digit + d), val.append(net[g, j])
+        rest_value = float(np.clip(np.delete(net[:, j], shown[j]), 0.0, None).sum())
+        if rest_value > 0:
+            src.append(rest), tgt.append(first_digit + d), val.append(rest_value)
+    names = _group_names(group)
+    labels = [names[g] for g in sources] + [f"other {group}s"]
+    for j in digits:
+        labels.append(f"digit {j}: |s| = {support[j] - against[j]:.2f}" + (
+            f" ({against[j]:.2f} sent against v)" if against[j] >= 0.005 else ""
+        ))  # fmt: skip
+    return ParseTreeFlows(
+        group=group, sources=sources, labels=labels, digits=digits,
+        link_source=np.array(src, dtype=int), link_target=np.array(tgt, dtype=int),
+        link_value=np.array(val, dtype=np.float64), net=net, support=support, against=against,
+        s_along_v=shares.sum(axis=0),
+    )  # fmt: skip
+
+
+@dataclass
+class Ablation:
+    """Capsule lengths of one input with routing switched off (1 iteration: c = 1/10) and on."""
+
+    lengths_no_routing: np.ndarray  # (10,) |v_j| with uniform coupling
+    lengths_routed: np.ndarray  # (10,) |v_j| after `iterations` iterations with `routing_gain`
+    iterations: int
+    routing_gain: float
+
+    @property
+    def prediction_no_routing(self) -> int:
+        return int(np.argmax(self.lengths_no_routing))
+
+    @property
+    def prediction_routed(self) -> int:
+        return int(np.argmax(self.lengths_routed))
+
+    @property
+    def changed(self) -> bool:
+        """Whether routing changed the predicted digit."""
+        return self.prediction_no_routing != self.prediction_routed
+
+
+def ablation(model, x, iterations: int = 3, routing_gain: float = 1.0) -> Ablation:
+    """Run `model` on one input without routing (1 iteration) and with it.
+
+    x: a (28, 28) array or a (1, 1, 28, 28) tensor, pixels in [0, 1]. Two forward passes. The
+    first equals iteration 1 of any traced forward (`lengths_per_iter[0]`): a page that already
+    has one can read the no-routing lengths from it instead."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(1, 1, 28, 28)
+    with torch.no_grad():
+        plain = model(x, iterations=1)
+        routed = model(x, iterations=iterations, routing_gain=routing_gain)
+    return Ablation(
+        lengths_no_routing=plain.lengths[0].double().numpy(),
+        lengths_routed=routed.lengths[0].double().numpy(),
+        iterations=int(iterations),
+        routing_gain=float(routing_gain),
+    )
+
+
+def _fmt2(x: float) -> str:
+    """Two significant digits, trailing zeros kept (0.40, 0.012), scientific below 1e-4."""
+    x = float(x)
+    if x == 0 or not np.isfinite(x):
+        return f"{x:g}"
+    if abs(x) < 1e-4:
+        return f"{x:.1e}"
+    return f"{x:.{max(0, 1 - int(np.floor(np.log10(abs(x)))))}f}"
+
+
+def routing_summary_sentence(coupling: np.ndarray, result: Ablation) -> str:
+    """One sentence on what routing did for this input, written from the numbers.
+
+    coupling (T, 1152, 10): the traced c of the routed forward pass behind `result`
+    (same iterations and gain); result: `ablation(...)`. The sentence gives how far the last
+    iteration's c moved from 0.1 (99th percentile and largest), both predictions with their
+    lengths, and whether routing changed the prediction."""
+    on, off = result.prediction_routed, result.prediction_no_routing
+    len_on, len_off = result.lengths_routed[on], result.lengths_no_routing[off]
+    n = result.iterations
+    gain = "" if result.routing_gain == 1.0 else f" with gain {result.routing_gain:g}"
+    if n == 1:
+        return (
+            f"With 1 iteration there is no routing: c stays 0.1 everywhere and the prediction is "
+            f"{on} (|v| = {len_on:.2f})."
+        )
+    moved = np.abs(coupling_change(np.asarray(coupling)[-1])).ravel()
+    head = (
+        f"For this input, routing{gain} moved 99% of the coupling coefficients less than "
+        f"±{_fmt2(np.quantile(moved, 0.99))} from 0.1 and the most-moved one by ±{_fmt2(moved.max())}; "
+        f"{n} iterations give {on} (|v| = {len_on:.2f}), no routing gives {off} (|v| = {len_off:.2f}): "
+    )
+    if result.changed:
+        return head + f"routing changed the prediction from {off} to {on}."
+    diff = result.lengths_routed[on] - result.lengths_no_routing[on]
+    if abs(diff) < 0.005:
+        effect = f"|v_{on}| stays about the same"
+    else:
+        effect = f"it made |v_{on}| {abs(diff):.2f} {'longer' if diff > 0 else 'shorter'}"
+    return head + f"routing did not change the prediction; {effect}."
+
+
+@dataclass
+class VoteGrowth:
+    """How |s_j| grows from iteration 1 to the last, and which primary capsules make it grow.
+
+    With e = v_j / |v_j| of the last iteration: |s_last| - s_first . e = sum_i contribution_i,
+    where contribution_i = (c_ij,last - c_ij,first) u_hat_j|i . e. The part of |s_last| - |s_first|
+    this misses is `turn` = |s_first| - s_first . e >= 0 (s_j changing direction, usually tiny).
+    """
+
+    digit: int
+    s_first: float  # |s_j| in iteration 1 (uniform c)
+    s_last: float  # |s_j| in the last iteration
+    along: float  # s_last - s_first . e = contribution.sum()
+    turn: float  # |s_first| - s_first . e
+    contribution: np.ndarray  # (1152,) each capsule's part of `along`
+    top: np.ndarray  # (top_n,) the capsules with the longest votes |u_hat_j|i|, longest first
+    top_share: float  # contribution[top].sum() / along (NaN when along == 0); may exceed 1
+    half_from: int  # fewest capsules (largest contributions first) giving half of `along`
+
+
+def vote_growth(
+    coupling: np.ndarray, u_hat: np.ndarray, poses_per_iter: np.ndarray, digit: int, top_n: int = 20
+) -> VoteGrowth:
+    """coupling (T, 1152, 10), u_hat (1152, 10, 16), poses_per_iter (T, 10, 16) -> VoteGrowth."""
+    c = np.asarray(coupling, dtype=np.float64)[:, :, digit]  # (T, 1152)
+    u = np.asarray(u_hat, dtype=np.float64)[:, digit]  # (1152, 16)
+    s = c @ u  # (T, 16): s_j of every iteration
+    e = _unit(np.asarray(poses_per_iter, dtype=np.float64)[-1, digit])
+    if e is None:
+        e = np.zeros(u.shape[1])
+    contribution = (c[-1] - c[0]) * (u @ e)  # (1152,)
+    along = float(contribution.sum())
+    s_first, s_last = float(np.linalg.norm(s[0])), float(np.linalg.norm(s[-1]))
+    top = np.argsort(-np.linalg.norm(u, axis=1), kind="stable")[:top_n]
+    share = float(contribution[top].sum() / along) if along != 0 else float("nan")
+    ranked = np.cumsum(np.sort(contribution)[::-1])
+    half_from = int(np.searchsorted(ranked, 0.5 * along) + 1) if along > 0 else 0
+    return VoteGrowth(
+        digit=int(digit), s_first=s_first, s_last=s_last, along=along, turn=s_first - float(s[0] @ e),
+        contribution=contribution, top=top, top_share=share, half_from=half_from,
+    )  # fmt: skip
+
+
+def growth_sentence(g: VoteGrowth) -> str:
+    """E.g. "|s_7| grows 1.97 → 4.02 (+2.05); the 20 primary capsules with the longest votes give
+    91% of it, and half of it comes from 6 of the 1152." """
+    j, n = g.digit, len(g.top)
+    text = f"|s_{j}| {'grows' if g.s_last >= g.s_first else 'shrinks'} {g.s_first:.2f} → {g.s_last:.2f}"
+    if g.along <= 0 or not np.isfinite(g.top_share):
+        return text + f": routing gave no capsule more weight towards v_{j}."
+    text += f" (+{g.along:.2f} along v_{j}); the {n} primary capsules with the longest votes give "
+    return text + f"{g.top_share:.0%} of it, and half of it comes from {g.half_from} of the {NUM_PRIMARY}."

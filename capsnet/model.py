@@ -85,9 +85,8 @@ def check_routing_gain(routing_gain) -> float:
     NaN, infinities and values outside 0 <= gain <= 1000.
     """
     if isinstance(routing_gain, bool) or not isinstance(routing_gain, numbers.Real):
-        raise TypeError(
-            f"routing_gain must be a real number in 0..{MAX_ROUTING_GAIN:g}, got {type(routing_gain).__name__}"
-        )
+        kind = type(routing_gain).__name__
+        raise TypeError(f"routing_gain must be a real number in 0..{MAX_ROUTING_GAIN:g}, got {kind}")
     gain = float(routing_gain)
     if not 0.0 <= gain <= MAX_ROUTING_GAIN:  # NaN fails both comparisons, inf the upper one
         raise ValueError(f"routing_gain must satisfy 0 <= gain <= {MAX_ROUTING_GAIN:g}, got {routing_gain!r}")

@@ -1,7 +1,7 @@
 """Figure builders (app/figures.py): data, colour ranges and annotations, without a browser."""
 
-
 import numpy as np
+import pytest
 
 from app import analysis as A
 from app import figures as F
@@ -65,3 +65,179 @@ def test_type_grid_figure_shape():
     fig = F.type_grid_figure(A.type_grid(np.ones((32, 6, 6))), vmax=1.0)
     assert np.asarray(fig.data[0].z).shape == (27, 55)
     assert fig.data[0].customdata[0][0] == 0 and fig.data[0].customdata[26][54] == 31
+
+
+def test_entropy_line_axis_includes_every_value_and_the_uniform_line():
+    uniform = np.log2(10)
+    for entropy in (
+        [3.3219, 3.3, 3.1],
+        [3.32, 3.9, 4.2],
+        [0.2, -0.1],
+    ):  # the last two cannot happen, but show
+        lo, hi = F.entropy_line(np.array(entropy)).layout.yaxis.range
+        assert lo <= min(0.0, *entropy) and hi > max(uniform, *entropy)
+        assert hi - max(uniform, *entropy) >= 0.002  # a margin, so the top point is not cut in half
+    zoomed = F.entropy_line(np.array([3.3219, 3.3212, 3.3205]), zoom=True)
+    lo, hi = zoomed.layout.yaxis.range
+    assert 3.0 < lo < 3.3205 and uniform < hi < 3.4  # hundredths of a bit fill the axis
+    assert "zoomed, not from 0" in zoomed.layout.yaxis.title.text
+
+
+# ---------------------------------------------------------------- routing views (issue 10)
+def _title_limit(title: str) -> float:
+    """The number printed after '±' in a colour bar title."""
+    return float(title.split("±")[1].split("<br>")[0])
+
+
+def test_nice_limit_rounds_up_to_two_significant_digits():
+    assert F.nice_limit(0.01234) == 0.013
+    assert F.nice_limit(0.3) == 0.3 and F.nice_limit(0.26) == 0.26 and F.nice_limit(7.01) == 7.1
+    assert 0 < F.nice_limit(0.0) <= 1e-6 and 0 < F.nice_limit(float("nan")) <= 1e-6
+    for x in np.random.default_rng(0).uniform(-8, 2, 500):
+        value = 10.0**x
+        assert value <= F.nice_limit(value) <= value * 1.1 + 1e-300
+
+
+def _votes_inputs(T: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=1152) * 0.05, rng.normal(size=1152) * 0.03
+    x[3] = 1.4  # one long vote
+    delta = rng.normal(size=(T, 1152)) * 0.004
+    delta[0] = 0.0
+    delta[-1, 3] = 0.3
+    contribution = (0.1 + delta) * np.hypot(x, y)
+    path = np.column_stack([np.linspace(1.0, 2.6, T), np.linspace(-0.2, 0.0, T)])  # beyond every vote
+    return x, y, contribution, delta, path, rng.random(1152)
+
+
+def test_votes_animation_frames_colours_and_scale():
+    T = 3
+    x, y, contribution, delta, path, u_len = _votes_inputs(T)
+    fig = F.votes_animation(x, y, contribution, delta, path, u_len, digit=7)
+    votes, trail = fig.data
+    assert votes.type == "scattergl" and len(votes.x) == 1152
+    assert [f.name for f in fig.frames] == ["1", "2", "3"]
+    L = F.nice_limit(0.3)
+    for t, frame in enumerate(fig.frames):
+        marker = frame.data[0].marker
+        np.testing.assert_allclose(np.asarray(marker.color), delta[t], atol=1e-7)  # colour is delta c
+        assert marker.cmin == -L and marker.cmax == L and marker.cmid == 0  # symmetric, centred
+        np.testing.assert_allclose(frame.data[1].x, path[: t + 1, 0])  # the path so far
+        np.testing.assert_allclose(frame.data[1].y, path[: t + 1, 1])
+    np.testing.assert_allclose(np.asarray(votes.marker.color), delta[-1], atol=1e-7)  # opens on the last
+    assert _title_limit(votes.marker.colorbar.title.text) == votes.marker.cmax == L
+    assert list(votes.marker.colorbar.tickvals) == [-L, 0.0, L]
+
+
+def test_votes_animation_marker_area_is_proportional_to_the_contribution():
+    T = 3
+    x, y, contribution, delta, path, u_len = _votes_inputs(T)
+    fig = F.votes_animation(x, y, contribution, delta, path, u_len, digit=7, max_px=30.0, min_px=2.0)
+    sizes = np.array([np.asarray(f.data[0].marker.size, dtype=float) for f in fig.frames])  # (T, 1152)
+    assert sizes.max() == pytest.approx(30.0, rel=1e-6)  # one scale over all frames
+    above = sizes > 2.0 + 1e-6
+    ratio = sizes[above] ** 2 / contribution[above]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
+    assert sizes.min() >= 2.0 - 1e-6
+    assert sizes[-1, 3] > 1.5 * sizes[0, 3]  # the long vote grows as its c does (0.1 -> 0.4)
+
+
+def test_votes_animation_controls_axes_and_hover():
+    T = 5
+    x, y, contribution, delta, path, u_len = _votes_inputs(T, seed=1)
+    fig = F.votes_animation(x, y, contribution, delta, path, u_len, digit=2, limit=0.01)
+    (menu,) = fig.layout.updatemenus
+    play = menu.buttons[0]
+    assert play.method == "animate" and play.args[0] is None and play.args[1]["frame"]["redraw"] is True
+    (slider,) = fig.layout.sliders
+    assert [list(s.args[0]) for s in slider.steps] == [
+        [str(t + 1)] for t in range(T)
+    ] and slider.active == T - 1
+    for axis, values in ((fig.layout.xaxis, np.r_[x, path[:, 0]]), (fig.layout.yaxis, np.r_[y, path[:, 1]])):
+        lo, hi = axis.range
+        assert axis.autorange is False and lo < values.min() and hi > values.max()
+    # a limit below the largest change: the colour bar says how many points it clips
+    bar = fig.data[0].marker.colorbar.title.text
+    assert _title_limit(bar) == 0.01 == fig.data[0].marker.cmax
+    assert f"{int((np.abs(delta) > 0.01).sum())} beyond" in bar
+    custom = np.asarray(fig.data[0].customdata)
+    assert custom.shape == (1152, 5 + T)
+    np.testing.assert_allclose(custom[179, :4], [179, 4, 5, 5])  # i, type, row, col
+    np.testing.assert_allclose(custom[:, 4], u_len, rtol=1e-6)
+    np.testing.assert_allclose(custom[:, 5:], (delta + 0.1).T, atol=1e-7)  # c per iteration
+    assert all(f"customdata[{5 + t}]" in fig.data[0].hovertemplate for t in range(T))
+    assert len(fig.to_json()) < 200_000  # typed float32 arrays, frames hold only what changes
+
+
+def test_signed_heatmaps_are_symmetric_around_zero():
+    rng = np.random.default_rng(2)
+    delta = rng.normal(size=(1152, 10)) * 0.003
+    delta[5, 2] = -0.02
+    for builder, name in ((F.coupling_change_heatmap, "Δc"), (F.logits_heatmap, "b")):
+        fig = builder(delta, highlight=2)
+        (hm,) = fig.data
+        np.testing.assert_allclose(np.asarray(hm.z), delta.T)
+        assert hm.zmin == -0.02 and hm.zmax == 0.02 and hm.zmid == 0
+        assert hm.colorbar.title.text.startswith(name) and _title_limit(hm.colorbar.title.text) == 0.02
+        assert hm.colorscale[0][1] != hm.colorscale[-1][1]  # diverging: different colours at the ends
+        (rect,) = fig.layout.shapes
+        assert rect.y0 == 1.5 and rect.y1 == 2.5
+    grid = A.type_grid(A.type_maps(delta[:, 2]))
+    tg = F.change_type_grid_figure(grid, limit=0.005).data[0]
+    assert np.asarray(tg.z).shape == (27, 55) and tg.zmin == -0.005 and tg.zmax == 0.005
+    assert "beyond" in tg.colorbar.title.text  # -0.02 lies outside ±0.005
+    pos = F.change_position_map(A.per_position(delta[:, 2])).data[0]
+    np.testing.assert_allclose(np.asarray(pos.z), A.per_position(delta[:, 2]))
+    assert pos.zmax == -pos.zmin == F.nice_limit(np.abs(A.per_position(delta[:, 2])).max())
+    assert pos.texttemplate  # each cell prints its value
+    ov = F.signed_field_overlay(np.zeros((28, 28)), A.field_map(delta[:, 2])).data
+    assert ov[1].zmid == 0 and ov[1].zmin == -ov[1].zmax
+    assert ov[1].colorscale[1][1].endswith(",0)")  # transparent at zero: the digit shows through
+
+
+def test_parse_tree_sankey_draws_the_flows():
+    u_hat = np.zeros((1152, 10, 16))
+    u_hat[0 * 36 + 3, 2, 0], u_hat[4 * 36 + 20, 2, 0], u_hat[0 * 36 + 7, 2, 0] = 1.0, 0.3, -0.5
+    u_hat[1 * 36 + 9, 5, 0] = 0.8
+    v = np.zeros((10, 16))
+    v[2, 0] = v[5, 0] = 0.5
+    flows = A.parse_tree_flows(np.full((1152, 10), 0.1), u_hat, v, "position", top_k=1, digits=[2, 5])
+    (sankey,) = F.parse_tree_sankey(flows).data
+    assert sankey.type == "sankey"
+    assert list(sankey.node.label) == flows.labels and len(sankey.node.color) == len(flows.labels)
+    np.testing.assert_allclose(sankey.link.value, flows.link_value)
+    np.testing.assert_array_equal(sankey.link.source, flows.link_source)
+    np.testing.assert_array_equal(sankey.link.target, flows.link_target)
+    assert sankey.node.color[-1] == F.DIGIT_COLORS[5] and sankey.node.color[-2] == F.DIGIT_COLORS[2]
+    assert "0.05 sent against v" in flows.labels[-2]  # the negative vote is printed, not drawn
+
+
+def test_ablation_bars():
+    off = np.full(10, 0.05)
+    off[4], off[9] = 0.6, 0.55
+    on = off.copy()
+    on[9] = 0.8
+    fig = F.ablation_bars(off, on, iterations=3, routing_gain=2.0)
+    no_routing, routed = fig.data
+    np.testing.assert_allclose(no_routing.y, off)
+    np.testing.assert_allclose(routed.y, on)
+    assert no_routing.name == "no routing (1 iteration) → 4" and routed.name == "3 iterations, gain 2 → 9"
+    assert sorted(s.y0 for s in fig.layout.shapes) == [0.1, 0.9]
+    assert fig.layout.barmode == "group" and fig.layout.yaxis.range[1] >= 1
+
+
+def test_iteration_accuracy_chart_sets_ours_beside_the_paper():
+    fig = F.iteration_accuracy_chart({1: 0.9910, 3: 0.9917, 5: 0.9915})
+    ours, *paper = fig.data
+    assert list(ours.x) == [1, 3, 5]
+    np.testing.assert_allclose(ours.y, [0.90, 0.83, 0.85], atol=1e-9)  # error (%) = 100 (1 - accuracy)
+    assert len(paper) == len(F.PAPER_TABLE1_MNIST)
+    for trace, (name, series) in zip(paper, F.PAPER_TABLE1_MNIST.items()):
+        assert trace.name == name
+        np.testing.assert_allclose(trace.y, [series[k][0] for k in sorted(series)])
+        np.testing.assert_allclose(trace.error_y.array, [series[k][1] for k in sorted(series)])
+    assert F.PAPER_TABLE1_MNIST["paper, with reconstruction"][3][0] == 0.25  # the paper's headline result
+    assert [s.y0 for s in fig.layout.shapes] == [F.PAPER_BASELINE_MNIST]
+    assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] > 0.90
+    with pytest.raises(ValueError, match="fractions"):
+        F.iteration_accuracy_chart({3: 99.17})
