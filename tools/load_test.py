@@ -8,7 +8,9 @@ the timed phase (--seconds) starts and each, after the same ramp offset, loops w
 random pauses:
 - drawing sessions (even numbers): clear the canvas, draw a digit with the mouse, wait for the
   prediction (must be a digit); press an arrow key on a pose slider and wait for the new
-  reconstruction; sometimes step the routing-iteration slider and wait for the run to finish;
+  reconstruction; drag a pose slider with the mouse (down, moves, up: the page redraws the
+  reconstruction itself and must send the server nothing until the release, whose run is then
+  waited for); sometimes step the routing-iteration slider and wait for the run to finish;
 - sample sessions (odd numbers) open `?sample=K` with their own K and only move sliders. Their
   prediction is computed here beforehand (for every iteration count); after every action the page
   must still show that value, their own sample and their own iteration count: one session's input
@@ -17,8 +19,12 @@ Latencies are taken on the page's own clock (the input event's timestamp to the 
 after the result is in the page, as tools/bench_browser.py does); the driver's wall time is printed as
 an upper bound. The server also times its own share of every run, from the page's request to the
 run's end (tools/server_timing.py): "slider -> reconstruction (server)" for the pose explorer's runs,
-"full run (server)" for the others. Errors: Streamlit exceptions and st.error boxes seen after any
-action, isolation mismatches, and actions that time out. Exit status 1 when there is any error.
+"full run (server)" for the others. Each release of a drag is one such pose run, and a drag itself
+none: the page's WebSocket messages and script states are watched while the mouse button is down.
+Errors: Streamlit exceptions and st.error boxes seen after any action, isolation mismatches, actions
+that time out, and any message sent or run started while dragging. Exit status 1 when there is any
+error. --no-live serves the app without static files, so that pages fall back to the server's
+pictures: the same load without the decoder file, to compare the server's memory.
 
 On one machine the 20 Chromium renderers need more CPU than the server (about 7x here) and, sharing
 its cores, delay every step it takes. --server-cores 1 gives the server a core of its own and the
@@ -61,6 +67,8 @@ POSE_SLIDERS = ".st-key-pose input[type='range']"
 ITER_SLIDER = ".st-key-iterations input[type='range']"
 ERRORS = "[data-testid='stException'], [data-testid='stAlertContentError']"
 POSE_LIMIT = 0.25
+POSE_STEP = 0.05
+LIVE = ".st-key-reconstruction [data-live]"  # the pose component's host (app/pose_sliders.py)
 MAX_ITERATIONS = 5
 VIEWPORT = {"width": 1400, "height": 1000}
 
@@ -87,6 +95,20 @@ WATCH = """([kind, cond, arg]) => {
   window.__obs.observe(document.documentElement,
                        {subtree: true, childList: true, attributes: true, characterData: true});
 }"""
+# Script states the page shows from now on (stApp's data-test-script-state): a run shows "running".
+WATCH_STATES = """() => {
+  if (window.__stateObs) window.__stateObs.disconnect();
+  window.__states = [];
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__stateObs = new MutationObserver(() => window.__states.push(app.dataset.testScriptState));
+  window.__stateObs.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+# The live preview's state once it has settled: status and the decoder file's download.
+LIVE_STATE = """() => {
+  const h = document.querySelector(%s);
+  return h && h.capsnetLive && h.dataset.live !== 'loading'
+    ? {status: h.capsnetLive.status, load: h.capsnetLive.load, decodes: h.capsnetLive.decodes} : null;
+}""" % json.dumps(LIVE)
 # Conditions (function bodies taking `arg`).
 COND_PREDICTION = "return document.querySelector(%s);" % json.dumps(METRIC)
 COND_RECON = "const e = document.querySelectorAll(%s)[1]; return e && e.src !== arg ? e : null;" % json.dumps(
@@ -233,12 +255,18 @@ def pick_samples(n: int, expected: list[dict[int, int]], rng: random.Random) -> 
 # ---------------------------------------------------------------- one session
 @dataclass
 class Stats:
-    actions: dict[str, int] = field(default_factory=lambda: {"draw": 0, "pose": 0, "iterations": 0})
+    actions: dict[str, int] = field(
+        default_factory=lambda: {"draw": 0, "pose": 0, "drag": 0, "iterations": 0}
+    )
     lat: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     page_errors: int = 0  # stException / stAlertContentError elements seen after actions
     mismatches: int = 0
     timeouts: int = 0
+    drag_messages: int = 0  # WebSocket messages pages sent while a slider was being dragged
+    drag_runs: int = 0  # runs pages showed while a slider was being dragged
+    live: dict[str, int] = field(default_factory=dict)  # sessions per live-preview status
+    weights_bytes: list[int] = field(default_factory=list)  # the decoder file, per session's first page
 
     def add(self, name: str, seconds: float) -> None:
         self.lat.setdefault(name, []).append(seconds)
@@ -251,6 +279,9 @@ class Session:
         self.sample, self.expected, self.label = sample, expected, label
         self.iterations = 3
         self.drawn = False
+        self.dragged = False
+        self.live_seen = False
+        self.sent = 0  # WebSocket messages this page has sent
         self.tmo = args.action_timeout * 1000
         self.page = None
         self.context = None
@@ -268,6 +299,7 @@ class Session:
         await asyncio.sleep(self.delay)
         self.context = await self.browser.new_context(viewport=VIEWPORT)
         self.page = await self.context.new_page()
+        self.page.on("websocket", lambda ws: ws.on("framesent", self.count_sent))
         query = "" if self.sample is None else f"/?sample={self.sample}"
         t0 = time.perf_counter()
         await self.page.goto(self.url + query, timeout=self.tmo)
@@ -278,6 +310,23 @@ class Session:
         await self.idle()
         self.stats.add("first load (driver)", time.perf_counter() - t0)
         await self.check("open")
+
+    def count_sent(self, _frame) -> None:
+        self.sent += 1
+
+    async def live_state(self) -> dict:
+        """The live preview's state once it has settled; the first time, count its status and
+        the decoder file's download (a drawing session has no pose explorer before its first digit)."""
+        self.step = "waiting for the live preview"
+        await self.page.wait_for_function(LIVE_STATE, timeout=self.tmo, polling=POLL_MS)
+        live = await self.page.evaluate(LIVE_STATE)
+        if not self.live_seen:
+            self.live_seen = True
+            self.stats.live[live["status"]] = self.stats.live.get(live["status"], 0) + 1
+            if live["load"]:
+                self.stats.add("decoder weights ready (page)", live["load"]["ms"] / 1000)
+                self.stats.weights_bytes.append(live["load"]["transferred"])
+        return live
 
     async def watch(self, kind: str, cond: str, arg=None) -> None:
         await self.page.evaluate(WATCH, [kind, cond, arg])
@@ -351,6 +400,65 @@ class Session:
         self.stats.add("pose key -> reconstruction", await self.page_latency())
         await self.idle()
 
+    async def drag(self) -> None:
+        """Drag a pose slider with the mouse from its value to one at least 3 steps away, through
+        one end of the range: the page redraws the reconstruction itself, and must neither send a
+        message nor run until the button is released. The release is one run: its picture is
+        waited for as after a key press."""
+        page = self.page
+        sliders = page.locator(POSE_SLIDERS)
+        count = await sliders.count()
+        if count == 0:
+            raise RuntimeError("no pose sliders on the page")
+        slider = sliders.nth(self.rng.randrange(count))
+        await slider.scroll_into_view_if_needed(timeout=self.tmo)
+        box = await slider.bounding_box(timeout=self.tmo)
+        value = float(await slider.input_value(timeout=self.tmo))
+        lim = float(await slider.get_attribute("max", timeout=self.tmo))
+        steps = round(lim / POSE_STEP)
+        target = self.rng.choice(
+            [k * POSE_STEP for k in range(-steps, steps + 1) if abs(k * POSE_STEP - value) > 0.12]
+        )
+        y = box["y"] + box["height"] / 2
+
+        def x_of(v: float) -> float:  # where the thumb is at value v (near enough: 3 steps apart)
+            return box["x"] + box["width"] * (0.5 + 0.5 * v / lim)
+
+        end = lim if target > value else -lim  # overshoot to this end, then come back to the target
+        before = await page.locator(RECON_IMG).nth(1).get_attribute("src", timeout=self.tmo)
+        live0 = await self.live_state()
+        await page.evaluate(WATCH_STATES)
+        await self.watch("mouseup", COND_RECON, before)
+        self.step = "dragging"
+        await page.mouse.move(x_of(value), y)
+        sent0 = self.sent
+        await page.mouse.down()
+        for j in range(1, 9):
+            await page.mouse.move(x_of(value + (end - value) * j / 8), y)
+        for j in range(1, 5):
+            await page.mouse.move(x_of(end + (target - end) * j / 4), y)
+        sent = self.sent - sent0
+        runs = await page.evaluate("window.__states.filter(s => s === 'running').length")
+        live1 = await page.evaluate(LIVE_STATE)
+        await page.mouse.up()
+        t0 = time.perf_counter()
+        if sent or runs:
+            self.stats.drag_messages += sent
+            self.stats.drag_runs += runs
+            self.error(f"drag: {sent} message(s) sent and {runs} run(s) while the mouse button was down")
+        if live0["status"] == "ready" and (live1 or {}).get("decodes", 0) <= live0["decodes"]:
+            self.stats.mismatches += 1
+            self.error("drag: the live preview did not redraw while dragging")
+        self.step = "waiting for the reconstruction after the release"
+        await page.wait_for_function(
+            "([sel, old]) => { const e = document.querySelectorAll(sel)[1]; return e && e.src !== old && e.complete; }",
+            arg=[RECON_IMG, before], timeout=self.tmo, polling=POLL_MS,
+        )  # fmt: skip
+        self.stats.add("drag release -> reconstruction (driver)", time.perf_counter() - t0)
+        self.stats.add("drag release -> reconstruction", await self.page_latency())
+        await self.idle()
+        self.dragged = True
+
     async def step_iterations(self) -> None:
         page = self.page
         slider = page.locator(ITER_SLIDER)
@@ -408,11 +516,21 @@ class Session:
         while time.monotonic() < deadline:
             if self.sample is None and not self.drawn:
                 kind = "draw"
+            elif not self.dragged:
+                kind = "drag"
             else:
-                choices = ["pose", "pose", "iterations"] + (["draw", "draw"] if self.sample is None else [])
+                choices = ["pose", "drag", "pose", "iterations"] + (
+                    ["draw", "draw"] if self.sample is None else []
+                )
                 kind = self.rng.choice(choices)
             try:
-                await {"draw": self.draw, "pose": self.pose, "iterations": self.step_iterations}[kind]()
+                actions = {
+                    "draw": self.draw,
+                    "pose": self.pose,
+                    "drag": self.drag,
+                    "iterations": self.step_iterations,
+                }
+                await actions[kind]()
                 self.stats.actions[kind] += 1
                 await self.check(kind)
             except Exception as e:  # a timeout or a missing element: count it, try to recover
@@ -521,10 +639,11 @@ async def run(
 
 def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
     stats: Stats = result["stats"]
-    errors = stats.page_errors + stats.mismatches + stats.timeouts
-    rows = ["first load (driver)"] + [
+    errors = stats.page_errors + stats.mismatches + stats.timeouts + stats.drag_messages + stats.drag_runs
+    rows = ["first load (driver)", "decoder weights ready (page)"] + [
         name + suffix
-        for name in ("stroke -> prediction", "pose key -> reconstruction", "iterations key -> run over")
+        for name in ("stroke -> prediction", "pose key -> reconstruction", "drag release -> reconstruction",
+                     "iterations key -> run over")
         for suffix in ("", " (driver)")
     ]  # fmt: skip
     print(
@@ -533,7 +652,11 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
         f"{f'server on {args.server_cores} core(s) of its own' if args.server_cores else 'all sharing every core'}"
     )
     print(f"{'errors':38s} {errors:5d}   (page errors {stats.page_errors}, isolation mismatches "
-          f"{stats.mismatches}, timeouts/hangs {stats.timeouts})")  # fmt: skip
+          f"{stats.mismatches}, timeouts/hangs {stats.timeouts}, sends/runs while dragging "
+          f"{stats.drag_messages}/{stats.drag_runs})")  # fmt: skip
+    live = ", ".join(f"{n} {status}" for status, n in sorted(stats.live.items())) or "none"
+    weights = statistics.median(stats.weights_bytes) if stats.weights_bytes else 0
+    print(f"{'live preview (sessions)':38s} {live}; decoder file {weights / 1e6:.2f} MB per new browser")
     for kind, count in stats.actions.items():
         print(f"{'actions: ' + kind:38s} {count:5d}")
     wall = result.get("cpu", {}).get("wall_s") or args.seconds
@@ -556,6 +679,9 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
     spans, span_errors = result.get("server_spans", ([], []))
     for kind, name in (("fragment", "slider -> reconstruction (server)"), ("full", "full run (server)")):
         row(name, [r["finished"] - r["request"] for r in spans if r["kind"] == kind])
+    fragment_runs = sum(1 for r in spans if r["kind"] == "fragment")
+    print(f"{'pose runs on the server':38s} {fragment_runs:5d}   (key presses {stats.actions['pose']} + "
+          f"drag releases {stats.actions['drag']}: none while dragging)")  # fmt: skip
     if span_errors or not spans:
         print(f"  (server timings unavailable: {span_errors[0] if span_errors else 'no runs recorded'})")
     peak_rss = result["peak"].get("rss_kb")
@@ -577,6 +703,8 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
         "seed": args.seed, "server_cores": args.server_cores, "actions_per_s": round(rate, 2),
         "errors": errors, "page_errors": stats.page_errors, "isolation_mismatches": stats.mismatches,
         "timeouts": stats.timeouts, "actions": stats.actions, "latency": lat,
+        "drag_messages": stats.drag_messages, "drag_runs": stats.drag_runs, "fragment_runs": fragment_runs,
+        "live": stats.live, "weights_bytes": weights, "no_live": args.no_live,
         "server_vmhwm_mib": round(vm_hwm_kb / 1024, 1) if vm_hwm_kb else None,
         "server_peak_rss_mib": round(peak_rss / 1024, 1) if peak_rss else None,
         "server_timing_errors": span_errors,
@@ -616,6 +744,12 @@ def main(argv=None) -> int:
         "script the others, as if every student's browser ran on their own "
         "machine (default 0: everything shares every core)",
     )
+    parser.add_argument(
+        "--no-live",
+        action="store_true",
+        help="serve no static files: pages fall back to the server's pictures (no decoder file), "
+        "a baseline for the server's memory",
+    )
     args = parser.parse_args(argv)
     if args.sessions < 1:
         parser.error("--sessions must be at least 1")
@@ -644,6 +778,8 @@ def main(argv=None) -> int:
     timing_log = Path(timing_dir.name) / "spans.jsonl"
     pythonpath = os.pathsep.join(filter(None, [timing_dir.name, str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {"CAPSNET_CHECKPOINT": str(ckpt), "PYTHONPATH": pythonpath, server_timing.ENV: str(timing_log)}
+    if args.no_live:
+        env["STREAMLIT_SERVER_ENABLE_STATIC_SERVING"] = "false"
     proc, url = start_server(env, cpus=server_cpus)
     server_affinity = sorted(os.sched_getaffinity(proc.pid))
     if server_cpus:  # Playwright's driver and Chromium, started later from here, inherit this

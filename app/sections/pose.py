@@ -1,5 +1,6 @@
 """Section 3: the pose explorer. 16 sliders nudge the inspected capsule's pose and the decoder
-redraws it, beside the unperturbed reconstruction and the difference."""
+redraws it, beside the unperturbed reconstruction and the difference: in the browser while a
+slider moves (app/pose_sliders.py), and here when it is released."""
 
 from __future__ import annotations
 
@@ -9,20 +10,30 @@ import streamlit as st
 from app import analysis as A
 from app import images as I
 from app.cache import decode, picture
-from app.pose_sliders import pose_sliders
+from app.decoder_weights import browser_copy
+from app.pose_sliders import DIFF_LIMIT, pose_sliders
+
+# The server's pictures are the reconstruction until the page runs the decoder itself; then its
+# own canvases show the same three pictures, live, and these would only repeat them.
+HIDE_WHEN_LIVE = """<style>
+.st-key-reconstruction:has([data-live="ready"]) [data-testid="stImage"] { display: none; }
+</style>"""
 
 
 @st.fragment
 def _explorer(model, poses: np.ndarray, d: int) -> None:
-    """Reruns alone when a slider moves (the forward pass is not redone)."""
-    offsets = pose_sliders(f"pose_{d}", A.DIGIT_DIM)
-    moved = poses.copy()
-    moved[d] += offsets
-    base, new = decode(model, np.stack([poses, moved]), [d, d])
-    diff = new - base
+    """Reruns alone when a slider is released (the forward pass is not redone)."""
+    weights, why = browser_copy(model)
     with st.container(key="reconstruction"):
+        live = {"weights": weights, "why": why, "pose": [float(v) for v in poses[d]], "digit": d}
+        offsets = pose_sliders(f"pose_{d}", A.DIGIT_DIM, live=live)
+        moved = poses.copy()
+        moved[d] += offsets
+        base, new = decode(model, np.stack([poses, moved]), [d, d])
+        diff = new - base
         st.image(
-            [picture("digit_image", base, 7), I.png(I.digit_image(new, 7)), I.png(I.difference_image(diff, 0.5, 7))],
+            [picture("digit_image", base, 7), I.png(I.digit_image(new, 7)),
+             I.png(I.difference_image(diff, DIFF_LIMIT, 7))],
             caption=[f"decoded from v{d} as it is", f"with the offsets ({np.count_nonzero(offsets)} moved)",
                      f"difference (max {np.abs(diff).max():.2f})"],
             output_format="PNG",
@@ -43,4 +54,5 @@ def show(model, res: dict, digit: int) -> None:
             f"controls: stroke width, slant, scale, a local part. |v{digit}| = {lengths[digit]:.2f}.{as_if} "
             "Right: the change, red where the new image is brighter, blue where it is darker."
         )
+        st.html(HIDE_WHEN_LIVE)
         _explorer(model, res["poses"], digit)
