@@ -6,6 +6,7 @@ import sys
 import torch
 
 from capsnet import load_model
+from capsnet.data import to_float
 from capsnet.train import main as train_main
 
 ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
@@ -24,10 +25,18 @@ def test_train_two_steps_end_to_end_and_resume(tiny_mnist, tmp_path):
     for key in ("test_accuracy", "epochs", "seconds_per_epoch", "train_seconds", "device", "torch_version",
                 "seed", "command"):
         assert key in meta
-    assert meta["epochs"] == 1 and 0 <= meta["test_accuracy"] <= 1
+    assert meta["epochs"] == 1 and meta["world_size"] == 1 and meta["images_per_epoch"] == 16
     assert meta["torch_version"] == torch.__version__
     assert "--max-steps 2" in meta["command"]
     first = load_model(out)
+    # The accuracy written is that of the weights written, on the 32 test digits.
+    from torchvision.datasets import MNIST
+
+    test = MNIST(str(tiny_mnist), train=False)
+    with torch.no_grad():
+        wrong = int((first(to_float(test.data)).prediction != test.targets).sum())
+    assert meta["test_errors"] == wrong and meta["test_accuracy"] == round(1 - wrong / 32, 6)
+    assert meta["history"][0]["test_accuracy"] == meta["test_accuracy"]
     resume_file = out.with_name("net.resume.pt")
     assert resume_file.exists()
 
@@ -73,8 +82,10 @@ def test_training_data_missing_is_a_clear_error(tmp_path):
 def test_cli_help():
     for module, flags in (
         ("capsnet.train", ["--epochs", "--batch-size", "--lr", "--lr-decay", "--iterations", "--seed",
-                           "--device", "--out", "--resume", "--data-root"]),
-        ("capsnet.evaluate", ["--checkpoint", "--data-root", "--json"]),
+                           "--device", "--out", "--resume", "--data-root", "--val", "--no-compile", "--no-amp",
+                           "--no-tf32", "--no-channels-last", "--no-fused", "--no-cudnn-benchmark"]),
+        ("capsnet.evaluate", ["--checkpoint", "--data-root", "--json", "--iterations", "--routing-stats"]),
+        ("capsnet.bench", ["infer", "train", "--n", "--peak-tflops", "--data-root", "--json"]),
     ):
         r = run_cli(module, "--help")
         assert r.returncode == 0, r.stderr
@@ -85,16 +96,29 @@ def test_cli_help():
 def test_evaluate_json(tiny_mnist, tmp_path):
     from capsnet import CapsNet, save_checkpoint
 
+    from torchvision.datasets import MNIST
+
     torch.manual_seed(0)
+    model = CapsNet().eval()
+    with torch.no_grad():
+        model.digit_caps.W.mul_(100)  # random weights that still spread their answers over several digits
     ckpt = tmp_path / "net.pt"
-    save_checkpoint(ckpt, CapsNet())
+    save_checkpoint(ckpt, model)
     r = run_cli("capsnet.evaluate", "--checkpoint", str(ckpt), "--data-root", str(tiny_mnist), "--json",
                 "--device", "cpu")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert result["n"] == 32 and 0 <= result["accuracy"] <= 1
-    assert result["errors"] == round((1 - result["accuracy"]) * 32)
-    assert set(result["per_class_accuracy"]) <= {str(d) for d in range(10)}
+    test = MNIST(str(tiny_mnist), train=False)
+    with torch.no_grad():
+        right = model(to_float(test.data)).prediction == test.targets
+    assert 0 < int(right.sum()) < 32  # a case with both right and wrong answers
+    assert result["n"] == 32 and result["iterations"] == 3 and result["iterations_evaluated"] == [3]
+    assert result["accuracy"] == round(float(right.float().mean()), 6) == result["iteration_accuracy"]["3"]
+    assert result["errors"] == int((~right).sum())
+    assert result["per_class_accuracy"] == {
+        str(d): round(float(right[test.targets == d].float().mean()), 6)
+        for d in range(10) if bool((test.targets == d).any())}
+    assert "routing_stats" not in result
 
 
 def test_evaluate_bad_checkpoint_is_a_clear_error(tiny_mnist, tmp_path):
