@@ -78,6 +78,6 @@ res = cache.forward(model, version, pixel_bytes, controls.iterations)
 digit = res["prediction"] if controls.capsule == digit_input.AUTO else int(controls.capsule)  # inspected
 
 prediction.show(col_seen, col_len, pixels, res, choice.label, controls.interactive)
-routing.show(pixels, res, digit, controls.interactive)
+routing.show(model, version, pixel_bytes, pixels, res, digit, controls.iterations, meta, controls.interactive)
 pose.show(model, res, digit)
 figure4.show(model, version, pixel_bytes, controls.iterations, digit)
