@@ -358,9 +358,26 @@ def diverging_grid_image(grid: np.ndarray, limit: float, px: int = 10) -> np.nda
     return _cells(_over(colorize(grid, -limit, limit, DIVERGING), BACKGROUND), px, px)
 
 
-def diverging_colorbar_image(limit: float, width: int = 240, height: int = 12, digits: int = 3) -> np.ndarray:
+def diverging_colorbar_image(limit: float, width: int = 200, height: int = 12, digits: int = 3) -> np.ndarray:
     """The diverging colour bar with its range printed: -limit (blue) .. 0 (white) .. +limit (red)."""
-    return colorbar_image(DIVERGING, width, height, lo=f"−{limit:.{digits}f}", hi=f"+{limit:.{digits}f}")
+    margin = 56  # room for a label such as "-0.0123" on each side
+    bar = _over(colorize(np.linspace(-1, 1, width)[None, :].repeat(height, 0), -1, 1, DIVERGING), BACKGROUND)
+    img = _canvas(width + 2 * margin, height)
+    img.paste(Image.fromarray(bar), (margin, 0))
+    draw = ImageDraw.Draw(img)
+    draw.text((margin - 4, height / 2), f"−{limit:.{digits}f}", fill=TEXT, font=_font(11), anchor="rm")
+    draw.text(
+        (width + margin + 4, height / 2), f"+{limit:.{digits}f}", fill=TEXT, font=_font(11), anchor="lm"
+    )
+    return np.asarray(img)
+
+
+def signed_overlay_image(image: np.ndarray, values: np.ndarray, limit: float, px: int = 7) -> np.ndarray:
+    """The 28x28 input in grey under signed values on the diverging scale (-limit..limit, 70% opaque)."""
+    grey = np.clip(np.asarray(image, dtype=np.float64), 0, 1)[..., None] * np.array([255.0, 255.0, 255.0])
+    rgba = colorize(values, -max(float(limit), 1e-12), max(float(limit), 1e-12), DIVERGING)
+    rgba[..., 3] *= 0.7
+    return _cells(_over(rgba, grey), px, px)
 
 
 def field_image(image: np.ndarray, rows: slice, cols: slice, px: int = 7) -> np.ndarray:
