@@ -365,7 +365,7 @@ def diverging_colorbar_image(limit: float, width: int = 200, height: int = 12, d
     img = _canvas(width + 2 * margin, height)
     img.paste(Image.fromarray(bar), (margin, 0))
     draw = ImageDraw.Draw(img)
-    draw.text((margin - 4, height / 2), f"−{limit:.{digits}f}", fill=TEXT, font=_font(11), anchor="rm")
+    draw.text((margin - 4, height / 2), f"-{limit:.{digits}f}", fill=TEXT, font=_font(11), anchor="rm")
     draw.text(
         (width + margin + 4, height / 2), f"+{limit:.{digits}f}", fill=TEXT, font=_font(11), anchor="lm"
     )
@@ -373,10 +373,14 @@ def diverging_colorbar_image(limit: float, width: int = 200, height: int = 12, d
 
 
 def signed_overlay_image(image: np.ndarray, values: np.ndarray, limit: float, px: int = 7) -> np.ndarray:
-    """The 28x28 input in grey under signed values on the diverging scale (-limit..limit, 70% opaque)."""
+    """The 28x28 input in grey under signed values on the diverging scale -limit..limit, each pixel
+    as opaque as its value is large (0: the input shows through unchanged; +-limit: 85% colour)."""
+    limit = max(float(limit), 1e-12)
     grey = np.clip(np.asarray(image, dtype=np.float64), 0, 1)[..., None] * np.array([255.0, 255.0, 255.0])
-    rgba = colorize(values, -max(float(limit), 1e-12), max(float(limit), 1e-12), DIVERGING)
-    rgba[..., 3] *= 0.7
+    rgba = colorize(values, -limit, limit, DIVERGING)
+    rgba[..., 3] = (
+        255.0 * 0.85 * np.clip(np.abs(np.nan_to_num(np.asarray(values, dtype=np.float64))) / limit, 0, 1)
+    )
     return _cells(_over(rgba, grey), px, px)
 
 
