@@ -132,3 +132,43 @@ def test_png_is_lossless_and_reduced_only_when_wider():
     np.testing.assert_array_equal(back, rgb)
     assert Image.open(io.BytesIO(I.png(rgb, width=60))).size == (60, 40)
     assert Image.open(io.BytesIO(I.png(rgb, width=30))).size == (30, 20)
+
+
+def test_nice_ticks_reach_the_largest_value():
+    for hi in (0.0023, 1.7, 3.4, 17.0, 0.5):
+        ticks = I.nice_ticks(hi)
+        assert ticks[0] == 0 and ticks[-1] >= hi and ticks[-2] < hi  # covers it, no spare tick beyond
+        assert 3 <= len(ticks) <= 7
+
+
+def test_signed_overlay_leaves_the_input_where_nothing_changed():
+    image = np.zeros((28, 28))
+    image[10:18, 12:15] = 1.0
+    values = np.zeros((28, 28))
+    values[0:3, 0:3] = 0.05  # at the limit: strongly red
+    values[25:, 25:] = -0.05  # strongly blue
+    out = I.signed_overlay_image(image, values, 0.05, px=1)
+    np.testing.assert_array_equal(out[10:18, 12:15], 255)  # ink, untouched
+    np.testing.assert_array_equal(out[5:9, 5:9], 0)  # background, untouched
+    r, g, b = out[1, 1].astype(int)
+    assert r > 60 and r > b + 40 and r > g + 40  # red over black (RdBu's dark-red end)
+    r, g, b = out[26, 26].astype(int)
+    assert b > 60 and b > r + 40  # blue
+
+
+def test_diverging_colour_bar_runs_blue_white_red():
+    bar = I.diverging_colorbar_image(0.012, width=200)
+    row = bar[6, 56 : 56 + 200].astype(int)  # the bar between its two labels
+    assert row[0, 2] > row[0, 0] + 60  # blue end
+    assert row[-1, 0] > row[-1, 2] + 60  # red end
+    assert row[100].min() > 220  # white in the middle
+
+
+def test_field_image_outlines_the_receptive_field():
+    image = np.full((28, 28), 1.0)
+    out = I.field_image(image, slice(10, 27), slice(4, 21), px=1)
+    winner = np.array(I.hex_to_rgb(I.WINNER))
+    np.testing.assert_array_equal(out[10, 4], winner)
+    np.testing.assert_array_equal(out[26, 20], winner)
+    assert out[2, 2].max() < 120  # dimmed outside the field
+    np.testing.assert_array_equal(out[15, 12], 255)  # inside, as it is
