@@ -1,0 +1,441 @@
+"""Accuracy of CapsNet and the baseline CNN on affine-transformed MNIST test digits.
+
+    python -m capsnet.robustness --data-root ../shared/data --capsnet checkpoints/capsnet_mnist.pt \\
+        [--cnn checkpoints/cnn_mnist.pt] [--limit 1000] [--seed 0] [--points 9] [--affnist test.mat] [--json]
+
+Three measurements per model, each on the same transformed images for every model:
+  * random affine: every test digit once, under an affNIST-style random affine transform adapted to
+    28x28 (RANDOM_AFFINE: rotation, shear, per-axis scale and translation drawn uniformly and
+    independently, fixed seed), composed about the image centre (capsnet.transforms.affine);
+  * curves: every test digit under one transform family at a time (rotation, scale, shear,
+    translation along x), at `points` evenly spaced values of capsnet.transforms' ranges; the
+    middle value is the identity;
+  * affNIST (with --affnist): the MATLAB test file of affNIST (40x40 digits), centre-cropped to the
+    middle 28x28 (rows and columns 6..33, where affNIST's untransformed digits sit), no resizing.
+Without --capsnet and --cnn the shipped CapsNet is evaluated. Accuracies come with their counts:
+{"correct": k, "total": n, "accuracy": k / n}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .baseline import load_baseline
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from .data import load_mnist, to_float
+from .model import CapsNet
+from .transforms import FAMILIES, affine, family_values
+
+# affNIST's transform ranges (rotation +-20 degrees, shear +-45 degrees, scale 0.8..1.2 per axis) with
+# its 40x40 translations replaced by +-3 px per axis: room a 20x20 MNIST digit has in a 28x28 frame.
+RANDOM_AFFINE = {
+    "rotate": (-20.0, 20.0),  # degrees
+    "shear": (-45.0, 45.0),  # degrees
+    "scale_x": (0.8, 1.2),
+    "scale_y": (0.8, 1.2),
+    "tx": (-3.0, 3.0),  # pixels
+    "ty": (-3.0, 3.0),
+}
+UNITS = {"rotation": "degrees", "scale": "factor", "shear": "degrees", "translation": "pixels (x)"}
+AFFNIST_SIDE = 40
+AFFNIST_CROP = slice(6, 34)  # affNIST pads MNIST's 28x28 with 6 px on each side
+
+
+def random_affine_params(n: int, seed: int = 0) -> dict[str, Tensor]:
+    """One float64 (n,) tensor per RANDOM_AFFINE parameter, uniform in its range, from `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        name: lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
+        for name, (lo, hi) in RANDOM_AFFINE.items()
+    }
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor) -> Tensor:
+    """Predicted digits (B,) for x (B, 1, 28, 28): CapsNet by its longest digit capsule after 3
+    routing iterations; any other model by the argmax of the (B, 10) scores it returns."""
+    if isinstance(model, CapsNet):
+        return model(x, iterations=3).prediction
+    return model(x).argmax(dim=1)
+
+
+def _count(correct: int, total: int) -> dict:
+    return {
+        "correct": int(correct),
+        "total": int(total),
+        "accuracy": correct / total if total else float("nan"),
+    }
+
+
+def accuracy_under(
+    models: dict[str, nn.Module], images: Tensor, labels: Tensor, batch_size: int = 250, **params
+) -> dict:
+    """{name: {"correct", "total", "accuracy"}} on uint8 images (N, 28, 28) transformed by
+    capsnet.transforms.affine(**params); a parameter is a number or a (N,) tensor."""
+    device = next(next(iter(models.values())).parameters()).device
+    correct = dict.fromkeys(models, 0)
+    for start in range(0, len(images), batch_size):
+        stop = min(start + batch_size, len(images))
+        part = {k: v[start:stop] if isinstance(v, Tensor) and v.dim() == 1 else v for k, v in params.items()}
+        x = to_float(images[start:stop])  # (B, 1, 28, 28)
+        if part:
+            x = affine(x, **part)
+        x = x.to(device)
+        y = labels[start:stop].to(device)
+        for name, model in models.items():
+            correct[name] += int((predict(model, x) == y).sum())
+    return {name: _count(k, len(images)) for name, k in correct.items()}
+
+
+def evaluate(
+    models: dict[str, nn.Module],
+    images: Tensor,
+    labels: Tensor,
+    seed: int = 0,
+    points: int = 9,
+    affnist: tuple[Tensor, Tensor] | None = None,
+    batch_size: int = 250,
+    progress=None,
+) -> dict:
+    """Every measurement for every model (in eval mode, on its device). images: uint8 (N, 28, 28),
+    labels (N,). Returns {"images", "seed", "points", "random_affine_ranges", "families",
+    "models": {name: {"clean", "random_affine", "curves": {family: [{"value", "correct", "total",
+    "accuracy"}, ...]}, ["affnist"]}}} and, with affnist, {"affnist": {"images"}}."""
+    for model in models.values():
+        model.eval()
+
+    def tick():
+        if progress is not None:
+            progress.update(1)
+
+    per_model = {name: {"curves": {}} for name in models}
+    for name, counts in accuracy_under(models, images, labels, batch_size).items():
+        per_model[name]["clean"] = counts
+    tick()
+    random = random_affine_params(len(images), seed)
+    for name, counts in accuracy_under(models, images, labels, batch_size, **random).items():
+        per_model[name]["random_affine"] = counts
+    tick()
+    families = {}
+    for family, param in FAMILIES.items():
+        values = family_values(family, points)
+        families[family] = {"parameter": param, "unit": UNITS[family], "values": values.tolist()}
+        for name in models:
+            per_model[name]["curves"][family] = []
+        for value in values.tolist():
+            for name, counts in accuracy_under(models, images, labels, batch_size, **{param: value}).items():
+                per_model[name]["curves"][family].append({"value": value, **counts})
+            tick()
+    result = {
+        "images": len(images),
+        "seed": seed,
+        "points": points,
+        "random_affine_ranges": {k: list(v) for k, v in RANDOM_AFFINE.items()},
+        "families": families,
+    }
+    if affnist is not None:
+        aff_images, aff_labels = affnist
+        for name, counts in accuracy_under(models, aff_images, aff_labels, batch_size).items():
+            per_model[name]["affnist"] = counts
+        result["affnist"] = {"images": len(aff_images), "crop": "rows and columns 6..33 of 40x40"}
+        tick()
+    result["models"] = per_model
+    return result
+
+
+def progress_steps(points: int, affnist: bool) -> int:
+    """How many times evaluate() ticks its progress bar."""
+    return 2 + len(FAMILIES) * points + int(affnist)
+
+
+# ---------------------------------------------------------------------------------------------
+# affNIST: MATLAB level-5 .mat files
+
+
+def load_affnist(path: str | Path) -> tuple[Tensor, Tensor]:
+    """affNIST digits from one of its MATLAB test files: (uint8 (N, 28, 28), int64 labels (N,)).
+
+    The file holds a struct `affNISTdata` with `image` (1600 x N uint8, each column a 40x40 image in
+    MATLAB's column-major order) and `label_int` (N labels). Each image is cut to its middle 28x28.
+    Read with scipy.io.loadmat when scipy is installed, otherwise with read_mat below (MATLAB
+    level 5 files, compressed or not; not the HDF5-based -v7.3 files).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"affNIST file not found: {path}")
+    try:
+        import scipy.io
+    except ImportError:
+        data = read_mat(path).get("affNISTdata")
+        fields = data if isinstance(data, dict) else {}
+        image, label = fields.get("image"), fields.get("label_int")
+    else:
+        mat = scipy.io.loadmat(str(path), variable_names=["affNISTdata"])
+        data = mat.get("affNISTdata")  # a (1, 1) record array, one object per field
+        names = (data.dtype.names or ()) if isinstance(data, np.ndarray) else ()
+        image = data["image"][0, 0] if "image" in names else None
+        label = data["label_int"][0, 0] if "label_int" in names else None
+    if image is None or label is None:
+        raise ValueError(
+            f"{path} is not an affNIST file: expected a struct 'affNISTdata' with 'image' and 'label_int'"
+        )
+    image, label = np.asarray(image), np.asarray(label).reshape(-1)
+    side = AFFNIST_SIDE
+    if image.ndim != 2 or image.shape[0] != side * side or image.shape[1] != label.shape[0]:
+        raise ValueError(
+            f"{path}: expected image 1600 x N and N labels, got {image.shape} and {label.shape[0]}"
+        )
+    # Column n holds image n column by column: (N, 1600) -> (N, col, row) -> (N, row, col).
+    images = np.ascontiguousarray(
+        image.T.reshape(-1, side, side).transpose(0, 2, 1)[:, AFFNIST_CROP, AFFNIST_CROP]
+    )
+    return torch.from_numpy(images.astype(np.uint8)), torch.from_numpy(label.astype(np.int64))
+
+
+# MAT-file level 5 (MathWorks, "MAT-File Format"): data element types and array classes.
+_MI_NUMERIC = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: "f8", 12: "i8", 13: "u8"}
+_MI_MATRIX, _MI_COMPRESSED, _MI_UTF8, _MI_UTF16 = 14, 15, 16, 17
+_MX_CELL, _MX_STRUCT, _MX_CHAR, _MX_SPARSE = 1, 2, 4, 5
+_MX_NUMERIC = {6: "f8", 7: "f4", 8: "i1", 9: "u1", 10: "i2", 11: "u2", 12: "i4", 13: "u4", 14: "i8", 15: "u8"}
+
+
+def read_mat(path: str | Path) -> dict:
+    """The variables of a MATLAB level-5 .mat file (what `save -v6`/`-v7` writes), for numeric,
+    char, struct and cell arrays: numeric as numpy arrays of the file's dimensions (column-major
+    order respected, a 1600 x N uint8 matrix comes back as a (1600, N) uint8 array), char as str,
+    a 1x1 struct as {field: value}, a larger struct or cell array as a list in MATLAB's element
+    order. Other classes (sparse, objects) come back as None. Raises ValueError for other files.
+    """
+    raw = Path(path).read_bytes()
+    if len(raw) < 128 or raw[:6] == b"\x89HDF\r\n" or raw[:10].startswith(b"MATLAB 7.3"):
+        raise ValueError(f"{path} is not a MATLAB level-5 .mat file (HDF5-based -v7.3 files need h5py)")
+    endian = {b"IM": "<", b"MI": ">"}.get(raw[126:128])
+    if endian is None or not raw.startswith(b"MATLAB 5.0"):
+        raise ValueError(f"{path} is not a MATLAB level-5 .mat file (no 'MATLAB 5.0' header)")
+    out = {}
+    pos = 128
+    buf = memoryview(raw)  # slices of a memoryview share its bytes: no copy of a 500 MB image matrix
+    while pos + 8 <= len(buf):
+        mi, size, data, pos = _element(buf, pos, endian)
+        if mi == _MI_COMPRESSED:
+            mi, size, data, _ = _element(memoryview(zlib.decompress(data)), 0, endian)
+        if mi == _MI_MATRIX and data:
+            name, value = _matrix(data, endian)
+            out[name] = value
+    return out
+
+
+def _element(buf: memoryview, pos: int, e: str) -> tuple[int, int, memoryview, int]:
+    """One data element at `pos`: (type, byte count, data, position of the next element)."""
+    mi, size = struct.unpack_from(e + "II", buf, pos)
+    if mi >> 16:  # small element: type and size in one word, up to 4 data bytes in the next
+        mi, size = mi & 0xFFFF, mi >> 16
+        return mi, size, buf[pos + 4 : pos + 4 + size], pos + 8
+    start = pos + 8
+    if start + size > len(buf):
+        raise ValueError("truncated .mat file")
+    end = start + size
+    if mi != _MI_COMPRESSED:
+        end += -size % 8  # every uncompressed element is padded to 8 bytes
+    return mi, size, buf[start : start + size], end
+
+
+def _numbers(mi: int, data: memoryview, e: str) -> np.ndarray:
+    if mi not in _MI_NUMERIC:
+        raise ValueError(f"unsupported MAT data type {mi}")
+    return np.frombuffer(data, dtype=np.dtype(e + _MI_NUMERIC[mi]))
+
+
+def _matrix(buf: memoryview, e: str):
+    """(name, value) of an miMATRIX element's contents."""
+    pos = 0
+    _, _, flags, pos = _element(buf, pos, e)
+    mx = _numbers(6, flags[:4], e)[0] & 0xFF
+    complex_ = bool(_numbers(6, flags[:4], e)[0] & 0x0800)
+    mi, _, dims, pos = _element(buf, pos, e)
+    shape = tuple(int(d) for d in _numbers(mi, dims, e))
+    _, _, name, pos = _element(buf, pos, e)
+    name = bytes(name).decode("latin-1")
+    count = int(np.prod(shape))
+    if mx in _MX_NUMERIC:
+        mi, _, data, pos = _element(buf, pos, e)
+        # MATLAB may store values in a smaller type than their class (e.g. a double matrix of bytes).
+        values = _numbers(mi, data, e).astype(_MX_NUMERIC[mx], copy=False)
+        if complex_:
+            mi, _, imag, pos = _element(buf, pos, e)
+            values = values + 1j * _numbers(mi, imag, e)
+        return name, values.reshape(shape, order="F")
+    if mx == _MX_CHAR:
+        mi, _, data, pos = _element(buf, pos, e)
+        if mi in (_MI_UTF16, 4):  # MATLAB writes char as 16-bit code units
+            return name, bytes(data).decode("utf-16-le" if e == "<" else "utf-16-be", "replace")
+        return name, bytes(data).decode("utf-8", "replace") if mi in (_MI_UTF8, 1, 2) else None
+    if mx in (_MX_STRUCT, _MX_CELL):
+        fields = []
+        if mx == _MX_STRUCT:
+            mi, _, width, pos = _element(buf, pos, e)
+            width = int(_numbers(mi, width, e)[0])
+            _, _, names, pos = _element(buf, pos, e)
+            fields = [
+                bytes(names[k : k + width]).split(b"\0", 1)[0].decode("latin-1")
+                for k in range(0, len(names), width)
+            ]
+        items = []
+        for _ in range(count):
+            if mx == _MX_STRUCT:
+                item = {}
+                for field in fields:
+                    mi, _, data, pos = _element(buf, pos, e)
+                    item[field] = _matrix(data, e)[1] if data else None
+            else:
+                mi, _, data, pos = _element(buf, pos, e)
+                item = _matrix(data, e)[1] if data else None
+            items.append(item)
+        if mx == _MX_STRUCT and count == 1:
+            return name, items[0]
+        return name, items
+    return name, None  # sparse, objects, function handles: not needed here
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def select_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m capsnet.robustness",
+        description="Accuracy of CapsNet and the baseline CNN under affine transforms of the MNIST test digits.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
+    p.add_argument(
+        "--capsnet", metavar="CKPT", help="CapsNet checkpoint (the shipped one when neither model is given)"
+    )
+    p.add_argument("--cnn", metavar="CKPT", help="baseline CNN checkpoint (capsnet.baseline.save_baseline)")
+    p.add_argument(
+        "--limit", type=int, default=0, help="use only the first N test digits (and affNIST digits); 0 = all"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random affine transforms")
+    p.add_argument(
+        "--points",
+        type=int,
+        default=9,
+        help="values per transform family (odd: the middle one is the identity)",
+    )
+    p.add_argument(
+        "--affnist",
+        metavar="PATH",
+        help="an affNIST MATLAB test file (e.g. test_batches/1.mat) to evaluate on too",
+    )
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = p.parse_args(argv)
+    if args.limit < 0:
+        p.error("--limit must be >= 0")
+    if args.points < 2:
+        p.error("--points must be >= 2")
+    if args.batch_size < 1:
+        p.error("--batch-size must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    paths = {"capsnet": args.capsnet, "cnn": args.cnn}
+    if not any(paths.values()):
+        paths["capsnet"] = str(DEFAULT_CHECKPOINT)
+    models = {}
+    try:
+        if paths["capsnet"]:
+            models["capsnet"] = load_model(paths["capsnet"], device=device)
+        if paths["cnn"]:
+            models["cnn"] = load_baseline(paths["cnn"], device=device)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        images, labels = load_mnist(args.data_root, train=False, download=not args.no_download)
+        affnist = load_affnist(args.affnist) if args.affnist else None
+    except (RuntimeError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.limit:
+        images, labels = images[: args.limit], labels[: args.limit]
+        if affnist is not None:
+            affnist = (affnist[0][: args.limit], affnist[1][: args.limit])
+
+    from tqdm import tqdm
+
+    with tqdm(
+        total=progress_steps(args.points, affnist is not None),
+        unit="pass",
+        desc="robustness",
+        file=sys.stderr,
+    ) as bar:
+        result = evaluate(
+            models, images, labels, args.seed, args.points, affnist, args.batch_size, progress=bar
+        )
+    result["device"] = str(device)
+    for name, path in paths.items():
+        if name in result["models"]:
+            result["models"][name]["checkpoint"] = path
+    if args.affnist:
+        result["affnist"]["path"] = args.affnist
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def format_table(result: dict) -> str:
+    """The results as text: one column per model, one row per measurement."""
+    names = list(result["models"])
+    rows = [("clean", "clean"), ("random affine", "random_affine")]
+    if "affnist" in result:
+        rows.append((f"affNIST ({result['affnist']['images']:,})", "affnist"))
+    lines = [
+        f"accuracy on {result['images']:,} MNIST test digits (random affine: seed {result['seed']}, "
+        + ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in result["random_affine_ranges"].items())
+        + ")",
+        f"{'':<24}" + "".join(f"{n:>12}" for n in names),
+    ]
+    for label, key in rows:
+        lines.append(
+            f"{label:<24}" + "".join(f"{result['models'][n][key]['accuracy']:>12.2%}" for n in names)
+        )
+    for family, info in result["families"].items():
+        for k, value in enumerate(info["values"]):
+            label = f"{family} {value:g} {info['unit'].split()[0]}"
+            accs = [result["models"][n]["curves"][family][k]["accuracy"] for n in names]
+            lines.append(f"{label:<24}" + "".join(f"{a:>12.2%}" for a in accs))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
