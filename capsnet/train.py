@@ -159,11 +159,11 @@ def resolve_speed(args: argparse.Namespace, device: torch.device) -> Speed:
         speed.amp = False
         speed.notes.append(f"amp: {device_name(device)} has no bf16")
     speed.tf32 = want["tf32"] and cuda and torch.cuda.get_device_capability(device) >= (8, 0)
-    if want["tf32"] and not speed.tf32 and args.tf32:
+    if args.tf32 and not speed.tf32:
         speed.notes.append(f"tf32: not available on {device.type}")
-    if speed.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    if cuda:  # cuDNN allows TF32 convolutions by default: --no-tf32 must say no to both
+        torch.set_float32_matmul_precision("high" if speed.tf32 else "highest")
+        torch.backends.cudnn.allow_tf32 = speed.tf32
     speed.channels_last = want["channels_last"]
     speed.fused = want["fused"]  # checked when the optimizer is made
     speed.cudnn_benchmark = want["cudnn_benchmark"] and cuda

@@ -159,6 +159,29 @@ def test_the_training_step_is_one_graph_for_torch_compile(amp):
         assert torch.allclose(loss, margin_loss(out.lengths, y) + 0.0005 * sse)
 
 
+def test_a_resume_that_changes_the_memory_format_gives_adam_moments_the_new_layout(tiny_mnist, tmp_path,
+                                                                                 monkeypatch):
+    """The fused Adam walks a moment with its parameter's strides: a mismatch silently updates the
+    wrong elements."""
+    adams = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            adams.append(self)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    args = ["--batch-size", 8, "--max-steps", 1, "--fused"]
+    run(tiny_mnist, tmp_path / "net.pt", "--epochs", 1, *args, "--channels-last")
+    run(tiny_mnist, tmp_path / "net.pt", "--epochs", 2, *args, "--no-channels-last", "--resume")
+    opt = adams[-1]
+    params = opt.param_groups[0]["params"]
+    assert all(p.is_contiguous() for p in params if p.dim() == 4)  # the conv weights, no longer channels-last
+    for p in params:
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert opt.state[p][k].stride() == p.stride()
+
+
 def shifted_copies(images: torch.Tensor, m: int = 2) -> dict:
     """bytes of every zero-padded shift of every image -> (image index, (dy, dx))."""
     padded = torch.nn.functional.pad(images, (m, m, m, m))
