@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import shutil
+from pathlib import Path
+
 import torch
 from torch import Tensor
+
+RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def load_mnist(root: str, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:
@@ -14,6 +20,7 @@ def load_mnist(root: str, train: bool, download: bool = True) -> tuple[Tensor, T
     """
     from torchvision.datasets import MNIST  # imported here: the app never needs torchvision
 
+    _gunzip_raw(Path(root) / "MNIST" / "raw")
     try:
         ds = MNIST(root, train=train, download=download)
     except RuntimeError as e:  # torchvision says "Dataset not found" when files are absent
@@ -22,6 +29,16 @@ def load_mnist(root: str, train: bool, download: bool = True) -> tuple[Tensor, T
             "Pass --data-root pointing at a folder that holds MNIST/raw/*-ubyte files."
         ) from e
     return ds.data, ds.targets.long()
+
+
+def _gunzip_raw(raw: Path) -> None:
+    """Unpack MNIST/raw/*.gz where only the archives are there (e.g. the 11 MB carried to a machine
+    without internet): torchvision reads the unpacked files and would otherwise try to download."""
+    for name in RAW_FILES:
+        if not (raw / name).exists() and (raw / f"{name}.gz").exists():
+            with gzip.open(raw / f"{name}.gz", "rb") as src, open(raw / f"{name}.part", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            (raw / f"{name}.part").replace(raw / name)
 
 
 def to_float(images: Tensor) -> Tensor:

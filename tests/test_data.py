@@ -40,3 +40,20 @@ def test_load_mnist_through_torchvision_on_tiny_idx_files(tiny_mnist):
     assert test_images.shape == (32, 28, 28)
     x = to_float(images[:2])
     assert x.shape == (2, 1, 28, 28) and x.max() == 1.0 and x.dtype == torch.float32
+
+
+def test_load_mnist_unpacks_gz_only_raw_files_without_downloading(tmp_path):
+    import gzip
+
+    from mnist_files import make_mnist_root, synthetic_digits
+
+    root = make_mnist_root(tmp_path / "data")
+    raw = root / "MNIST" / "raw"
+    for f in list(raw.iterdir()):  # keep only the .gz archives, as MNIST's own site ships them
+        (raw / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
+        f.unlink()
+    images, labels = load_mnist(str(root), train=True, download=False)
+    want_images, want_labels = synthetic_digits(64, 0)
+    assert torch.equal(images, torch.from_numpy(want_images))
+    assert torch.equal(labels, torch.from_numpy(want_labels).long())
+    assert load_mnist(str(root), train=False, download=False)[0].shape == (32, 28, 28)
