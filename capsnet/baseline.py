@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -181,19 +182,26 @@ def _check_architecture(model: BaselineCNN, state, path) -> None:
 # Measuring: python -m capsnet.baseline
 
 
-def _train_step_seconds(step, batches: int) -> float:
-    step()  # warm-up: allocations, kernel choice
-    start = time.perf_counter()
-    for _ in range(batches):
-        step()
-    return (time.perf_counter() - start) / batches
+def _step_seconds(steps: dict, rounds: int) -> dict[str, float]:
+    """Median seconds of one call of each step, timed interleaved (a, b, c, a, b, c, ...) after one
+    warm-up call each, so load that drifts on a shared machine hits every model alike."""
+    for step in steps.values():
+        step()  # warm-up: allocations, kernel choice
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def measure(batch_size: int = 32, batches: int = 3, seed: int = 0) -> list[dict]:
     """Parameters, multiply-adds per image and forward+backward+Adam seconds per image, on CPU.
 
     CapsNet's training step is its own: margin loss on 3-iteration routing plus the 0.0005-scaled
-    reconstruction of the true digit. The CNNs' is cross-entropy on the logits.
+    reconstruction of the true digit. The CNNs' is cross-entropy on the logits. Each model runs
+    `batches` timed steps, interleaved with the others; the median step counts.
     """
     from .model import CapsNet, count_parameters, margin_loss, reconstruction_loss
 
@@ -207,46 +215,43 @@ def measure(batch_size: int = 32, batches: int = 3, seed: int = 0) -> list[dict]
     x = torch.rand(batch_size, 1, 28, 28, generator=g)
     y = torch.randint(0, NUM_CLASSES, (batch_size,), generator=g)
 
-    torch.manual_seed(seed)
-    caps = CapsNet().train()
-    opt = torch.optim.Adam(caps.parameters(), lr=1e-3)
-
-    def caps_step():
-        out = caps(x, iterations=3)
-        recon = caps.reconstruct(out.poses, y)
-        loss = margin_loss(out.lengths, y) + reconstruction_loss(recon, x)
+    def capsnet_step(net, opt):
+        out = net(x, iterations=3)
+        loss = margin_loss(out.lengths, y) + reconstruction_loss(net.reconstruct(out.poses, y), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    rows = [
-        {
-            "model": "capsnet",
-            "parameters": count_parameters(caps),
-            "multiply_adds": caps_macs + decoder_macs,
-            "multiply_adds_without_decoder": caps_macs,
-            "train_seconds_per_image": _train_step_seconds(caps_step, batches) / batch_size,
-        }
-    ]
-    for pooled in (True, False):
-        torch.manual_seed(seed)
-        cnn = BaselineCNN(pooled=pooled).train()
-        opt_cnn = torch.optim.Adam(cnn.parameters(), lr=1e-3)
+    def cnn_step(net, opt):
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
-        def cnn_step(cnn=cnn, opt_cnn=opt_cnn):
-            loss = F.cross_entropy(cnn(x), y)
-            opt_cnn.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_cnn.step()
-
-        rows.append(
-            {
-                "model": f"cnn pooled={pooled}",
-                "parameters": count_parameters(cnn),
-                "multiply_adds": cnn_macs[pooled],
-                "train_seconds_per_image": _train_step_seconds(cnn_step, batches) / batch_size,
-            }
-        )
+    torch.manual_seed(seed)
+    nets = {
+        "capsnet": CapsNet(),
+        "cnn pooled=True": BaselineCNN(pooled=True),
+        "cnn pooled=False": BaselineCNN(pooled=False),
+    }
+    steps = {}
+    for name, net in nets.items():
+        opt = torch.optim.Adam(net.train().parameters(), lr=1e-3)
+        step = capsnet_step if name == "capsnet" else cnn_step
+        steps[name] = lambda step=step, net=net, opt=opt: step(net, opt)
+    seconds = _step_seconds(steps, batches)
+    macs = {
+        "capsnet": caps_macs + decoder_macs,
+        "cnn pooled=True": cnn_macs[True],
+        "cnn pooled=False": cnn_macs[False],
+    }
+    rows = []
+    for name, net in nets.items():
+        row = {"model": name, "parameters": count_parameters(net), "multiply_adds": macs[name]}
+        if name == "capsnet":
+            row["multiply_adds_without_decoder"] = caps_macs
+        row["train_seconds_per_image"] = seconds[name] / batch_size
+        rows.append(row)
     return rows
 
 
@@ -257,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--batches", type=int, default=3, help="timed training steps per model, after one warm-up")
+    p.add_argument(
+        "--batches",
+        type=int,
+        default=3,
+        help="timed training steps per model (interleaved), after one warm-up",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = p.parse_args(argv)
@@ -275,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    print(f"{_cpu_name()}, batch {args.batch_size}, {args.batches} timed steps after one warm-up")
+    print(
+        f"{_cpu_name()}, batch {args.batch_size}, median of {args.batches} interleaved steps after one warm-up each"
+    )
     print(
         f"{'model':<18}{'parameters':>13}{'mult-adds':>15}{'x CapsNet':>11}{'train ms/img':>14}{'min/epoch':>11}"
     )

@@ -431,7 +431,7 @@ def format_table(result: dict) -> str:
         )
     for family, info in result["families"].items():
         for k, value in enumerate(info["values"]):
-            label = f"{family} {value:g} {info['unit'].split()[0]}"
+            label = f"{family} {value:.4g} {info['unit'].split()[0]}"
             accs = [result["models"][n]["curves"][family][k]["accuracy"] for n in names]
             lines.append(f"{label:<24}" + "".join(f"{a:>12.2%}" for a in accs))
     return "\n".join(lines)

@@ -222,17 +222,17 @@ def test_loader_refuses_nan_weights(saved, tmp_path):
 
 
 def test_measure_cli_reports_sizes_and_times(capsys, monkeypatch):
-    # The timing loop runs each training step once and reports a fixed time (real timing takes minutes).
-    steps = []
+    # The timing loop runs each training step once and reports fixed times (real timing takes minutes).
+    ran = []
 
-    def fake_seconds(step, batches):
-        steps.append(step())
-        return 0.064 * batches
+    def fake_seconds(steps, rounds):
+        ran.extend(step() for step in steps.values())
+        return {name: 0.064 * rounds for name in steps}
 
-    monkeypatch.setattr(baseline, "_train_step_seconds", fake_seconds)
+    monkeypatch.setattr(baseline, "_step_seconds", fake_seconds)
     assert main(["--batches", "2", "--batch-size", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert len(steps) == 3
+    assert len(ran) == 3
     rows = {r["model"]: r for r in report["rows"]}
     assert set(rows) == {"capsnet", "cnn pooled=True", "cnn pooled=False"}
     assert rows["cnn pooled=True"]["parameters"] == expected_parameters(7)
@@ -246,3 +246,17 @@ def test_measure_cli_reports_sizes_and_times(capsys, monkeypatch):
         assert r["train_seconds_per_image"] == pytest.approx(0.064 * 2 / 2)  # per step / batch size
         assert r["train_minutes_per_60k_epoch"] == pytest.approx(0.064 * 60_000 / 60)
     assert rows["cnn pooled=True"]["multiply_adds_vs_capsnet"] == round(368_406_912 / 203_202_560, 2)
+
+
+def test_step_timer_interleaves_the_models_and_takes_the_median(monkeypatch):
+    clock, calls = [0.0], []
+    durations = {"a": iter([50.0, 1.0, 2.0, 10.0]), "b": iter([50.0, 5.0, 7.0, 6.0])}  # warm-up first
+
+    def step(name):
+        calls.append(name)
+        clock[0] += next(durations[name])
+
+    monkeypatch.setattr(baseline.time, "perf_counter", lambda: clock[0])
+    seconds = baseline._step_seconds({"a": lambda: step("a"), "b": lambda: step("b")}, rounds=3)
+    assert calls == ["a", "b"] * 4
+    assert seconds == {"a": 2.0, "b": 6.0}  # warm-up left out; the median, not the mean (4.33 for a)

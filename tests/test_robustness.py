@@ -84,6 +84,9 @@ def test_builtin_reader_returns_every_field_with_matlab_shapes(tmp_path):
     assert data["image"].shape == (1600, 3) and data["image"].dtype == np.uint8
     assert data["label_int"].shape == (1, 3)
     assert np.array_equal(data["affine_transform"], np.arange(18.0).reshape(6, 3))
+    assert (
+        data["affine_transform"].dtype == np.float64 and data["label_int"].dtype == np.uint8
+    )  # MATLAB classes
     assert np.array_equal(data["label_one_of_n"].argmax(axis=0), [7, 0, 3])
 
 
