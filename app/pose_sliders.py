@@ -41,9 +41,9 @@ HTML = """
     <button type="button" class="reset">Reset all 16 to 0</button>
   </div>
   <div class="live" hidden>
-    <figure><canvas class="base" width="28" height="28"></canvas><figcaption></figcaption></figure>
-    <figure><canvas class="moved" width="28" height="28"></canvas><figcaption></figcaption></figure>
-    <figure><canvas class="diff" width="28" height="28"></canvas><figcaption></figcaption></figure>
+    <figure><canvas class="base" width="28" height="28" role="img"></canvas><figcaption></figcaption></figure>
+    <figure><canvas class="moved" width="28" height="28" role="img"></canvas><figcaption></figcaption></figure>
+    <figure><canvas class="diff" width="28" height="28" role="img"></canvas><figcaption></figcaption></figure>
   </div>
   <p class="status" role="status"></p>
 </div>
@@ -251,6 +251,7 @@ export default function (component) {
       view.baseKey = key;
       paint(cBase, grey(view.base));
       captions[0].textContent = `decoded from v${d} as it is`;
+      cBase.ariaLabel = "reconstruction " + captions[0].textContent;
     }
     // As the server: float32 pose + float32 offset, rounded to float32.
     const values = inputs.map(i => Number(i.value));
@@ -270,6 +271,8 @@ export default function (component) {
     paint(cDiff, diverging(view.diff, view.data.diff_limit));
     captions[1].textContent = `with the offsets (${values.filter(v => v !== 0).length} moved)`;
     captions[2].textContent = `difference (max ${max.toFixed(2)})`;
+    cMoved.ariaLabel = "reconstruction " + captions[1].textContent;
+    cDiff.ariaLabel = captions[2].textContent + ", red brighter, blue darker";
   };
   if (!live || !live.weights) {
     view.net = null; view.url = null;
