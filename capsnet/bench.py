@@ -26,8 +26,17 @@ import numpy as np
 import torch
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
-from .model import (DIGIT_DIM, NUM_DIGITS, NUM_PRIMARY, NUM_PRIMARY_TYPES, PRIMARY_DIM, PRIMARY_GRID,
-                    CapsNet, margin_loss, reconstruction_loss)
+from .model import (
+    DIGIT_DIM,
+    NUM_DIGITS,
+    NUM_PRIMARY,
+    NUM_PRIMARY_TYPES,
+    PRIMARY_DIM,
+    PRIMARY_GRID,
+    CapsNet,
+    margin_loss,
+    reconstruction_loss,
+)
 from .preprocess import to_mnist
 
 

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from capsnet.bench import main as bench_main, training_flops_per_image
+from capsnet.bench import main as bench_main
+from capsnet.bench import training_flops_per_image
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from capsnet import CapsNet, save_checkpoint
-from capsnet.evaluate import RoutingStats, main as evaluate_main, predict, predict_per_iteration, summarize
+from capsnet.evaluate import RoutingStats, predict, predict_per_iteration, summarize
+from capsnet.evaluate import main as evaluate_main
 
 
 def test_summarize_counts_errors_and_per_class_accuracy_of_a_hand_made_case():

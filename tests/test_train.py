@@ -94,9 +94,9 @@ def test_cli_help():
 
 
 def test_evaluate_json(tiny_mnist, tmp_path):
-    from capsnet import CapsNet, save_checkpoint
-
     from torchvision.datasets import MNIST
+
+    from capsnet import CapsNet, save_checkpoint
 
     torch.manual_seed(0)
     model = CapsNet().eval()
