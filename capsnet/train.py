@@ -85,10 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def add_speed_args(p: argparse.ArgumentParser) -> None:
-    speed = p.add_argument_group("speed", "each defaults to on where the device supports it (CUDA), "
+    speed = p.add_argument_group("speed", "auto: on where the device supports it (CUDA), off elsewhere; "
                                           "--FLAG forces it on, --no-FLAG off")
     for name, text in SPEED_FLAGS.items():
-        speed.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None,
+        speed.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default="auto",
                            help=text)
     speed.add_argument("--compile-mode", default="default",
                        help="torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs")
@@ -146,9 +146,9 @@ class Speed:
 
 
 def resolve_speed(args: argparse.Namespace, device: torch.device) -> Speed:
-    """Turn the flags (None = auto) into features, and set the global backend switches."""
+    """Turn the flags (True, False or "auto") into features, and set the global backend switches."""
     cuda = device.type == "cuda"
-    want = {name: cuda if getattr(args, name) is None else getattr(args, name) for name in SPEED_FLAGS}
+    want = {name: cuda if getattr(args, name) == "auto" else getattr(args, name) for name in SPEED_FLAGS}
     speed = Speed(compile_mode=args.compile_mode)
     speed.compile = want["compile"]
     if speed.compile and not hasattr(torch, "compile"):
@@ -159,7 +159,7 @@ def resolve_speed(args: argparse.Namespace, device: torch.device) -> Speed:
         speed.amp = False
         speed.notes.append(f"amp: {device_name(device)} has no bf16")
     speed.tf32 = want["tf32"] and cuda and torch.cuda.get_device_capability(device) >= (8, 0)
-    if args.tf32 and not speed.tf32:
+    if args.tf32 is True and not speed.tf32:
         speed.notes.append(f"tf32: not available on {device.type}")
     if cuda:  # cuDNN allows TF32 convolutions by default: --no-tf32 must say no to both
         torch.set_float32_matmul_precision("high" if speed.tf32 else "highest")
