@@ -14,14 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, atomic_write_json, checkpoint_meta, load_model
 from .data import load_mnist, to_float
 from .model import MAX_ITERATIONS, NUM_DIGITS, CapsNet
 
@@ -158,11 +160,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N test digits (0 = all)")
     p.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results")
+    p.add_argument("--write-meta", action="store_true",
+                   help="add iteration_accuracy, routing_stats and the command to the checkpoint's JSON "
+                        "(every other key kept; needs the whole test set and --routing-stats)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.write_meta and (args.limit or not args.routing_stats):
+        print("error: --write-meta records figures over the whole test set: drop --limit, add --routing-stats",
+              file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     iterations = list(dict.fromkeys(args.iterations))  # in the given order, without repeats
@@ -222,6 +231,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{rs['p90_c_pred']:.4f}; {rs['frac_c_above_0_2']:.2%} of primary capsules above {C_THRESHOLD}")
         print("entropy      " + "  ".join(f"iteration {t + 1}: {h:.3f} bits"
                                           for t, h in enumerate(rs["mean_entropy_bits"])))
+    if args.write_meta:
+        meta_path = Path(args.checkpoint).with_suffix(".json")
+        meta = checkpoint_meta(args.checkpoint)
+        meta.update(
+            iteration_accuracy=result["iteration_accuracy"],
+            routing_stats=result["routing_stats"],
+            routing_stats_command=" ".join(
+                ["python -m capsnet.evaluate", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
+        )
+        atomic_write_json(meta_path, meta)
+        print(f"added iteration_accuracy and routing_stats to {meta_path}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     return 0
