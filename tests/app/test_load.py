@@ -32,9 +32,11 @@ def test_two_sessions_no_errors_and_isolated(random_checkpoint, chromium):
     assert out["actions"]["draw"] >= 1 and out["actions"]["drag"] >= 1, out["actions"]
     assert out["latency"]["stroke -> prediction"]["n"] == out["actions"]["draw"]
     assert out["server_vmhwm_mib"] and out["server_peak_rss_mib"]
-    # Both pages ran the decoder themselves, from a 2.6 MB file each, and while a slider was
+    # Every page that reached the pose explorer in the few seconds (a drawing session gets there
+    # after its first digit) ran the decoder itself, from a 2.6 MB file, and while a slider was
     # being dragged sent nothing and ran nothing (watched on the page's WebSocket and script state).
-    assert out["live"] == {"ready": 2} and out["weights_bytes"] > 2e6
+    assert set(out["live"]) == {"ready"} and 1 <= out["live"]["ready"] <= 2, out["live"]
+    assert out["weights_bytes"] > 2e6
     assert out["drag_messages"] == 0 and out["drag_runs"] == 0
     # The server timed its own share of every run (tools/server_timing.py hooked into Streamlit).
     assert out["server_timing_errors"] == []
