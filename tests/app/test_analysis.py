@@ -119,7 +119,9 @@ def test_agreement_shares_add_up_to_the_length_of_s():
     model = capsnet.CapsNet().eval()
     with torch.no_grad():
         out = model(torch.rand(1, 1, 28, 28), iterations=3, trace=True)
-    shares = A.agreement_shares(out.coupling[:, 0].numpy(), out.u_hat[0].numpy(), out.poses_per_iter[:, 0].numpy())
+    shares = A.agreement_shares(
+        out.coupling[:, 0].numpy(), out.u_hat[0].numpy(), out.poses_per_iter[:, 0].numpy()
+    )
     assert shares.shape == (3, 1152, 10)
     v = out.lengths_per_iter[:, 0].double().numpy()  # (3, 10)
     s_len = np.sqrt(v / (1 - v))
