@@ -127,7 +127,11 @@ def default_peak_tflops(device: torch.device) -> float | None:
 
 def backend_switches() -> tuple:
     """The process-wide settings capsnet.train may change: TF32 matmuls, TF32 and autotuned cuDNN."""
-    return (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    return (
+        torch.get_float32_matmul_precision(),
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
 
 
 def set_backend_switches(state: tuple) -> None:
@@ -169,11 +173,22 @@ def bench_train(args) -> dict:
     workers = args.workers if args.workers >= 0 else (4 if device.type == "cuda" else 0)
 
     # (a) the usual pipeline
-    dataset = MNIST(args.data_root, train=True, download=False,
-                    transform=transforms.Compose([transforms.RandomCrop(28, padding=2), transforms.ToTensor()]))
+    dataset = MNIST(
+        args.data_root,
+        train=True,
+        download=False,
+        transform=transforms.Compose([transforms.RandomCrop(28, padding=2), transforms.ToTensor()]),
+    )
     n = min(n, len(dataset))
-    loader = DataLoader(Subset(dataset, range(n)), batch_size=args.batch_size, shuffle=True, drop_last=True,
-                        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    loader = DataLoader(
+        Subset(dataset, range(n)),
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     usual_model = CapsNet().to(device)
     usual_opt = torch.optim.Adam(usual_model.parameters(), lr=1e-3)
 
@@ -187,11 +202,16 @@ def bench_train(args) -> dict:
     if speed.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, 1e-3, speed)
-    step = TrainStep(TrainingLoss(model, 3, 0.0005, speed.amp), opt, speed,
-                     say=lambda *a, **k: print(*a, **{**k, "file": sys.stderr}))
+    step = TrainStep(
+        TrainingLoss(model, 3, 0.0005, speed.amp),
+        opt,
+        speed,
+        say=lambda *a, **k: print(*a, **{**k, "file": sys.stderr}),
+    )
     world = distributed.World()
-    loop = SimpleNamespace(seed=0, batch_size=args.batch_size, max_shift=2, max_steps=0,
-                           log_every=10**9, epochs=args.rounds)
+    loop = SimpleNamespace(
+        seed=0, batch_size=args.batch_size, max_shift=2, max_steps=0, log_every=10**9, epochs=args.rounds
+    )
 
     def run_ours(epoch: int, steps: int = 0) -> int:
         loop.max_steps = steps
@@ -217,7 +237,9 @@ def bench_train(args) -> dict:
             seen = usual_epoch(usual_model, usual_opt, loader, device) if name == "usual" else run_ours(r + 1)
             sync()
             rounds[name].append(seen / (time.perf_counter() - t0))
-            print(f"round {r + 1}/{args.rounds} {name:<5} {rounds[name][-1]:10,.0f} images/s", file=sys.stderr)
+            print(
+                f"round {r + 1}/{args.rounds} {name:<5} {rounds[name][-1]:10,.0f} images/s", file=sys.stderr
+            )
 
     flops = training_flops_per_image()
     peak = args.peak_tflops or default_peak_tflops(device)
@@ -234,14 +256,19 @@ def bench_train(args) -> dict:
     }
     for name, ips in rounds.items():
         med = statistics.median(ips)
-        result[name] = {"images_per_second": round(med, 3), "seconds_per_epoch": round(60_000 / med, 3),
-                        "rounds_images_per_second": [round(v, 1) for v in ips]}
+        result[name] = {
+            "images_per_second": round(med, 3),
+            "seconds_per_epoch": round(60_000 / med, 3),
+            "rounds_images_per_second": [round(v, 1) for v in ips],
+        }
         if peak:
             floor = result["flop_per_epoch"] / (peak * 1e12)
             result["floor_seconds_per_epoch"] = round(floor, 4)
             result[name]["times_floor"] = round(result[name]["seconds_per_epoch"] / floor, 1)
-    result["usual"]["pipeline"] = ("torchvision DataLoader + RandomCrop(28, padding=2), fp32 (PyTorch's default TF32 "
-                                   "settings), eager, loss.item() each step")
+    result["usual"]["pipeline"] = (
+        "torchvision DataLoader + RandomCrop(28, padding=2), fp32 (PyTorch's default TF32 "
+        "settings), eager, loss.item() each step"
+    )
     result["ours"]["pipeline"] = "capsnet.train: uint8 set on the device, batched shift, no per-step sync"
     result["ours"]["speed"] = speed.as_meta()
     result["ratio"] = round(result["ours"]["images_per_second"] / result["usual"]["images_per_second"], 2)
@@ -249,16 +276,23 @@ def bench_train(args) -> dict:
 
 
 def print_train(result: dict) -> None:
-    print(f"capsnet training on {result['device']} (torch {result['torch']}): {result['n']:,} images a round, "
-          f"batch {result['batch_size']}, median of {result['rounds']} interleaved rounds")
+    print(
+        f"capsnet training on {result['device']} (torch {result['torch']}): {result['n']:,} images a round, "
+        f"batch {result['batch_size']}, median of {result['rounds']} interleaved rounds"
+    )
     for name, label in (("usual", "(a) usual"), ("ours", "(b) ours ")):
         r = result[name]
         floor = f"  {r['times_floor']:,.1f}x the floor" if "times_floor" in r else ""
-        print(f"  {label} {r['images_per_second']:10,.0f} images/s  {r['seconds_per_epoch']:9.2f} s/epoch{floor}"
-              f"   {r['pipeline']}")
+        print(
+            f"  {label} {r['images_per_second']:10,.0f} images/s  {r['seconds_per_epoch']:9.2f} s/epoch{floor}"
+            f"   {r['pipeline']}"
+        )
     print(f"  ours / usual {result['ratio']:.2f}x")
-    print(f"  floor: {result['flop_per_image'] / 1e9:.2f} GFLOP per training image (forward + backward), "
-          f"{result['flop_per_epoch'] / 1e12:.1f} TFLOP per epoch of 60,000", end="")
+    print(
+        f"  floor: {result['flop_per_image'] / 1e9:.2f} GFLOP per training image (forward + backward), "
+        f"{result['flop_per_epoch'] / 1e12:.1f} TFLOP per epoch of 60,000",
+        end="",
+    )
     if result["peak_tflops"]:
         print(f" = {result['floor_seconds_per_epoch']:.3f} s/epoch at {result['peak_tflops']:g} TFLOP/s")
     else:
@@ -268,10 +302,18 @@ def print_train(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     from .train import add_speed_args
 
-    p = argparse.ArgumentParser(prog="python -m capsnet.bench", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("mode", nargs="?", choices=["infer", "train"], default="infer",
-                   help="infer: one-digit inference timings; train: training throughput, usual vs ours")
+    p = argparse.ArgumentParser(
+        prog="python -m capsnet.bench",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "mode",
+        nargs="?",
+        choices=["infer", "train"],
+        default="infer",
+        help="infer: one-digit inference timings; train: training throughput, usual vs ours",
+    )
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="infer: weights to time")
     p.add_argument("--repeats", type=int, default=200, help="infer: timed runs of each function")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -279,13 +321,21 @@ def main(argv: list[str] | None = None) -> int:
     t = p.add_argument_group("train")
     t.add_argument("--data-root", default="data", help="folder holding MNIST/raw")
     t.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
-    t.add_argument("--n", type=int, default=0, help="training images a round (0 = 60,000 on CUDA, 512 elsewhere)")
+    t.add_argument(
+        "--n", type=int, default=0, help="training images a round (0 = 60,000 on CUDA, 512 elsewhere)"
+    )
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--rounds", type=int, default=3, help="timed rounds of each pipeline, interleaved")
-    t.add_argument("--workers", type=int, default=-1, help="DataLoader workers of (a) (-1 = 4 on CUDA, else 0)")
-    t.add_argument("--peak-tflops", type=float, default=0.0,
-                   help="dense bf16 peak of the device (0 = from its name: H100 989, H100 PCIe 756, H200 989, "
-                        "A100 312; unknown devices print no floor ratio)")
+    t.add_argument(
+        "--workers", type=int, default=-1, help="DataLoader workers of (a) (-1 = 4 on CUDA, else 0)"
+    )
+    t.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="dense bf16 peak of the device (0 = from its name: H100 989, H100 PCIe 756, H200 989, "
+        "A100 312; unknown devices print no floor ratio)",
+    )
     add_speed_args(p)
     args = p.parse_args(argv)
     if args.threads:
@@ -305,13 +355,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_model(args.checkpoint)
     except CheckpointError as e:
-        print(f"note: {e}\nbenchmarking random weights instead (speed does not depend on them)", file=sys.stderr)
+        print(
+            f"note: {e}\nbenchmarking random weights instead (speed does not depend on them)", file=sys.stderr
+        )
         model = CapsNet().eval()
     results = bench_inference(model, args.repeats)
-    env = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpu": platform.processor() or platform.machine(), "repeats": args.repeats}
-    print(f"capsnet inference on cpu: torch {env['torch']}, {env['threads']} threads, "
-          f"median of {args.repeats} runs (90th percentile)")
+    env = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "repeats": args.repeats,
+    }
+    print(
+        f"capsnet inference on cpu: torch {env['torch']}, {env['threads']} threads, "
+        f"median of {args.repeats} runs (90th percentile)"
+    )
     for name, r in results.items():
         if isinstance(r, dict):
             print(f"  {name:<24} {r['median_ms']:8.2f} ms  ({r['p90_ms']:.2f})")

@@ -130,9 +130,7 @@ def load_state(model: CapsNet, state: dict, path: str | os.PathLike) -> None:
         if missing:
             parts.append(f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
         if unexpected:
-            parts.append(
-                f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else "")
-            )
+            parts.append(f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else ""))
         if wrong:
             parts.append("shape mismatch " + "; ".join(wrong[:5]))
         raise CheckpointError(

@@ -9,7 +9,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def load_mnist(root: str, train: bool, download: bool = True) -> tuple[Tensor, Tensor]:

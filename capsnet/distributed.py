@@ -43,8 +43,9 @@ def world_from_env(env=os.environ) -> World:
 def init(world: World, device: torch.device) -> None:
     """Join the process group: NCCL between GPUs, gloo between CPU processes."""
     if world.distributed and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=world.rank, world_size=world.world_size)
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.world_size
+        )
 
 
 def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:

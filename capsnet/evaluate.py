@@ -66,7 +66,9 @@ class RoutingStats:
         """coupling: (T, B, 1152, 10), the c used in each iteration; prediction: (B,)."""
         T, B, I, O = coupling.shape
         if T != self.iterations or O != NUM_DIGITS:
-            raise ValueError(f"expected coupling (T={self.iterations}, B, I, 10), got {tuple(coupling.shape)}")
+            raise ValueError(
+                f"expected coupling (T={self.iterations}, B, I, 10), got {tuple(coupling.shape)}"
+            )
         index = prediction.to(coupling.device).view(B, 1, 1).expand(B, I, 1)
         c_pred = coupling[-1].gather(2, index).squeeze(2)  # (B, 1152)
         self.c_pred.append(c_pred.float().flatten().cpu().numpy())
@@ -92,8 +94,12 @@ class RoutingStats:
 
 @torch.no_grad()
 def predict_per_iteration(
-    model: CapsNet, images: Tensor, iterations: list[int], batch_size: int = 500,
-    stats: RoutingStats | None = None, progress=None,
+    model: CapsNet,
+    images: Tensor,
+    iterations: list[int],
+    batch_size: int = 500,
+    stats: RoutingStats | None = None,
+    progress=None,
 ) -> dict[int, Tensor]:
     """{r: predicted digits (N,) with r routing iterations} for every r in `iterations`, from one
     traced forward per batch; optionally feeds `stats` the coupling of its own iteration count."""
@@ -148,29 +154,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="weights to evaluate")
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
-    p.add_argument("--iterations", type=int, nargs="+", default=[3], choices=counts, metavar="R",
-                   help="routing iteration count(s), each in 1..10; the summary lines are for the last one")
-    p.add_argument("--routing-stats", type=int, nargs="?", const=ROUTING_STATS_ITERATIONS, default=None,
-                   choices=counts, metavar="T",
-                   help=f"coupling statistics of routing with T iterations (T defaults to "
-                        f"{ROUTING_STATS_ITERATIONS}, the count used in training): c to the predicted digit "
-                        f"after the last iteration, share of capsules with c > {C_THRESHOLD}, entropy per iteration")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        nargs="+",
+        default=[3],
+        choices=counts,
+        metavar="R",
+        help="routing iteration count(s), each in 1..10; the summary lines are for the last one",
+    )
+    p.add_argument(
+        "--routing-stats",
+        type=int,
+        nargs="?",
+        const=ROUTING_STATS_ITERATIONS,
+        default=None,
+        choices=counts,
+        metavar="T",
+        help=f"coupling statistics of routing with T iterations (T defaults to "
+        f"{ROUTING_STATS_ITERATIONS}, the count used in training): c to the predicted digit "
+        f"after the last iteration, share of capsules with c > {C_THRESHOLD}, entropy per iteration",
+    )
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N test digits (0 = all)")
     p.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results")
-    p.add_argument("--write-meta", action="store_true",
-                   help="add iteration_accuracy, routing_stats and the command to the checkpoint's JSON "
-                        "(every other key kept; needs the whole test set and --routing-stats)")
+    p.add_argument(
+        "--write-meta",
+        action="store_true",
+        help="add iteration_accuracy, routing_stats and the command to the checkpoint's JSON "
+        "(every other key kept; needs the whole test set and --routing-stats)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.write_meta and (args.limit or not args.routing_stats):
-        print("error: --write-meta records figures over the whole test set: drop --limit, add --routing-stats",
-              file=sys.stderr)
+        print(
+            "error: --write-meta records figures over the whole test set: drop --limit, add --routing-stats",
+            file=sys.stderr,
+        )
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -217,20 +242,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint   {args.checkpoint}")
     for r in iterations:
         s = per_iteration[str(r)]
-        print(f"accuracy     {s['accuracy']:.2%}  ({s['errors']} errors in {s['n']:,}) "
-              f"with {r} routing iteration{'s' if r > 1 else ''}")
-    print("per class    " + "  ".join(f"{d}: {a:.2%}" for d, a in result["per_class_accuracy"].items())
-          + f"  ({last} iterations)")
-    print(f"throughput   {result['images_per_second']:,.0f} images/s on {device} "
-          f"({'traced, ' if len(iterations) > 1 or stats else ''}{max(iterations)} routing iterations, "
-          f"batch {args.batch_size})")
+        print(
+            f"accuracy     {s['accuracy']:.2%}  ({s['errors']} errors in {s['n']:,}) "
+            f"with {r} routing iteration{'s' if r > 1 else ''}"
+        )
+    print(
+        "per class    "
+        + "  ".join(f"{d}: {a:.2%}" for d, a in result["per_class_accuracy"].items())
+        + f"  ({last} iterations)"
+    )
+    print(
+        f"throughput   {result['images_per_second']:,.0f} images/s on {device} "
+        f"({'traced, ' if len(iterations) > 1 or stats else ''}{max(iterations)} routing iterations, "
+        f"batch {args.batch_size})"
+    )
     if stats is not None:
         rs = result["routing_stats"]
-        print(f"routing      {rs['iterations']} iterations over {rs['test_images']:,} images: c to the predicted "
-              f"digit after the last iteration: median {rs['median_c_pred']:.4f}, 90th percentile "
-              f"{rs['p90_c_pred']:.4f}; {rs['frac_c_above_0_2']:.2%} of primary capsules above {C_THRESHOLD}")
-        print("entropy      " + "  ".join(f"iteration {t + 1}: {h:.3f} bits"
-                                          for t, h in enumerate(rs["mean_entropy_bits"])))
+        print(
+            f"routing      {rs['iterations']} iterations over {rs['test_images']:,} images: c to the predicted "
+            f"digit after the last iteration: median {rs['median_c_pred']:.4f}, 90th percentile "
+            f"{rs['p90_c_pred']:.4f}; {rs['frac_c_above_0_2']:.2%} of primary capsules above {C_THRESHOLD}"
+        )
+        print(
+            "entropy      "
+            + "  ".join(f"iteration {t + 1}: {h:.3f} bits" for t, h in enumerate(rs["mean_entropy_bits"]))
+        )
     if args.write_meta:
         meta_path = Path(args.checkpoint).with_suffix(".json")
         meta = checkpoint_meta(args.checkpoint)
@@ -238,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             iteration_accuracy=result["iteration_accuracy"],
             routing_stats=result["routing_stats"],
             routing_stats_command=" ".join(
-                ["python -m capsnet.evaluate", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
+                ["python -m capsnet.evaluate", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
+            ),
         )
         atomic_write_json(meta_path, meta)
         print(f"added iteration_accuracy and routing_stats to {meta_path}", file=sys.stderr)

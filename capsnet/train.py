@@ -63,18 +63,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=3, help="routing iterations")
     p.add_argument("--recon-weight", type=float, default=0.0005, help="scale of the reconstruction SSE")
     p.add_argument("--max-shift", type=int, default=2, help="random shift augmentation, pixels")
-    p.add_argument("--val", type=int, default=0, metavar="N",
-                   help="hold out N training digits (a fixed split, the same for every seed) and report "
-                        "their accuracy each epoch; use 5000 when choosing epochs, schedules or runs, "
-                        "never the test set")
+    p.add_argument(
+        "--val",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hold out N training digits (a fixed split, the same for every seed) and report "
+        "their accuracy each epoch; use 5000 when choosing epochs, schedules or runs, "
+        "never the test set",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--out", default="checkpoints/capsnet_mnist.pt", help="checkpoint path to write")
     p.add_argument("--resume", action="store_true", help="continue from OUT's .resume.pt")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT already exists")
-    p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (0 = all; for smoke tests)")
-    p.add_argument("--log-every", type=int, default=50, help="steps between progress-bar updates (host syncs)")
+    p.add_argument(
+        "--max-steps", type=int, default=0, help="stop each epoch after N steps (0 = all; for smoke tests)"
+    )
+    p.add_argument(
+        "--log-every", type=int, default=50, help="steps between progress-bar updates (host syncs)"
+    )
     add_speed_args(p)
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or not 1 <= args.iterations <= 10:
@@ -85,13 +94,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def add_speed_args(p: argparse.ArgumentParser) -> None:
-    speed = p.add_argument_group("speed", "auto: on where the device supports it (CUDA), off elsewhere; "
-                                          "--FLAG forces it on, --no-FLAG off")
+    speed = p.add_argument_group(
+        "speed",
+        "auto: on where the device supports it (CUDA), off elsewhere; --FLAG forces it on, --no-FLAG off",
+    )
     for name, text in SPEED_FLAGS.items():
-        speed.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default="auto",
-                           help=text)
-    speed.add_argument("--compile-mode", default="default",
-                       help="torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs")
+        speed.add_argument(
+            f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default="auto", help=text
+        )
+    speed.add_argument(
+        "--compile-mode",
+        default="default",
+        help="torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs",
+    )
 
 
 def resume_path(out: Path) -> Path:
@@ -227,8 +242,11 @@ class TrainStep:
         self.proven = False  # a compiled step has run through
         if speed.compile:
             try:
-                self.compiled = torch.compile(loss_module, mode=None if speed.compile_mode == "default"
-                                              else speed.compile_mode, dynamic=False)
+                self.compiled = torch.compile(
+                    loss_module,
+                    mode=None if speed.compile_mode == "default" else speed.compile_mode,
+                    dynamic=False,
+                )
             except Exception as e:  # e.g. "Dynamo is not supported on Python 3.x"
                 self._fall_back(e)
 
@@ -257,8 +275,16 @@ class TrainStep:
         return self._step(self.eager if self.compiled is None else self.compiled, x, y)
 
 
-def train_epoch(step: TrainStep, images: Tensor, labels: Tensor, order: Tensor, args, epoch: int,
-                world: distributed.World, progress: bool = True) -> dict:
+def train_epoch(
+    step: TrainStep,
+    images: Tensor,
+    labels: Tensor,
+    order: Tensor,
+    args,
+    epoch: int,
+    world: distributed.World,
+    progress: bool = True,
+) -> dict:
     """One pass over `order` (positions in images, on the device); returns mean loss and accuracy
     over every process's images. Batches are full: the len(order) % batch_size left over are
     skipped (a different few each epoch), so compiled shapes never change."""
@@ -277,8 +303,14 @@ def train_epoch(step: TrainStep, images: Tensor, labels: Tensor, order: Tensor, 
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", file=sys.stderr,
-               dynamic_ncols=True, disable=not (progress and world.is_main))
+    bar = tqdm(
+        range(steps),
+        desc=f"epoch {epoch + 1}/{args.epochs}",
+        unit="batch",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=not (progress and world.is_main),
+    )
     for k in bar:
         idx = order[k * args.batch_size : (k + 1) * args.batch_size]  # (B,) on the device
         x = random_shift(to_float(images[idx]), args.max_shift, shift_gen)  # (B, 1, 28, 28)
@@ -296,7 +328,11 @@ def train_epoch(step: TrainStep, images: Tensor, labels: Tensor, order: Tensor, 
     loss_mean = loss_sum / seen
     if not math.isfinite(loss_mean):
         raise FloatingPointError(f"training diverged in epoch {epoch + 1}: loss is {loss_mean}")
-    return {"train_loss": round(loss_mean, 6), "train_accuracy": round(correct / seen, 6), "images": int(seen)}
+    return {
+        "train_loss": round(loss_mean, 6),
+        "train_accuracy": round(correct / seen, 6),
+        "images": int(seen),
+    }
 
 
 def accuracy(model: CapsNet, images: Tensor, labels: Tensor, iterations: int) -> tuple[float, int]:
@@ -322,12 +358,17 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every process looks (read-only) before any writes, so all of them agree to stop.
     if not (args.resume or args.overwrite) and (out.exists() or resume_path(out).exists()):
-        say(f"error: {out} already exists; nothing was changed. Pass --resume to continue its training, "
-            "--overwrite to replace it, or choose another --out.", file=sys.stderr)
+        say(
+            f"error: {out} already exists; nothing was changed. Pass --resume to continue its training, "
+            "--overwrite to replace it, or choose another --out.",
+            file=sys.stderr,
+        )
         return 2
     try:
         all_x, all_y = load_mnist(args.data_root, train=True, download=not args.no_download and world.is_main)
-        test_x, test_y = load_mnist(args.data_root, train=False, download=not args.no_download and world.is_main)
+        test_x, test_y = load_mnist(
+            args.data_root, train=False, download=not args.no_download and world.is_main
+        )
         train_idx, val_idx = train_val_split(len(all_x), args.val)
     except (RuntimeError, ValueError) as e:
         say(f"error: {e}", file=sys.stderr)
@@ -339,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
 
     distributed.init(world, device)
     try:
-        command = " ".join(["python -m capsnet.train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+        command = " ".join(
+            ["python -m capsnet.train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
+        )
         return _train(args, world, device, out, say, command, train_x, train_y, val_x, val_y, test_x, test_y)
     finally:
         distributed.finish(world)
@@ -357,8 +400,10 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
     if args.resume:
         rpath = resume_path(out)
         if not rpath.exists():
-            say(f"error: --resume given but {rpath} does not exist; run without --resume to start.",
-                file=sys.stderr)
+            say(
+                f"error: --resume given but {rpath} does not exist; run without --resume to start.",
+                file=sys.stderr,
+            )
             return 2
         try:
             state = read_checkpoint(rpath)
@@ -371,7 +416,10 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
             say(f"error: cannot resume from {rpath}: {e}", file=sys.stderr)
             return 2
         if held_out != args.val:
-            say(f"error: {rpath} was trained with --val {held_out}; resume with the same --val.", file=sys.stderr)
+            say(
+                f"error: {rpath} was trained with --val {held_out}; resume with the same --val.",
+                file=sys.stderr,
+            )
             return 2
         start_epoch, history = int(state["epoch"]), list(state["history"])
         train_seconds = float(state["train_seconds"])
@@ -380,11 +428,15 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
     loss_module = TrainingLoss(model, args.iterations, args.recon_weight, speed.amp)
     if world.distributed:
         loss_module = nn.parallel.DistributedDataParallel(
-            loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
     step = TrainStep(loss_module, opt, speed, say)
 
     if world.is_main:  # temp files left by a run killed while writing: the real files beside them are intact
-        for stale in (*out.parent.glob(f".{out.name}.*.tmp"), *out.parent.glob(f".{resume_path(out).name}.*.tmp")):
+        for stale in (
+            *out.parent.glob(f".{out.name}.*.tmp"),
+            *out.parent.glob(f".{resume_path(out).name}.*.tmp"),
+        ):
             stale.unlink(missing_ok=True)
     for epoch in range(start_epoch, args.epochs):
         lr = opt.param_groups[0]["lr"]
@@ -396,18 +448,29 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         sched.step()
-        record = {"epoch": epoch + 1, "train_loss": stats["train_loss"], "train_accuracy": stats["train_accuracy"]}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": stats["train_loss"],
+            "train_accuracy": stats["train_accuracy"],
+        }
         if world.is_main:
             if args.val:
                 record["val_accuracy"] = round(accuracy(model, val_x, val_y, args.iterations)[0], 6)
             acc, wrong = accuracy(model, test_x, test_y, args.iterations)
-            record.update(test_accuracy=round(acc, 6), seconds=round(seconds, 2),
-                          images_per_second=round(stats["images"] / seconds, 1), lr=lr)
+            record.update(
+                test_accuracy=round(acc, 6),
+                seconds=round(seconds, 2),
+                images_per_second=round(stats["images"] / seconds, 1),
+                lr=lr,
+            )
             history.append(record)
             val_text = f"val acc {record['val_accuracy']:.4%}  " if args.val else ""
-            say(f"epoch {epoch + 1}: loss {stats['train_loss']:.4f}  train acc {stats['train_accuracy']:.4f}  "
+            say(
+                f"epoch {epoch + 1}: loss {stats['train_loss']:.4f}  train acc {stats['train_accuracy']:.4f}  "
                 f"{val_text}test acc {acc:.4%}  ({seconds:.1f} s, {record['images_per_second']:,.0f} img/s)",
-                file=sys.stderr, flush=True)
+                file=sys.stderr,
+                flush=True,
+            )
             meta = {
                 "test_accuracy": round(acc, 6),
                 "test_errors": wrong,
@@ -437,9 +500,17 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
             # Order matters for a kill between writes: weights, then metadata, then the resume state.
             save_checkpoint(out, model, meta)
             atomic_write_json(out.with_suffix(".json"), meta)
-            save_checkpoint(resume_path(out), model, meta, optimizer=opt.state_dict(),
-                            scheduler=sched.state_dict(), epoch=epoch + 1, history=history,
-                            train_seconds=train_seconds, val_images=len(val_x))
+            save_checkpoint(
+                resume_path(out),
+                model,
+                meta,
+                optimizer=opt.state_dict(),
+                scheduler=sched.state_dict(),
+                epoch=epoch + 1,
+                history=history,
+                train_seconds=train_seconds,
+                val_images=len(val_x),
+            )
     distributed.barrier(world)  # nobody leaves before rank 0 has written the last epoch
     say(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
     return 0

@@ -29,8 +29,24 @@ def test_training_flops_follow_the_layer_shapes():
 
 
 def test_bench_train_times_both_pipelines_on_cpu(tiny_mnist, capsys):
-    rc = bench_main(["train", "--data-root", str(tiny_mnist), "--device", "cpu", "--n", "16", "--batch-size", "8",
-                     "--rounds", "2", "--peak-tflops", "2", "--json"])
+    rc = bench_main(
+        [
+            "train",
+            "--data-root",
+            str(tiny_mnist),
+            "--device",
+            "cpu",
+            "--n",
+            "16",
+            "--batch-size",
+            "8",
+            "--rounds",
+            "2",
+            "--peak-tflops",
+            "2",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
@@ -40,15 +56,32 @@ def test_bench_train_times_both_pipelines_on_cpu(tiny_mnist, capsys):
         assert r["seconds_per_epoch"] == pytest.approx(60_000 / r["images_per_second"], rel=1e-3)
         floor = training_flops_per_image()["total"] * 60_000 / 2e12  # seconds per epoch at 2 TFLOP/s
         assert r["times_floor"] == pytest.approx(r["seconds_per_epoch"] / floor, rel=0.01)
-    assert result["ratio"] == pytest.approx(result["ours"]["images_per_second"] / result["usual"]["images_per_second"],
-                                            abs=0.01)
+    assert result["ratio"] == pytest.approx(
+        result["ours"]["images_per_second"] / result["usual"]["images_per_second"], abs=0.01
+    )
     assert result["n"] == 16 and result["ours"]["speed"]["compile"] is False  # auto: off on a CPU
     assert "(a) usual" in out and "(b) ours" in out and "ours / usual" in out and "x the floor" in out
 
 
 def test_bench_train_without_a_known_peak_asks_for_one(tiny_mnist, capsys):
-    assert bench_main(["train", "--data-root", str(tiny_mnist), "--device", "cpu", "--n", "8", "--batch-size", "8",
-                       "--rounds", "1"]) == 0
+    assert (
+        bench_main(
+            [
+                "train",
+                "--data-root",
+                str(tiny_mnist),
+                "--device",
+                "cpu",
+                "--n",
+                "8",
+                "--batch-size",
+                "8",
+                "--rounds",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "pass --peak-tflops" in capsys.readouterr().out
 
 

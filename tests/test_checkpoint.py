@@ -15,7 +15,12 @@ from capsnet.data import load_mnist, to_float
 ROOT = Path(__file__).resolve().parents[1]
 # Real MNIST lives beside the checkout (CI runs a fresh clone with ../shared next to it); read only.
 SHARED_DATA = ROOT.parent / "shared" / "data"
-MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+MNIST_FILES = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
 
 
 @pytest.fixture
@@ -171,7 +176,16 @@ def test_shipped_checkpoint_loads_with_metadata():
     net = load_model()
     assert isinstance(net, CapsNet) and not net.training
     meta = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
-    for key in ("test_accuracy", "epochs", "seconds_per_epoch", "train_seconds", "device", "torch_version", "seed", "command"):
+    for key in (
+        "test_accuracy",
+        "epochs",
+        "seconds_per_epoch",
+        "train_seconds",
+        "device",
+        "torch_version",
+        "seed",
+        "command",
+    ):
         assert key in meta, key
     # The JSON agrees with itself: errors and accuracy over the test set, the last epoch's history.
     assert meta["test_errors"] == round((1 - meta["test_accuracy"]) * meta["test_images"])
@@ -200,7 +214,9 @@ def mnist_root(tmp_path_factory) -> Path:
             with gzip.open(raw / f"{name}.gz") as src:
                 (root / "MNIST" / "raw" / name).write_bytes(src.read())
         return root
-    message = f"real MNIST not found: expected {raw}/*-ubyte[.gz] (the shared data folder beside the checkout)"
+    message = (
+        f"real MNIST not found: expected {raw}/*-ubyte[.gz] (the shared data folder beside the checkout)"
+    )
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -217,7 +233,9 @@ def test_shipped_weights_reach_their_recorded_accuracy_on_real_mnist(mnist_root)
     images, labels = images[::10], labels[::10]
     net = load_model()
     with torch.no_grad():
-        predicted = torch.cat([net(to_float(images[i : i + 250])).lengths.argmax(dim=1) for i in range(0, len(images), 250)])
+        predicted = torch.cat(
+            [net(to_float(images[i : i + 250])).lengths.argmax(dim=1) for i in range(0, len(images), 250)]
+        )
     n = len(labels)
     accuracy = float((predicted == labels).float().mean())
     # If the weights really score `claimed` on all 10,000, the errors in n of them are ~binomial

@@ -20,8 +20,9 @@ def free_port() -> int:
 
 
 def worker(rank: int, root: str, out: str, record_dir: str, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     import capsnet.train as train
 
@@ -47,17 +48,42 @@ def worker(rank: int, root: str, out: str, record_dir: str, port: int) -> None:
     train.CapsNet = RecordingCapsNet
     train.save_checkpoint = recording(train.save_checkpoint)
     train.atomic_write_json = recording(train.atomic_write_json)
-    rc = train.main(["--data-root", root, "--out", out, "--device", "cpu", "--epochs", "2", "--batch-size", "8",
-                     "--max-steps", "2", "--max-shift", "0", "--log-every", "1"])
-    torch.save({"rc": rc, "state_dict": models[0].state_dict(), "fed": fed, "writes": writes},
-               os.path.join(record_dir, f"rank{rank}.pt"))
+    rc = train.main(
+        [
+            "--data-root",
+            root,
+            "--out",
+            out,
+            "--device",
+            "cpu",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-steps",
+            "2",
+            "--max-shift",
+            "0",
+            "--log-every",
+            "1",
+        ]
+    )
+    torch.save(
+        {"rc": rc, "state_dict": models[0].state_dict(), "fed": fed, "writes": writes},
+        os.path.join(record_dir, f"rank{rank}.pt"),
+    )
 
 
 def test_two_gloo_processes_train_one_model_on_disjoint_shards(tiny_mnist, tmp_path):
     out_dir = tmp_path / "run"
     out = out_dir / "net.pt"
-    ctx = mp.start_processes(worker, args=(str(tiny_mnist), str(out), str(tmp_path), free_port()), nprocs=2,
-                             join=False, start_method="spawn")
+    ctx = mp.start_processes(
+        worker,
+        args=(str(tiny_mnist), str(out), str(tmp_path), free_port()),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
+    )
     deadline = time.monotonic() + 120
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:
@@ -80,8 +106,10 @@ def test_two_gloo_processes_train_one_model_on_disjoint_shards(tiny_mnist, tmp_p
 
     index = {img.numpy().tobytes(): k for k, img in enumerate(MNIST(str(tiny_mnist), train=True).data)}
     for epoch in range(2):
-        shards = [{index[img.numpy().tobytes()] for x in r["fed"][2 * epoch : 2 * epoch + 2] for img in x}
-                  for r in records]
+        shards = [
+            {index[img.numpy().tobytes()] for x in r["fed"][2 * epoch : 2 * epoch + 2] for img in x}
+            for r in records
+        ]
         assert len(shards[0]) == len(shards[1]) == 16 and not shards[0] & shards[1]
 
     # Only rank 0 wrote, once per file per epoch.

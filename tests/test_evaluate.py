@@ -72,8 +72,24 @@ def test_evaluate_cli_with_zero_predictions_gives_uniform_coupling(tiny_mnist, t
         model.digit_caps.W.zero_()
     ckpt = tmp_path / "zero.pt"
     save_checkpoint(ckpt, model)
-    rc = evaluate_main(["--checkpoint", str(ckpt), "--data-root", str(tiny_mnist), "--device", "cpu",
-                        "--iterations", "1", "2", "3", "--routing-stats", "--json", "--batch-size", "10"])
+    rc = evaluate_main(
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--data-root",
+            str(tiny_mnist),
+            "--device",
+            "cpu",
+            "--iterations",
+            "1",
+            "2",
+            "3",
+            "--routing-stats",
+            "--json",
+            "--batch-size",
+            "10",
+        ]
+    )
     assert rc == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     _, labels = synthetic_digits(32, 1)  # what tests/mnist_files.py wrote as the test set
@@ -97,13 +113,28 @@ def test_write_meta_adds_the_app_keys_and_keeps_the_rest(tiny_mnist, tmp_path, c
     save_checkpoint(ckpt, model)
     kept = {"test_accuracy": 0.5, "history": [{"epoch": 1}], "iteration_accuracy": {"9": 0.0}}
     ckpt.with_suffix(".json").write_text(json.dumps(kept))
-    argv = ["--checkpoint", str(ckpt), "--data-root", str(tiny_mnist), "--device", "cpu", "--iterations", "1", "3",
-            "--routing-stats", "--write-meta", "--json"]
+    argv = [
+        "--checkpoint",
+        str(ckpt),
+        "--data-root",
+        str(tiny_mnist),
+        "--device",
+        "cpu",
+        "--iterations",
+        "1",
+        "3",
+        "--routing-stats",
+        "--write-meta",
+        "--json",
+    ]
     assert evaluate_main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     meta = json.loads(ckpt.with_suffix(".json").read_text())
     assert meta["test_accuracy"] == 0.5 and meta["history"] == [{"epoch": 1}]
-    assert meta["iteration_accuracy"] == result["iteration_accuracy"] and set(meta["iteration_accuracy"]) == {"1", "3"}
+    assert meta["iteration_accuracy"] == result["iteration_accuracy"] and set(meta["iteration_accuracy"]) == {
+        "1",
+        "3",
+    }
     assert meta["routing_stats"] == result["routing_stats"] and meta["routing_stats"]["test_images"] == 32
     assert meta["routing_stats_command"].startswith("python -m capsnet.evaluate --checkpoint")
     assert "--write-meta" in meta["routing_stats_command"]

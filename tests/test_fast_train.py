@@ -41,7 +41,8 @@ def recorder(monkeypatch):
             rec.models.append(self)
             rec.initial = {k: v.clone() for k, v in self.state_dict().items()}
             self.primary_caps.conv.register_forward_hook(
-                lambda m, args, out: rec.conv_dtypes.append(out.dtype) if m.training else None)
+                lambda m, args, out: rec.conv_dtypes.append(out.dtype) if m.training else None
+            )
 
         def forward(self, x, *args, **kwargs):
             if self.training:
@@ -80,7 +81,14 @@ def test_fast_path_learns_the_bar_digits(tiny_mnist, tmp_path):
     assert meta["test_accuracy"] == pytest.approx(float((preds == test.targets).float().mean()), abs=1e-6)
 
 
-SPEED_OFF = ["--no-compile", "--no-amp", "--no-tf32", "--no-channels-last", "--no-fused", "--no-cudnn-benchmark"]
+SPEED_OFF = [
+    "--no-compile",
+    "--no-amp",
+    "--no-tf32",
+    "--no-channels-last",
+    "--no-fused",
+    "--no-cudnn-benchmark",
+]
 
 
 @pytest.mark.parametrize("flag", ["amp", "channels_last", "fused", "all_off"])
@@ -104,8 +112,12 @@ def test_each_speed_flag_is_honoured_and_still_trains(flag, tiny_mnist, tmp_path
     # ...and what the metadata says is what ran:
     assert set(recorder.conv_dtypes) == {torch.bfloat16 if flag == "amp" else torch.float32}
     model = recorder.models[0]
-    assert model.primary_caps.conv.weight.is_contiguous(memory_format=torch.channels_last) == (flag == "channels_last")
-    assert all(x.is_contiguous(memory_format=torch.channels_last) for x in recorder.inputs)  # (B, 1, ...) is both
+    assert model.primary_caps.conv.weight.is_contiguous(memory_format=torch.channels_last) == (
+        flag == "channels_last"
+    )
+    assert all(
+        x.is_contiguous(memory_format=torch.channels_last) for x in recorder.inputs
+    )  # (B, 1, ...) is both
     assert bool(adams[0].get("fused")) == (flag == "fused")
     # It trained: finite losses, weights moved, and the file holds them in the usual layout.
     assert all(np.isfinite(e["train_loss"]) for e in meta["history"])
@@ -125,7 +137,9 @@ def test_compile_is_used_when_it_works(tiny_mnist, tmp_path, monkeypatch):
         return compiled
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    meta = run(tiny_mnist, tmp_path / "net.pt", "--epochs", 1, "--batch-size", 8, "--max-steps", 2, "--compile")
+    meta = run(
+        tiny_mnist, tmp_path / "net.pt", "--epochs", 1, "--batch-size", 8, "--max-steps", 2, "--compile"
+    )
     assert calls == [8, 8] and meta["speed"]["compile"] is True and meta["speed"]["notes"] == []
 
 
@@ -137,7 +151,9 @@ def test_a_failing_compile_warns_and_trains_eager(tiny_mnist, tmp_path, monkeypa
         return compiled
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    meta = run(tiny_mnist, tmp_path / "net.pt", "--epochs", 1, "--batch-size", 8, "--max-steps", 2, "--compile")
+    meta = run(
+        tiny_mnist, tmp_path / "net.pt", "--epochs", 1, "--batch-size", 8, "--max-steps", 2, "--compile"
+    )
     assert "warning: torch.compile failed" in capsys.readouterr().err
     assert meta["speed"]["compile"] is False
     assert any("no C++ compiler" in note for note in meta["speed"]["notes"])
@@ -159,8 +175,9 @@ def test_the_training_step_is_one_graph_for_torch_compile(amp):
         assert torch.allclose(loss, margin_loss(out.lengths, y) + 0.0005 * sse)
 
 
-def test_a_resume_that_changes_the_memory_format_gives_adam_moments_the_new_layout(tiny_mnist, tmp_path,
-                                                                                 monkeypatch):
+def test_a_resume_that_changes_the_memory_format_gives_adam_moments_the_new_layout(
+    tiny_mnist, tmp_path, monkeypatch
+):
     """The fused Adam walks a moment with its parameter's strides: a mismatch silently updates the
     wrong elements."""
     adams = []
@@ -212,7 +229,9 @@ def test_the_model_sees_each_image_shifted_by_its_own_offset_with_zero_fill(tiny
 
 
 def test_val_holds_out_exactly_n_never_trained_on(tiny_mnist, tmp_path, recorder):
-    meta = run(tiny_mnist, tmp_path / "a.pt", "--epochs", 2, "--batch-size", 16, "--val", 32, "--max-shift", 0)
+    meta = run(
+        tiny_mnist, tmp_path / "a.pt", "--epochs", 2, "--batch-size", 16, "--val", 32, "--max-shift", 0
+    )
     images, labels = train_images(tiny_mnist)
     index = {img.numpy().tobytes(): k for k, img in enumerate(images)}
     fed = [index[img.tobytes()] for x in recorder.inputs for img in as_uint8(x[:, 0])]
@@ -229,8 +248,20 @@ def test_val_holds_out_exactly_n_never_trained_on(tiny_mnist, tmp_path, recorder
 
     # Another seed trains in another order, but holds out the same digits.
     recorder.inputs.clear()
-    run(tiny_mnist, tmp_path / "b.pt", "--epochs", 1, "--batch-size", 16, "--val", 32, "--max-shift", 0,
-        "--seed", 1)
+    run(
+        tiny_mnist,
+        tmp_path / "b.pt",
+        "--epochs",
+        1,
+        "--batch-size",
+        16,
+        "--val",
+        32,
+        "--max-shift",
+        0,
+        "--seed",
+        1,
+    )
     fed_b = [index[img.tobytes()] for x in recorder.inputs for img in as_uint8(x[:, 0])]
     assert fed_b != fed[:32] and sorted(set(range(64)) - set(fed_b)) == val
 

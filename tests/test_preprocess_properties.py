@@ -162,7 +162,9 @@ def halves(a) -> tuple[float, float]:
     a = a[r0 : r1 + 1, c0 : c1 + 1].astype(np.float64)
     h, w = a.shape
     total = a.sum()
-    return (a[: h // 2].sum() - a[(h + 1) // 2 :].sum()) / total, (a[:, : w // 2].sum() - a[:, (w + 1) // 2 :].sum()) / total
+    return (a[: h // 2].sum() - a[(h + 1) // 2 :].sum()) / total, (
+        a[:, : w // 2].sum() - a[:, (w + 1) // 2 :].sum()
+    ) / total
 
 
 def assert_clean_digit(out, description=""):
@@ -189,7 +191,9 @@ def assert_centred(out, description=""):
 # ---------------------------------------------------------------- properties
 
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 @SETTINGS
@@ -230,10 +234,14 @@ def test_symmetric_drawings_fill_the_central_box(case):
     out = to_mnist(arr)
     assert_clean_digit(out, description)
     r0, r1, c0, c1 = bbox(out > 0)
-    assert 4 <= r0 and r1 <= 23 and 4 <= c0 and c1 <= 23, f"ink rows {r0}..{r1}, cols {c0}..{c1}: {description}"
+    assert 4 <= r0 and r1 <= 23 and 4 <= c0 and c1 <= 23, (
+        f"ink rows {r0}..{r1}, cols {c0}..{c1}: {description}"
+    )
     assert (r0, r1) == (4, 23) or (c0, c1) == (4, 23), f"ink rows {r0}..{r1}, cols {c0}..{c1}: {description}"
     cy, cx = centre_of_mass(out)
-    assert abs(cy - CENTRE) <= 0.5 + 1e-4 and abs(cx - CENTRE) <= 0.5 + 1e-4, f"centre of mass ({cy:.2f}, {cx:.2f}): {description}"
+    assert abs(cy - CENTRE) <= 0.5 + 1e-4 and abs(cx - CENTRE) <= 0.5 + 1e-4, (
+        f"centre of mass ({cy:.2f}, {cx:.2f}): {description}"
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -253,7 +261,9 @@ def test_one_pixel_strokes_are_never_lost(width, stem_at, stem_length, dark_on_l
     assert_clean_digit(out, f"T {width} wide, stem at {stem_col}")
     r0, r1, c0, c1 = bbox(out > 0)
     below = out[r0 + 2 : r1 + 1]
-    assert len(below) >= length * 20 / width - 3, f"stem shortened: T {width} wide, stem {length} long"  # >= 3
+    assert len(below) >= length * 20 / width - 3, (
+        f"stem shortened: T {width} wide, stem {length} long"
+    )  # >= 3
     assert (below.max(axis=1) >= 0.3).all(), f"stem lost: T {width} wide, stem at {stem_col}"
     expected = c0 + stem_col * (c1 - c0) / (width - 1)
     assert np.abs(np.argmax(below, axis=1) - expected).max() <= 1.5
@@ -295,7 +305,9 @@ def blank_images(draw):
     return level.astype(np.float32), f"{kind} {layout} {dtype}"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(blank_images())
 def test_blank_and_near_blank_inputs_give_none(case):
     arr, description = case
@@ -341,7 +353,9 @@ def any_images(draw):
     return np.clip(np.nan_to_num(a, nan=0), 0, top).astype(dtype)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(any_images())
 def test_any_valid_array_gives_none_or_a_clean_centred_digit(img):
     """Robustness: no exception for any valid array, and whatever comes back keeps the contract."""

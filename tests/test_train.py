@@ -13,17 +13,39 @@ ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, env=ENV
+    )
 
 
 def test_train_two_steps_end_to_end_and_resume(tiny_mnist, tmp_path):
     out = tmp_path / "run" / "net.pt"
-    args = ["--data-root", str(tiny_mnist), "--batch-size", "8", "--max-steps", "2", "--out", str(out),
-            "--device", "cpu", "--log-every", "1"]
+    args = [
+        "--data-root",
+        str(tiny_mnist),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--log-every",
+        "1",
+    ]
     assert train_main([*args, "--epochs", "1"]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
-    for key in ("test_accuracy", "epochs", "seconds_per_epoch", "train_seconds", "device", "torch_version",
-                "seed", "command"):
+    for key in (
+        "test_accuracy",
+        "epochs",
+        "seconds_per_epoch",
+        "train_seconds",
+        "device",
+        "torch_version",
+        "seed",
+        "command",
+    ):
         assert key in meta
     assert meta["epochs"] == 1 and meta["world_size"] == 1 and meta["images_per_epoch"] == 16
     assert meta["torch_version"] == torch.__version__
@@ -51,8 +73,18 @@ def test_train_two_steps_end_to_end_and_resume(tiny_mnist, tmp_path):
 
 def test_an_existing_checkpoint_is_never_overwritten_by_accident(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "net.pt"
-    args = ["--data-root", str(tiny_mnist), "--batch-size", "8", "--max-steps", "1", "--out", str(out),
-            "--device", "cpu"]
+    args = [
+        "--data-root",
+        str(tiny_mnist),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "1",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     assert train_main([*args, "--epochs", "1"]) == 0
     before = out.read_bytes()
     assert train_main([*args, "--epochs", "1"]) == 2
@@ -72,18 +104,45 @@ def test_training_data_missing_is_a_clear_error(tmp_path):
 
     save_checkpoint(tmp_path / "net.pt", CapsNet())
     for module in ("capsnet.train", "capsnet.evaluate"):
-        r = run_cli(module, "--data-root", str(tmp_path / "empty"), "--no-download",
-                    *(["--checkpoint", str(tmp_path / "net.pt")] if module == "capsnet.evaluate"
-                      else ["--out", str(tmp_path / "new.pt")]))
+        r = run_cli(
+            module,
+            "--data-root",
+            str(tmp_path / "empty"),
+            "--no-download",
+            *(
+                ["--checkpoint", str(tmp_path / "net.pt")]
+                if module == "capsnet.evaluate"
+                else ["--out", str(tmp_path / "new.pt")]
+            ),
+        )
         assert r.returncode == 2
         assert "MNIST not found" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_help():
     for module, flags in (
-        ("capsnet.train", ["--epochs", "--batch-size", "--lr", "--lr-decay", "--iterations", "--seed",
-                           "--device", "--out", "--resume", "--data-root", "--val", "--no-compile", "--no-amp",
-                           "--no-tf32", "--no-channels-last", "--no-fused", "--no-cudnn-benchmark"]),
+        (
+            "capsnet.train",
+            [
+                "--epochs",
+                "--batch-size",
+                "--lr",
+                "--lr-decay",
+                "--iterations",
+                "--seed",
+                "--device",
+                "--out",
+                "--resume",
+                "--data-root",
+                "--val",
+                "--no-compile",
+                "--no-amp",
+                "--no-tf32",
+                "--no-channels-last",
+                "--no-fused",
+                "--no-cudnn-benchmark",
+            ],
+        ),
         ("capsnet.evaluate", ["--checkpoint", "--data-root", "--json", "--iterations", "--routing-stats"]),
         ("capsnet.bench", ["infer", "train", "--n", "--peak-tflops", "--data-root", "--json"]),
     ):
@@ -104,8 +163,16 @@ def test_evaluate_json(tiny_mnist, tmp_path):
         model.digit_caps.W.mul_(100)  # random weights that still spread their answers over several digits
     ckpt = tmp_path / "net.pt"
     save_checkpoint(ckpt, model)
-    r = run_cli("capsnet.evaluate", "--checkpoint", str(ckpt), "--data-root", str(tiny_mnist), "--json",
-                "--device", "cpu")
+    r = run_cli(
+        "capsnet.evaluate",
+        "--checkpoint",
+        str(ckpt),
+        "--data-root",
+        str(tiny_mnist),
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
     test = MNIST(str(tiny_mnist), train=False)
@@ -117,7 +184,9 @@ def test_evaluate_json(tiny_mnist, tmp_path):
     assert result["errors"] == int((~right).sum())
     assert result["per_class_accuracy"] == {
         str(d): round(float(right[test.targets == d].float().mean()), 6)
-        for d in range(10) if bool((test.targets == d).any())}
+        for d in range(10)
+        if bool((test.targets == d).any())
+    }
     assert "routing_stats" not in result
 
 

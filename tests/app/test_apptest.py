@@ -306,7 +306,9 @@ def test_absolute_scale_and_parse_tree_controls(shipped):
     assert "on ±" in " ".join(m.value for m in change.markdown)  # the data's own range, printed
     at.toggle(key="absolute_c").set_value(True).run()
     assert not at.exception
-    caption = " ".join(img.caption for el in at.container(key="routing_change").get("image") for img in el.proto.imgs)
+    caption = " ".join(
+        img.caption for el in at.container(key="routing_change").get("image") for img in el.proto.imgs
+    )
     assert "0..1" in caption
 
     at.radio(key="tree_group").set_value("type").run()
