@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import torch
+from expected import METADATA_KEYS
 
 from capsnet import load_model
 from capsnet.data import to_float
@@ -36,17 +37,7 @@ def test_train_two_steps_end_to_end_and_resume(tiny_mnist, tmp_path):
     ]
     assert train_main([*args, "--epochs", "1"]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
-    for key in (
-        "test_accuracy",
-        "epochs",
-        "seconds_per_epoch",
-        "train_seconds",
-        "device",
-        "torch_version",
-        "seed",
-        "command",
-    ):
-        assert key in meta
+    assert METADATA_KEYS <= meta.keys(), METADATA_KEYS - meta.keys()
     assert meta["epochs"] == 1 and meta["world_size"] == 1 and meta["images_per_epoch"] == 16
     assert meta["torch_version"] == torch.__version__
     assert "--max-steps 2" in meta["command"]
