@@ -5,7 +5,11 @@ it trained, the images it was fed and every file it wrote."""
 import json
 import os
 import socket
+import sys
 import time
+import traceback
+import types
+from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
@@ -20,6 +24,15 @@ def free_port() -> int:
 
 
 def worker(rank: int, root: str, out: str, record_dir: str, port: int) -> None:
+    try:
+        _worker(rank, root, out, record_dir, port)
+    except BaseException:
+        # The parent only learns "exit code 1": leave the traceback where the test can show it.
+        Path(record_dir, f"rank{rank}.err").write_text(traceback.format_exc())
+        raise
+
+
+def _worker(rank: int, root: str, out: str, record_dir: str, port: int) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
     )
@@ -74,7 +87,18 @@ def worker(rank: int, root: str, out: str, record_dir: str, port: int) -> None:
     )
 
 
-def test_two_gloo_processes_train_one_model_on_disjoint_shards(tiny_mnist, tmp_path):
+def _join(ctx, record_dir: Path) -> bool:
+    try:
+        return ctx.join(timeout=1)
+    except mp.ProcessExitedException as e:
+        errors = "\n".join(p.read_text() for p in sorted(record_dir.glob("rank*.err")))
+        raise AssertionError(f"a training process failed:\n{errors}") from e
+
+
+def test_two_gloo_processes_train_one_model_on_disjoint_shards(tiny_mnist, tmp_path, monkeypatch):
+    # A spawned process re-runs the parent's __main__ from its file. After an AppTest in the same
+    # session that is app/streamlit_app.py, which the children must not run: give them a bare one.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     out_dir = tmp_path / "run"
     out = out_dir / "net.pt"
     ctx = mp.start_processes(
@@ -85,7 +109,7 @@ def test_two_gloo_processes_train_one_model_on_disjoint_shards(tiny_mnist, tmp_p
         start_method="spawn",
     )
     deadline = time.monotonic() + 120
-    while not ctx.join(timeout=1):
+    while not _join(ctx, tmp_path):
         if time.monotonic() > deadline:
             for p in ctx.processes:
                 p.kill()
