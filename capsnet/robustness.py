@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from .baseline import load_baseline
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
 from .data import load_mnist, to_float
+from .evaluate import select_device
 from .model import CapsNet
 from .transforms import FAMILIES, affine, family_values
 
@@ -308,16 +309,6 @@ def _matrix(buf: memoryview, e: str):
 
 # ---------------------------------------------------------------------------------------------
 # Command line
-
-
-def select_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -314,6 +314,13 @@ class Session:
     def count_sent(self, _frame) -> None:
         self.sent += 1
 
+    async def new_reconstruction(self, before: str) -> None:
+        """Until the server's perturbed reconstruction (the second picture) is a new, loaded image."""
+        await self.page.wait_for_function(
+            "([sel, old]) => { const e = document.querySelectorAll(sel)[1]; return e && e.src !== old && e.complete; }",
+            arg=[RECON_IMG, before], timeout=self.tmo, polling=POLL_MS,
+        )  # fmt: skip
+
     async def live_state(self) -> dict:
         """The live preview's state once it has settled; the first time, count its status and
         the decoder file's download (a drawing session has no pose explorer before its first digit)."""
@@ -392,10 +399,7 @@ class Session:
         t0 = time.perf_counter()
         await page.keyboard.press(key)
         self.step = "waiting for the reconstruction"
-        await page.wait_for_function(
-            "([sel, old]) => { const e = document.querySelectorAll(sel)[1]; return e && e.src !== old && e.complete; }",
-            arg=[RECON_IMG, before], timeout=self.tmo, polling=POLL_MS,
-        )  # fmt: skip
+        await self.new_reconstruction(before)
         self.stats.add("pose key -> reconstruction (driver)", time.perf_counter() - t0)
         self.stats.add("pose key -> reconstruction", await self.page_latency())
         await self.idle()
@@ -450,10 +454,7 @@ class Session:
             self.stats.mismatches += 1
             self.error("drag: the live preview did not redraw while dragging")
         self.step = "waiting for the reconstruction after the release"
-        await page.wait_for_function(
-            "([sel, old]) => { const e = document.querySelectorAll(sel)[1]; return e && e.src !== old && e.complete; }",
-            arg=[RECON_IMG, before], timeout=self.tmo, polling=POLL_MS,
-        )  # fmt: skip
+        await self.new_reconstruction(before)
         self.stats.add("drag release -> reconstruction (driver)", time.perf_counter() - t0)
         self.stats.add("drag release -> reconstruction", await self.page_latency())
         await self.idle()
