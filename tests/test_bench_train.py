@@ -1,18 +1,11 @@
 import json
 
 import pytest
-import torch
 
 from capsnet.bench import main as bench_main
 from capsnet.bench import training_flops_per_image
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_training_flops_follow_the_layer_shapes():

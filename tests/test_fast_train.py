@@ -13,14 +13,7 @@ from capsnet import CapsNet, load_model
 from capsnet.data import to_float
 from capsnet.model import margin_loss
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these steps are small, and two threads on a shared 2-core box mostly wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Recorder:
