@@ -108,14 +108,9 @@ def _votes(res: dict, digit: int, gain: float) -> None:
 
 # ---------------------------------------------------------------- 2. how c changed
 def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, interactive: bool) -> None:
-    c, b, primary_len = res["coupling"], res["logits"], res["primary_len"]
+    c = res["coupling"]
     T = c.shape[0]
     delta = A.coupling_change(c)[:, :, digit]  # (T, 1152)
-    b_j = b[:, :, digit]  # (T, 1152)
-    d_lim = A.symmetric_limit(delta, 0.99)
-    b_lim = A.symmetric_limit(b_j, 0.99)
-    fields = [A.field_map(delta[t]) for t in range(T)]  # (28, 28) each: delta c summed over the fields
-    f_lim = A.symmetric_limit(np.stack(fields))
     entropy = A.coupling_entropy(c)
     with st.container(key="routing_change"):
         st.subheader("How c changed")
@@ -124,56 +119,15 @@ def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, interactive: bool)
             help="The honest absolute picture: on a 0..1 scale c looks uniform, because it barely moves.",
         )  # fmt: skip
         moved = np.abs(delta[-1]) > 0.01
-        st.markdown(
+        summary = (
             f"After {T} iteration{'s' if T > 1 else ''}, {moved.mean():.1%} of the 1152 primary capsules "
             f"moved their $c_{{i{digit}}}$ by more than ±0.01; the largest change is "
             f"{np.abs(delta[-1]).max():+.3f}. "
-            + (
-                "Below, per iteration: **left**, $\\Delta c = c_{i%d} - 0.1$ for the 32 capsule types "
-                "(panels) on the 6×6 grid, on ±%.3f; **middle**, $\\Delta c$ summed over the 32 types "
-                "and spread over each grid position's 17×17 receptive field on the input, on ±%.3f; "
-                "**right**, the routing logits $b_{i%d}$ that gave this iteration's c, on ±%.3f. "
-                "Red is up, blue down, white unchanged. Each colour bar's range is the 99th percentile "
-                "of |values|: brighter cells are clipped." % (digit, d_lim, f_lim, digit, b_lim)
-                if not absolute
-                else "Below, per iteration: all $c_{ij}$ on the fixed 0..1 scale (10 digits × 1152 capsules), "
-                "and $\\sum_{\\text{types}} c_{i%d}|u_i|$ on the 6×6 grid." % digit
-            )
         )
-        if not absolute:
-            st.image(
-                [picture("diverging_colorbar_image", d_lim), picture("diverging_colorbar_image", f_lim),
-                 picture("diverging_colorbar_image", b_lim, digits=2)],
-                caption=[f"Δc: ±{d_lim:.3f}", f"Δc over the input: ±{f_lim:.3f}", f"b: ±{b_lim:.2f}"],
-                output_format="PNG",
-            )  # fmt: skip
+        if absolute:
+            _absolute_maps(summary, c, res["primary_len"], digit, interactive)
         else:
-            st.image(
-                picture("colorbar_image"),
-                caption="c, the same 0..1 scale in every iteration",
-                output_format="PNG",
-            )
-        pos_maps = [A.type_position_map(c[t, :, digit], primary_len).sum(axis=0) for t in range(T)]
-        pos_min, pos_max = min(float(m.min()) for m in pos_maps), max(float(m.max()) for m in pos_maps)
-        for t in range(T):
-            st.subheader(f"Iteration {t + 1}")
-            if absolute:
-                st.image(
-                    [picture("coupling_image", c[t], highlight=digit, shown_width=ITER_COUPLING_WIDTH),
-                     picture("position_image", pos_maps[t], pos_max, pos_min)],
-                    caption=["c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col",
-                             f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)"],
-                    output_format="PNG",
-                )  # fmt: skip
-            else:
-                st.image(
-                    [picture("diverging_grid_image", A.type_grid(A.type_maps(delta[t])), d_lim, px=6),
-                     picture("signed_overlay_image", pixels, fields[t], f_lim),
-                     picture("diverging_grid_image", A.type_grid(A.type_maps(b_j[t])), b_lim, px=6)],
-                    caption=[f"Δc to {digit}, 32 types × 6×6" + (" (uniform by definition)" if t == 0 else ""),
-                             "Σ Δc over receptive fields, on the input", f"b to {digit}, 32 types × 6×6"],
-                    output_format="PNG",
-                )  # fmt: skip
+            _change_maps(summary, pixels, delta, res["logits"][:, :, digit], digit, interactive)
         left, right = st.columns(2, gap="large")
         with left:
             drop = 1000 * (np.log2(10) - entropy[-1])
@@ -210,8 +164,93 @@ def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, interactive: bool)
             f"hold {ink.no_ink:+.2f} of it, drawn nowhere."
         )
         ev = np.clip(ink.map, 0.0, None)
-        st.image(picture("evidence_image", pixels, ev, float(ev.max())), caption=f"support for {digit} on the ink",
-                 output_format="PNG")  # fmt: skip
+        if interactive:
+            st.plotly_chart(F.evidence_overlay(pixels, ev, float(ev.max())), key="evidence_chart",
+                            alt=f"Support for {digit} on the ink")  # fmt: skip
+        else:
+            st.image(picture("evidence_image", pixels, ev, float(ev.max())),
+                     caption=f"support for {digit} on the ink", output_format="PNG")  # fmt: skip
+
+
+def _change_maps(summary: str, pixels: np.ndarray, delta: np.ndarray, b_j: np.ndarray, digit: int,
+                 interactive: bool) -> None:  # fmt: skip
+    """Per iteration: delta c per type, delta c over the receptive fields, the logits b; each on a
+    symmetric range from this input's data (99th percentile of |values|), printed."""
+    T = delta.shape[0]
+    d_lim = A.symmetric_limit(delta, 0.99)
+    b_lim = A.symmetric_limit(b_j, 0.99)
+    fields = [A.field_map(delta[t]) for t in range(T)]  # (28, 28) each: delta c summed over the fields
+    f_lim = A.symmetric_limit(np.stack(fields))
+    st.markdown(
+        summary + "Below, per iteration: **left**, $\\Delta c = c_{i%d} - 0.1$ for the 32 capsule types "
+        "(panels) on the 6×6 grid, on ±%.3f; **middle**, $\\Delta c$ summed over the 32 types "
+        "and spread over each grid position's 17×17 receptive field on the input, on ±%.3f; "
+        "**right**, the routing logits $b_{i%d}$ that gave this iteration's c, on ±%.3f. "
+        "Red is up, blue down, white unchanged. Each colour bar's range is the 99th percentile "
+        "of |values|: brighter cells are clipped." % (digit, d_lim, f_lim, digit, b_lim)
+    )
+    if not interactive:  # the Plotly charts carry their own colour bars
+        st.image(
+            [picture("diverging_colorbar_image", d_lim), picture("diverging_colorbar_image", f_lim),
+             picture("diverging_colorbar_image", b_lim, digits=2)],
+            caption=[f"Δc: ±{d_lim:.3f}", f"Δc over the input: ±{f_lim:.3f}", f"b: ±{b_lim:.2f}"],
+            output_format="PNG",
+        )  # fmt: skip
+    for t in range(T):
+        st.subheader(f"Iteration {t + 1}")
+        delta_grid, b_grid = A.type_grid(A.type_maps(delta[t])), A.type_grid(A.type_maps(b_j[t]))
+        if interactive:
+            left, middle, right = st.columns([1.6, 1, 1.6])
+            left.plotly_chart(F.change_type_grid_figure(delta_grid, d_lim), key=f"delta_types_{t}",
+                              alt=f"Δc to {digit} per type in iteration {t + 1}")  # fmt: skip
+            middle.plotly_chart(F.signed_field_overlay(pixels, fields[t], f_lim), key=f"delta_field_{t}",
+                                alt=f"Δc to {digit} over the input in iteration {t + 1}")  # fmt: skip
+            right.plotly_chart(F.change_type_grid_figure(b_grid, b_lim, name="b"), key=f"logits_types_{t}",
+                               alt=f"b to {digit} per type in iteration {t + 1}")  # fmt: skip
+        else:
+            st.image(
+                [picture("diverging_grid_image", delta_grid, d_lim, px=6),
+                 picture("signed_overlay_image", pixels, fields[t], f_lim),
+                 picture("diverging_grid_image", b_grid, b_lim, px=6)],
+                caption=[f"Δc to {digit}, 32 types × 6×6" + (" (uniform by definition)" if t == 0 else ""),
+                         "Σ Δc over receptive fields, on the input", f"b to {digit}, 32 types × 6×6"],
+                output_format="PNG",
+            )  # fmt: skip
+
+
+def _absolute_maps(
+    summary: str, c: np.ndarray, primary_len: np.ndarray, digit: int, interactive: bool
+) -> None:
+    """Per iteration: all c on the fixed 0..1 scale, and sum over types of c|u| on the 6x6 grid."""
+    T = c.shape[0]
+    st.markdown(
+        summary + "Below, per iteration: all $c_{ij}$ on the fixed 0..1 scale (10 digits × 1152 capsules), "
+        "and $\\sum_{\\text{types}} c_{i%d}|u_i|$ on the 6×6 grid." % digit
+    )
+    if not interactive:
+        st.image(
+            picture("colorbar_image"),
+            caption="c, the same 0..1 scale in every iteration",
+            output_format="PNG",
+        )
+    pos_maps = [A.type_position_map(c[t, :, digit], primary_len).sum(axis=0) for t in range(T)]
+    pos_min, pos_max = min(float(m.min()) for m in pos_maps), max(float(m.max()) for m in pos_maps)
+    for t in range(T):
+        st.subheader(f"Iteration {t + 1}")
+        if interactive:
+            left, right = st.columns([2.6, 1])
+            left.plotly_chart(F.coupling_heatmap(c[t], highlight=digit), key=f"coupling_{t}",
+                              alt=f"Coupling coefficients in iteration {t + 1}")  # fmt: skip
+            right.plotly_chart(F.position_map(pos_maps[t], pos_max, pos_min), key=f"coupling_position_{t}",
+                               alt=f"c·|u| to {digit} per grid position in iteration {t + 1}")  # fmt: skip
+        else:
+            st.image(
+                [picture("coupling_image", c[t], highlight=digit, shown_width=ITER_COUPLING_WIDTH),
+                 picture("position_image", pos_maps[t], pos_max, pos_min)],
+                caption=["c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col",
+                         f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)"],
+                output_format="PNG",
+            )  # fmt: skip
 
 
 # ---------------------------------------------------------------- 3. parse tree

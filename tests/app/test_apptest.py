@@ -106,7 +106,19 @@ def test_drawing_gives_prediction_and_three_iterations(shipped):
     at.toggle(key="interactive").set_value(True).run()  # hover versions, for researchers
     assert not at.exception
     charts = {c.key for c in at.get("plotly_chart")}
-    assert {"lengths_bar", "entropy_chart", "lengths_chart"} <= charts
+    assert {"lengths_bar", "entropy_chart", "lengths_chart", "evidence_chart"} <= charts
+    per_iteration = {
+        f"{name}_{t}" for name in ("delta_types", "delta_field", "logits_types") for t in range(3)
+    }
+    assert per_iteration <= charts  # hover versions of every iteration's maps, each with its own key
+    at.toggle(key="absolute_c").set_value(True).run()
+    assert not at.exception
+    charts = {c.key for c in at.get("plotly_chart")}
+    assert {f"{name}_{t}" for name in ("coupling", "coupling_position") for t in range(3)} <= charts
+    heatmaps = [
+        c for c in at.get("plotly_chart") if c.key.startswith("coupling_") and '"zmax":1.0' in c.proto.spec
+    ]
+    assert len(heatmaps) == 3  # one coupling heatmap per iteration, all on the fixed 0..1 scale
 
 
 def test_sample_iterations_pose_and_reset(shipped):
