@@ -75,14 +75,6 @@ def _shares(coupling: np.ndarray, u_hat: np.ndarray, poses_per_iter: np.ndarray)
     return np.asarray(coupling, dtype=np.float64) * along
 
 
-def strongest_primary(coupling: np.ndarray, primary_len: np.ndarray, digit: int) -> tuple[int, np.ndarray]:
-    """The primary capsule sending most to `digit` after routing (largest c_ij * |u_i| in the
-    last iteration) and its c_ij in every iteration: (index i, (T,) array)."""
-    coupling = np.asarray(coupling)
-    i = int(np.argmax(coupling[-1, :, digit] * np.asarray(primary_len)))
-    return i, coupling[:, i, digit].copy()
-
-
 def perturbed_poses(poses: np.ndarray, digit: int, steps: np.ndarray) -> np.ndarray:
     """Poses for the Fig. 4 grid: row d, column s = poses with v_digit[d] += steps[s].
 

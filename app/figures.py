@@ -163,21 +163,6 @@ def evidence_overlay(image: np.ndarray, evidence: np.ndarray, vmax: float) -> go
     return _layout(fig, 230, margin=dict(l=5, r=5, t=5, b=5))
 
 
-def type_grid_figure(grid: np.ndarray, vmax: float, cols: int = 8) -> go.Figure:
-    """The 32 capsule types as a 4x8 grid of 6x6 panels (NaN gaps between them)."""
-    g = np.asarray(grid, dtype=float)
-    fig = go.Figure(
-        go.Heatmap(
-            z=g, zmin=0.0, zmax=max(float(vmax), 1e-9), colorscale=HEAT_SCALE,
-            colorbar=dict(title="c·|u|", thickness=10), hoverongaps=False,
-            customdata=_type_index(g.shape, cols),
-            hovertemplate="type %{customdata}: %{z:.3f}<extra></extra>",
-        )
-    )  # fmt: skip
-    _image_axes(fig)
-    return _layout(fig, 330, margin=dict(l=5, r=5, t=5, b=5))
-
-
 def _type_index(shape: tuple[int, int], cols: int, panel: int = 6, gap: int = 1) -> np.ndarray:
     rows_idx = np.arange(shape[0]) // (panel + gap)
     cols_idx = np.arange(shape[1]) // (panel + gap)
@@ -359,36 +344,6 @@ def _signed_heatmap(z: np.ndarray, name: str, limit: float | None, hovertemplate
     )  # fmt: skip
 
 
-def _capsule_digit_heatmap(values: np.ndarray, name: str, limit, highlight) -> go.Figure:
-    v = np.asarray(values, dtype=float)  # (1152, 10)
-    hover = f"primary i=%{{x}} → digit %{{y}}: {name} = %{{z:.4f}}<extra></extra>"
-    fig = go.Figure(
-        _signed_heatmap(
-            v.T,
-            name,
-            limit,
-            hover,
-            x=np.arange(v.shape[0], dtype=np.int16),
-            y=[str(j) for j in range(v.shape[1])],
-        )
-    )
-    fig.update_xaxes(title="primary capsule i = type·36 + row·6 + col", showgrid=False)
-    fig.update_yaxes(title="digit j", type="category", showgrid=False)
-    if highlight is not None:
-        fig.add_hrect(y0=highlight - 0.5, y1=highlight + 0.5, line=dict(color=WINNER, width=2))
-    return _layout(fig, 230)
-
-
-def coupling_change_heatmap(delta_c: np.ndarray, limit: float | None = None, highlight: int | None = None):
-    """delta c = c - 0.1 of one iteration, (1152, 10) in, digits as rows, diverging ±L scale."""
-    return _capsule_digit_heatmap(delta_c, "Δc", limit, highlight)
-
-
-def logits_heatmap(logits: np.ndarray, limit: float | None = None, highlight: int | None = None):
-    """Routing logits b of one iteration, (1152, 10) in, digits as rows, diverging ±L scale."""
-    return _capsule_digit_heatmap(logits, "b", limit, highlight)
-
-
 def change_type_grid_figure(grid: np.ndarray, limit: float | None = None, cols: int = 8, name: str = "Δc"):
     """A signed per-capsule value (e.g. delta c to one digit) as the 4x8 grid of 6x6 type panels
     (analysis.type_grid of analysis.type_maps), diverging ±L scale, NaN gaps."""
@@ -399,18 +354,6 @@ def change_type_grid_figure(grid: np.ndarray, limit: float | None = None, cols: 
     )  # fmt: skip
     _image_axes(fig)
     return _layout(fig, 330, margin=dict(l=5, r=5, t=5, b=5))
-
-
-def change_position_map(weights: np.ndarray, limit: float | None = None, name: str = "Σ Δc") -> go.Figure:
-    """A signed value per grid position, (6, 6) (e.g. analysis.per_position of delta c), diverging
-    ±L scale, each cell's value printed in it."""
-    w = np.asarray(weights, dtype=float)
-    fig = go.Figure(
-        _signed_heatmap(w, name, limit, f"row %{{y}}, col %{{x}}: {name} = %{{z:.4f}}<extra></extra>",
-                        texttemplate="%{z:.3f}", textfont=dict(size=10))
-    )  # fmt: skip
-    _image_axes(fig)
-    return _layout(fig, 260, margin=dict(l=5, r=5, t=5, b=5))
 
 
 def signed_field_overlay(

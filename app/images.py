@@ -158,11 +158,6 @@ def evidence_image(image: np.ndarray, evidence: np.ndarray, vmax: float, px: int
     return _cells(_over(overlay, grey), px, px)
 
 
-def type_grid_image(grid: np.ndarray, vmax: float, px: int = 10) -> np.ndarray:
-    """The 32 capsule types as a 4x8 grid of 6x6 panels; NaN gaps stay white."""
-    return _cells(_over(colorize(grid, 0.0, max(float(vmax), 1e-12), HEAT_SCALE), BACKGROUND), px, px)
-
-
 def perturbation_grid_image(
     grid: np.ndarray, steps: np.ndarray, size: int = 28, scale: int = 2
 ) -> np.ndarray:
@@ -298,26 +293,6 @@ def lengths_over_iterations_image(lengths_per_iter: np.ndarray, winner: int, wid
                 font=_font((13 if j == winner else 10) * SS),
                 anchor="lm",
             )
-    return ch.array()
-
-
-def entropy_image(entropy: np.ndarray, width: int = 460, height: int = 240) -> np.ndarray:
-    """Mean entropy of c_i per iteration (bits), with uniform log2(10) = 3.32 marked."""
-    entropy = np.asarray(entropy, dtype=np.float64)
-    iters = np.arange(1, len(entropy) + 1)
-    ch = _Chart(
-        width,
-        height,
-        (0.8, len(entropy) + 0.2),
-        (0.0, 3.6),
-        [(t, str(t)) for t in iters],
-        [(v, f"{v:.0f}") for v in range(4)],
-        "routing iteration",
-        "mean H(c_i), bits",
-        right=70,
-    )
-    ch.hline(float(np.log2(10)), "uniform", tuple(hex_to_rgb(THRESHOLD)))
-    ch.line(iters, entropy, tuple(hex_to_rgb(WINNER)), 2.5)
     return ch.array()
 
 

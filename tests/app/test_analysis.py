@@ -56,17 +56,6 @@ def test_evidence_map_uniform_is_flat_where_covered():
     assert (ev[27, :] == 0).all() and (ev[:, 27] == 0).all()  # no field reaches row/col 27
 
 
-def test_strongest_primary_trajectory():
-    coupling = np.full((3, 1152, 10), 0.1)
-    coupling[1, 7, 2], coupling[2, 7, 2] = 0.46, 0.83
-    coupling[2, 9, 2] = 0.9  # higher c but a shorter u
-    u = np.ones(1152)
-    u[9] = 0.1
-    i, traj = A.strongest_primary(coupling, u, digit=2)
-    assert i == 7
-    np.testing.assert_allclose(traj, [0.1, 0.46, 0.83])
-
-
 def test_perturbed_poses_layout():
     poses = np.arange(160, dtype=np.float32).reshape(10, 16)
     steps = A.perturbation_steps()

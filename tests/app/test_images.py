@@ -58,14 +58,11 @@ def test_evidence_image_shows_the_digit_where_there_is_no_evidence():
     assert img[2, 2, 0] > 200 and img[2, 2, 2] < 100  # evidence: warm colour
 
 
-def test_position_and_type_grid_images():
+def test_position_image():
     pos = I.position_image(np.arange(36.0).reshape(6, 6) + 10, vmax=45.0, vmin=10.0, px=32)
     assert pos.shape == (192, 192, 3)
     assert tuple(pos[0, 0]) == hex_rgb(F.HEAT_SCALE[0][1])  # the smallest value: the lightest colour
     assert tuple(pos[-1, -1]) == hex_rgb(F.HEAT_SCALE[-1][1])  # the largest: the darkest
-    grid = I.type_grid_image(A.type_grid(np.ones((32, 6, 6))), vmax=1.0, px=10)
-    assert grid.shape == ((4 * 6 + 3) * 10, (8 * 6 + 7) * 10, 3)
-    np.testing.assert_array_equal(grid[65, 5], [255, 255, 255])  # the NaN gap between panels
 
 
 def test_perturbation_grid_image_lays_out_16_by_11_labelled_digits():
@@ -98,10 +95,10 @@ def test_bar_chart_highlights_the_winner_with_heights_on_the_0_to_1_axis():
     assert len(threshold_rows) >= 2  # the dashed m+ and m- lines
 
 
-def test_entropy_and_length_charts_draw_their_series():
-    ent = I.entropy_image(np.array([3.32, 1.0, 0.2]))
+def test_entropy_drop_and_length_charts_draw_their_series():
+    ent = I.entropy_drop_image(np.array([3.32, 1.0, 0.2]))
     ys, xs = np.nonzero(colour_mask(ent, F.WINNER))
-    assert ys[xs.argmin()] < ys[xs.argmax()]  # falls from left to right (y grows downwards)
+    assert ys[xs.argmin()] > ys[xs.argmax()]  # the drop below uniform grows from left to right
     lpi = np.array([[0.1] * 10, [0.1] * 10])
     lpi[:, 4] = [0.3, 0.9]
     img = I.lengths_over_iterations_image(lpi, winner=4)
