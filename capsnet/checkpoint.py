@@ -113,7 +113,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
-def load_state(model: CapsNet, state: dict, path: str | os.PathLike) -> None:
+def load_state(model: torch.nn.Module, state: dict, path: str | os.PathLike) -> None:
     """Load `state` into `model`, turning every mismatch into a CheckpointError."""
     expected = model.state_dict()
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -134,7 +134,7 @@ def load_state(model: CapsNet, state: dict, path: str | os.PathLike) -> None:
         if wrong:
             parts.append("shape mismatch " + "; ".join(wrong[:5]))
         raise CheckpointError(
-            f"{path} holds weights of a different architecture than this CapsNet "
+            f"{path} holds weights of a different architecture than this {type(model).__name__} "
             f"({'; '.join(parts)}). {HOW_TO_FIX}"
         )
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -154,6 +154,10 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     """
     path = Path(DEFAULT_CHECKPOINT if path is None else path)
     payload = read_checkpoint(path)
+    if payload.get("format") == "baseline-cnn-v1":  # capsnet.baseline.FORMAT (imports this module)
+        raise CheckpointError(
+            f"{path} is a baseline CNN checkpoint, not a CapsNet: load it with capsnet.baseline.load_baseline."
+        )
     model = CapsNet()
     load_state(model, payload["state_dict"], path)
     return model.to(device).eval()

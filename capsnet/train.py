@@ -1,7 +1,9 @@
 """Train the CapsNet on MNIST, as in the paper: Adam, margin loss + 0.0005 x reconstruction SSE,
-random shifts of up to 2 px, 3 routing iterations.
+random shifts of up to 2 px, 3 routing iterations. `--arch cnn` trains the paper's baseline CNN
+(capsnet.baseline, cross-entropy, dropout) the same way: same data, shifts, optimizer and schedule.
 
     python -m capsnet.train --data-root ../shared/data --epochs 30 --out checkpoints/capsnet_mnist.pt
+    python -m capsnet.train --data-root ../shared/data --arch cnn ...   # -> checkpoints/cnn_mnist.pt
     python -m capsnet.train --data-root ../shared/data --val 5000 ...   # hold out 5000 digits to select on
     torchrun --nproc_per_node=4 -m capsnet.train --data-root ../shared/data ...   # one process per GPU
 
@@ -31,11 +33,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import distributed
+from . import baseline, distributed
+from .checkpoint import FORMAT as CAPSNET_FORMAT
 from .checkpoint import CheckpointError, atomic_write_json, load_state, read_checkpoint, save_checkpoint
 from .data import load_mnist, random_shift, to_float
 from .evaluate import predict, select_device
-from .model import CapsNet, margin_loss, reconstruction_loss
+from .model import CapsNet, count_parameters, margin_loss, reconstruction_loss
 
 VAL_SPLIT_SEED = 2017  # the validation digits are the same for every --seed: runs compare on one set
 SPEED_FLAGS = {
@@ -46,13 +49,29 @@ SPEED_FLAGS = {
     "fused": "fused Adam (one kernel for the whole update)",
     "cudnn_benchmark": "let cuDNN time its convolution algorithms once and keep the fastest",
 }
+# --arch: the network trained and where it goes unless --out says otherwise.
+ARCHS = {
+    "capsnet": "checkpoints/capsnet_mnist.pt",
+    "cnn": "checkpoints/cnn_mnist.pt",  # baseline CNN, 2x2 max-pooling after conv1 and conv2 (4.6 M)
+    "cnn-unpooled": "checkpoints/cnn_unpooled_mnist.pt",  # the paper-size 35.4 M baseline
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m capsnet.train",
-        description="Train the CapsNet of Sabour, Frosst & Hinton (2017) on MNIST.",
+        description="Train the CapsNet of Sabour, Frosst & Hinton (2017), or its baseline CNN, on MNIST.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--arch",
+        choices=list(ARCHS),
+        default="capsnet",
+        help="capsnet; cnn: the paper's baseline CNN with 2x2 max-pooling after its first two "
+        "convolutions (4.6 M parameters); cnn-unpooled: without pooling (35.4 M, the paper's size)",
+    )
+    p.add_argument(
+        "--dropout", type=float, default=0.5, help="dropout before the CNN's 10-way layer (CNNs only)"
     )
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
@@ -75,7 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
-    p.add_argument("--out", default="checkpoints/capsnet_mnist.pt", help="checkpoint path to write")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="checkpoint path to write (default: " + ", ".join(f"{k}: {v}" for k, v in ARCHS.items()) + ")",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT's .resume.pt")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT already exists")
     p.add_argument(
@@ -90,6 +113,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs and --batch-size must be >= 1 and --iterations in 1..10")
     if args.val < 0 or args.max_shift < 0:
         p.error("--val and --max-shift must be >= 0")
+    if not 0 <= args.dropout < 1:
+        p.error("--dropout must be in [0, 1)")
+    if args.out is None:
+        args.out = ARCHS[args.arch]
     return args
 
 
@@ -228,6 +255,50 @@ class TrainingLoss(nn.Module):
         return loss, (out.prediction == y).sum()
 
 
+class CrossEntropyLoss(nn.Module):
+    """Loss of one batch for the baseline CNN: cross-entropy of its logits (the paper's "10 class
+    softmax layer with cross entropy loss"). Same contract as TrainingLoss: (loss, correct count)."""
+
+    def __init__(self, cnn: baseline.BaselineCNN, amp: bool):
+        super().__init__()
+        self.cnn = cnn
+        self.amp = amp
+
+    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.cnn(x)  # (B, 10)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        return loss, (logits.argmax(dim=1) == y).sum()
+
+
+def build(args) -> nn.Module:
+    """The network --arch names, freshly initialised (seeded by the caller)."""
+    if args.arch == "capsnet":
+        return CapsNet()
+    return baseline.BaselineCNN(pooled=args.arch == "cnn", dropout=args.dropout)
+
+
+def save(path: Path, model: nn.Module, meta: dict, **extra) -> None:
+    """Weights (+ extra state for a resume file) in the model's own checkpoint format."""
+    if isinstance(model, CapsNet):
+        save_checkpoint(path, model, meta, **extra)
+    else:
+        baseline.save_baseline(path, model, meta, metadata_json=False, **extra)
+
+
+def check_resume_format(state: dict, args, rpath: Path) -> None:
+    """CheckpointError unless the resume file holds the network --arch asks for."""
+    kind = state.get("format")
+    if args.arch == "capsnet":
+        ok, found = kind == CAPSNET_FORMAT, kind
+    else:
+        arch = state.get("arch") if isinstance(state.get("arch"), dict) else {}
+        ok = kind == baseline.FORMAT and arch.get("pooled") == (args.arch == "cnn")
+        found = f"{kind}, pooled={arch.get('pooled')}"
+    if not ok:
+        raise CheckpointError(f"it holds a different network ({found}) than --arch {args.arch}")
+
+
 class TrainStep:
     """zero_grad, forward, backward, Adam step. With speed.compile the forward is compiled; if the
     first compiled step fails (no compiler, unsupported op, old torch) it warns once, records why
@@ -335,9 +406,16 @@ def train_epoch(
     }
 
 
-def accuracy(model: CapsNet, images: Tensor, labels: Tensor, iterations: int) -> tuple[float, int]:
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, iterations: int) -> tuple[float, int]:
+    """(accuracy, errors) on uint8 images (N, 28, 28): CapsNet's longest capsule, a CNN's argmax."""
     model.eval()
-    preds = predict(model, images, iterations=iterations)
+    if isinstance(model, CapsNet):
+        preds = predict(model, images, iterations=iterations)
+    else:
+        with torch.no_grad():
+            preds = torch.cat(
+                [model(to_float(images[k : k + 500])).argmax(dim=1).cpu() for k in range(0, len(images), 500)]
+            )
     wrong = int((preds != labels.cpu()).sum())
     return 1 - wrong / len(labels), wrong
 
@@ -390,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_y, test_x, test_y) -> int:
     speed = resolve_speed(args, device)
-    model = CapsNet().to(device)
+    model = build(args).to(device)
     if speed.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, args.lr, speed)
@@ -407,6 +485,7 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
             return 2
         try:
             state = read_checkpoint(rpath)
+            check_resume_format(state, args, rpath)
             load_state(model, state["state_dict"], rpath)
             opt.load_state_dict(state["optimizer"])
             match_state_layout(opt)
@@ -425,7 +504,10 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
         train_seconds = float(state["train_seconds"])
         say(f"resuming after epoch {start_epoch} of {args.epochs} from {rpath}", file=sys.stderr)
 
-    loss_module = TrainingLoss(model, args.iterations, args.recon_weight, speed.amp)
+    if isinstance(model, CapsNet):
+        loss_module = TrainingLoss(model, args.iterations, args.recon_weight, speed.amp)
+    else:
+        loss_module = CrossEntropyLoss(model, speed.amp)
     if world.distributed:
         loss_module = nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == "cuda" else None
@@ -472,6 +554,9 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
                 flush=True,
             )
             meta = {
+                "arch": args.arch,
+                "parameters": count_parameters(model),
+                **({"dropout": args.dropout} if args.arch != "capsnet" else {}),
                 "test_accuracy": round(acc, 6),
                 "test_errors": wrong,
                 "epochs": epoch + 1,
@@ -486,7 +571,7 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
                 "global_batch_size": args.batch_size * world.world_size,
                 "lr": args.lr,
                 "lr_decay": args.lr_decay,
-                "routing_iterations": args.iterations,
+                **({"routing_iterations": args.iterations} if args.arch == "capsnet" else {}),
                 "max_shift": args.max_shift,
                 "train_images": len(train_x),
                 "images_per_epoch": stats["images"],
@@ -498,9 +583,9 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
                 "history": history,
             }
             # Order matters for a kill between writes: weights, then metadata, then the resume state.
-            save_checkpoint(out, model, meta)
+            save(out, model, meta)
             atomic_write_json(out.with_suffix(".json"), meta)
-            save_checkpoint(
+            save(
                 resume_path(out),
                 model,
                 meta,
