@@ -286,7 +286,7 @@ def save(path: Path, model: nn.Module, meta: dict, **extra) -> None:
         baseline.save_baseline(path, model, meta, metadata_json=False, **extra)
 
 
-def check_resume_format(state: dict, args, rpath: Path) -> None:
+def check_resume_format(state: dict, args) -> None:
     """CheckpointError unless the resume file holds the network --arch asks for."""
     kind = state.get("format")
     if args.arch == "capsnet":
@@ -485,7 +485,7 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
             return 2
         try:
             state = read_checkpoint(rpath)
-            check_resume_format(state, args, rpath)
+            check_resume_format(state, args)
             load_state(model, state["state_dict"], rpath)
             opt.load_state_dict(state["optimizer"])
             match_state_layout(opt)

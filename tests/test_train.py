@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from expected import METADATA_KEYS
 
@@ -60,6 +61,45 @@ def test_train_two_steps_end_to_end_and_resume(tiny_mnist, tmp_path):
     second = load_model(out)
     assert not torch.equal(first.conv1.weight, second.conv1.weight)
     assert list(out.parent.glob("*.tmp")) == []
+
+
+def test_arch_cnn_trains_the_baseline_saves_it_in_its_own_format_and_resumes(tiny_mnist, tmp_path, capsys):
+    from capsnet.baseline import BaselineCNN, load_baseline
+    from capsnet.checkpoint import CheckpointError
+
+    out = tmp_path / "cnn.pt"
+    args = ["--data-root", str(tiny_mnist), "--batch-size", "8", "--max-steps", "2", "--out", str(out)]
+    args += ["--device", "cpu", "--arch", "cnn", "--dropout", "0.25"]
+    torch.manual_seed(0)
+    untrained = BaselineCNN(pooled=True)  # what --seed 0 starts from: the same draws
+    assert train_main([*args, "--epochs", "1"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["arch"] == "cnn" and meta["dropout"] == 0.25 and meta["parameters"] == 4_587_282
+    assert "routing_iterations" not in meta and meta["images_per_epoch"] == 16
+    cnn = load_baseline(out)
+    assert cnn.pooled and cnn.dropout_p == 0.25
+    assert not torch.equal(cnn.conv1.weight, untrained.conv1.weight)  # it trained
+    with pytest.raises(CheckpointError, match="load_baseline"):
+        load_model(out)
+    # The accuracy written is that of the weights written, read by argmax of the logits.
+    from torchvision.datasets import MNIST
+
+    test = MNIST(str(tiny_mnist), train=False)
+    with torch.no_grad():
+        wrong = int((cnn(to_float(test.data)).argmax(1) != test.targets).sum())
+    assert meta["test_errors"] == wrong
+
+    assert train_main([*args, "--epochs", "2", "--resume"]) == 0
+    meta2 = json.loads(out.with_suffix(".json").read_text())
+    assert meta2["epochs"] == 2 and meta2["history"][0] == meta["history"][0]
+    assert not torch.equal(load_baseline(out).conv1.weight, cnn.conv1.weight)
+    capsys.readouterr()
+    # The resume file of one network never continues another.
+    for other in ("capsnet", "cnn-unpooled"):
+        swapped = [a if a != "cnn" else other for a in args]
+        assert train_main([*swapped, "--epochs", "3", "--resume"]) == 2
+        assert "different network" in capsys.readouterr().err
+    assert json.loads(out.with_suffix(".json").read_text())["epochs"] == 2
 
 
 def test_an_existing_checkpoint_is_never_overwritten_by_accident(tiny_mnist, tmp_path, capsys):
