@@ -23,11 +23,26 @@ def checkpoint_path() -> Path:
     return Path(os.environ.get("CAPSNET_CHECKPOINT") or capsnet.DEFAULT_CHECKPOINT)
 
 
+def cnn_checkpoint_path() -> Path:
+    """The baseline CNN the equivariance lab compares with: $CAPSNET_CNN_CHECKPOINT, else the shipped one."""
+    return Path(
+        os.environ.get("CAPSNET_CNN_CHECKPOINT") or capsnet.DEFAULT_CHECKPOINT.with_name("cnn_mnist.pt")
+    )
+
+
 @st.cache_resource(max_entries=2, show_spinner="Loading the CapsNet weights…")
 def load_model(path: str) -> capsnet.CapsNet:
     """Once per process and path. The loaded weights keep serving every session even if the
     file is later replaced or removed; a failed load is not cached, so a fixed file is picked up."""
     return capsnet.load_model(path)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the baseline CNN's weights…")
+def load_cnn(path: str):
+    """Like load_model, for capsnet.baseline's CNN (raises CheckpointError the same way)."""
+    from capsnet.baseline import load_baseline
+
+    return load_baseline(path)
 
 
 @st.cache_resource
@@ -40,9 +55,8 @@ def load_samples() -> tuple[np.ndarray, np.ndarray]:
 def forward(_model, version: str, pixels: bytes, iterations: int, routing_gain: float = 1.0) -> dict:
     """One traced forward pass for a 28x28 float32 image (given as bytes): numpy arrays only.
     routing_gain 1 is the paper's routing; other values are the page's "stronger routing" experiment."""
-    x = torch.frombuffer(bytearray(pixels), dtype=torch.float32).reshape(1, 1, 28, 28)
     with torch.no_grad():
-        out = _model(x, iterations=iterations, trace=True, routing_gain=routing_gain)
+        out = _model(_image(pixels), iterations=iterations, trace=True, routing_gain=routing_gain)
     return {
         "lengths": out.lengths[0].numpy(),  # (10,)
         "lengths_per_iter": out.lengths_per_iter[:, 0].numpy(),  # (T, 10)
@@ -87,3 +101,53 @@ def picture(builder: str, *args, shown_width: int | None = None, **kwargs) -> by
     page gets the same URL back and its browser the image from its cache. Show it with
     st.image(..., output_format="PNG"), or Streamlit re-encodes it as JPEG (see images.png)."""
     return I.png(getattr(I, builder)(*args, **kwargs), width=shown_width)
+
+
+def _image(pixels: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(pixels), dtype=torch.float32).reshape(1, 1, 28, 28)
+
+
+def _both_models(model, cnn, x: torch.Tensor, iterations: int) -> dict:
+    """CapsNet and (if there is one) the CNN on a batch x (B, 1, 28, 28): numpy results."""
+    from capsnet.baseline import predict_proba
+
+    with torch.no_grad():
+        out = model(x, iterations=iterations)
+    probs = None if cnn is None else predict_proba(cnn, x).numpy()  # (B, 10)
+    return {
+        "images": x[:, 0].numpy(),  # (B, 28, 28)
+        "lengths": out.lengths.numpy(),  # (B, 10)
+        "poses": out.poses.numpy(),  # (B, 10, 16)
+        "prediction": out.prediction.numpy(),  # (B,)
+        "cnn_probs": probs,
+    }
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def lab_transform(_model, _cnn, version: str, pixels: bytes, iterations: int, params: tuple) -> dict:
+    """The equivariance lab for one set of slider values: the input transformed by
+    capsnet.transforms.affine(**dict(params)), both models' answers, and the reconstruction from
+    the winning capsule. One forward per model on one image."""
+    from capsnet.transforms import affine
+
+    res = _both_models(_model, _cnn, affine(_image(pixels), **dict(params)), iterations)
+    winner = int(res["prediction"][0])
+    res["recon"] = decode(_model, res["poses"], [winner])[0]
+    return res
+
+
+@st.cache_data(max_entries=32, show_spinner="Sweeping…")
+def lab_sweep(
+    _model, _cnn, version: str, pixels: bytes, iterations: int, family: str, steps: int = 31
+) -> dict:
+    """The untransformed input swept across a family's range in `steps` steps: one batched
+    forward per model. The capsule followed is the one predicted at the identity (the middle
+    step); the reconstructions decode it at every step."""
+    from capsnet.transforms import sweep
+
+    images, values = sweep(_image(pixels), family, steps)
+    res = _both_models(_model, _cnn, images, iterations)
+    res["values"] = values.numpy()
+    res["followed"] = int(res["prediction"][steps // 2])
+    res["recon"] = decode(_model, res["poses"], np.full(steps, res["followed"]))
+    return res

@@ -460,3 +460,28 @@ def iteration_accuracy_chart(
     fig.update_xaxes(title="routing iterations", tickmode="array", tickvals=sorted(set(iters) | {1, 3}))
     fig.update_yaxes(range=[0, 1.15 * max(errors)], title="MNIST test error (%)")
     return _layout(fig, 320, legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+
+
+def sweep_lines(
+    values: np.ndarray,
+    series: np.ndarray,
+    followed: int,
+    xlabel: str,
+    ylabel: str,
+    marker: float | None = None,
+) -> go.Figure:
+    """The hover version of images.sweep_lines_image: series (S, 10) in 0..1 against the swept
+    values, one line per digit, the followed digit thick; a dashed line at the sliders' value."""
+    series = np.asarray(series, dtype=float)
+    fig = go.Figure()
+    for j in sorted(range(series.shape[1]), key=lambda j: j == followed):
+        fig.add_trace(go.Scatter(
+            x=np.asarray(values, dtype=float), y=series[:, j], mode="lines", name=str(j),
+            line=dict(color=WINNER if j == followed else DIGIT_COLORS[j], width=3.5 if j == followed else 1.2),
+            hovertemplate=f"digit {j}: %{{y:.3f}} at %{{x:.3g}}<extra></extra>",
+        ))  # fmt: skip
+    if marker is not None:
+        fig.add_vline(x=marker, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text="now")
+    fig.update_yaxes(range=[0, 1.02], title=ylabel)
+    fig.update_xaxes(title=xlabel)
+    return _layout(fig, 300, legend=dict(title="digit"))

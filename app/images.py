@@ -236,9 +236,18 @@ class _Chart:
         return np.asarray(self.img)
 
 
-def bar_chart_image(lengths: np.ndarray, winner: int, width: int = 460, height: int = 280) -> np.ndarray:
+def bar_chart_image(
+    lengths: np.ndarray,
+    winner: int,
+    width: int = 460,
+    height: int = 280,
+    ylabel: str = "length |v_j|",
+    xlabel: str = "digit capsule j",
+    thresholds: bool = True,
+) -> np.ndarray:
     """The 10 capsule lengths as bars (0..1), the winner highlighted, the values printed on top,
-    and the margin-loss thresholds m+ = 0.9 and m- = 0.1 as dashed lines."""
+    and (thresholds) the margin-loss thresholds m+ = 0.9 and m- = 0.1 as dashed lines. Any other
+    ten values in 0..1 (a CNN's probabilities) with their own axis titles and no thresholds."""
     lengths = np.asarray(lengths, dtype=np.float64)
     n = len(lengths)
     ch = _Chart(
@@ -248,17 +257,18 @@ def bar_chart_image(lengths: np.ndarray, winner: int, width: int = 460, height: 
         (0.0, 1.08),
         [(j, str(j)) for j in range(n)],
         [(v, f"{v:.1f}") for v in np.arange(0, 1.01, 0.2)],
-        "digit capsule j",
-        "length |v_j|",
-        right=66,
+        xlabel,
+        ylabel,
+        right=66 if thresholds else 12,
     )
     half = 0.36
     for j, v in enumerate(lengths):
         colour = hex_to_rgb(WINNER) if j == winner else hex_to_rgb(OTHER)
         ch.draw.rectangle([ch.px(j - half), ch.py(v), ch.px(j + half), ch.y1], fill=tuple(colour))
         ch.draw.text((ch.px(j), ch.py(v) - 3 * SS), f"{v:.2f}", fill=TEXT, font=_font(10 * SS), anchor="mb")
-    ch.hline(M_PLUS, f"m+ = {M_PLUS}", tuple(hex_to_rgb(THRESHOLD)))
-    ch.hline(M_MINUS, f"m- = {M_MINUS}", tuple(hex_to_rgb(THRESHOLD)))
+    if thresholds:
+        ch.hline(M_PLUS, f"m+ = {M_PLUS}", tuple(hex_to_rgb(THRESHOLD)))
+        ch.hline(M_MINUS, f"m- = {M_MINUS}", tuple(hex_to_rgb(THRESHOLD)))
     return ch.array()
 
 
@@ -372,3 +382,94 @@ def field_image(image: np.ndarray, rows: slice, cols: slice, px: int = 7) -> np.
         img[r0 + t, c0 : c1 + 1] = img[r1 - t, c0 : c1 + 1] = colour
         img[r0 : r1 + 1, c0 + t] = img[r0 : r1 + 1, c1 - t] = colour
     return img
+
+
+# ---------------------------------------------------------------- equivariance lab
+def sweep_lines_image(
+    values: np.ndarray,
+    series: np.ndarray,
+    followed: int,
+    xlabel: str,
+    ylabel: str,
+    marker: float | None = None,
+    width: int = 460,
+    height: int = 280,
+) -> np.ndarray:
+    """series (S, 10) in 0..1 against the swept values (S,): one line per digit, the followed digit
+    thick and labelled; `marker` a dashed vertical line at the sliders' value ("now")."""
+    xs = np.asarray(values, dtype=np.float64)
+    ys = np.asarray(series, dtype=np.float64)
+    lo, hi = float(xs[0]), float(xs[-1])
+    ticks = np.linspace(lo, hi, 5)
+    ch = _Chart(
+        width,
+        height,
+        (lo, hi),
+        (0.0, 1.02),
+        [(t, f"{t:g}") for t in ticks],
+        [(v, f"{v:.1f}") for v in np.arange(0, 1.01, 0.2)],
+        xlabel,
+        ylabel,
+        right=30,
+    )
+    colours = {j: tuple(hex_to_rgb(WINNER if j == followed else DIGIT_COLORS[j])) for j in range(ys.shape[1])}
+    if marker is not None and lo <= marker <= hi:
+        x, dash = ch.px(marker), 5 * SS
+        for y in range(int(ch.y0), int(ch.y1), 2 * dash):
+            ch.draw.line([(x, y), (x, min(y + dash, ch.y1))], fill=AXIS, width=SS)
+        ch.draw.text((x, ch.y0 - 2 * SS), "now", fill=AXIS, font=_font(10 * SS), anchor="mb")
+    for j in sorted(colours, key=lambda j: j == followed):  # the followed digit drawn last, on top
+        ch.line(xs, ys[:, j], colours[j], 3.0 if j == followed else 1.0)
+    labelled: list[float] = []  # label the line ends, the followed digit first, skipping overlaps
+    for j in sorted(colours, key=lambda j: (j != followed, -ys[-1, j])):
+        y = ch.py(ys[-1, j])
+        if all(abs(y - other) > 11 * SS for other in labelled):
+            labelled.append(y)
+            size = (13 if j == followed else 10) * SS
+            ch.draw.text((ch.x1 + 5 * SS, y), str(j), fill=colours[j], font=_font(size), anchor="lm")
+    return ch.array()
+
+
+def pose_change_image(
+    change: np.ndarray, values: np.ndarray, limit: float, px: int = 14, px_w: int = 24
+) -> np.ndarray:
+    """A heat strip: change (S, 16), one pose dimension per row ("dim d"), one sweep step per
+    column, on the diverging scale -limit..+limit (white = as at the identity); the first, middle
+    and last swept values printed under their columns."""
+    z = np.asarray(change, dtype=np.float64).T  # (16, S)
+    body = _cells(
+        _over(colorize(z, -max(float(limit), 1e-12), max(float(limit), 1e-12), DIVERGING), BACKGROUND),
+        px,
+        px_w,
+    )
+    left, top, bottom = 50, 4, 20
+    img = _canvas(left + body.shape[1] + 4, top + body.shape[0] + bottom)
+    img.paste(Image.fromarray(body), (left, top))
+    draw = ImageDraw.Draw(img)
+    for d in range(z.shape[0]):
+        draw.text((4, top + d * px + px / 2), f"dim {d}", fill=TEXT, font=_font(11), anchor="lm")
+    S = z.shape[1]
+    for k in sorted({0, S // 2, S - 1}):
+        draw.text((left + k * px_w + px_w / 2, top + body.shape[0] + 4), f"{values[k]:.3g}", fill=TEXT,
+                  font=_font(11), anchor="mt")  # fmt: skip
+    return np.asarray(img)
+
+
+def image_strip(rows: list[np.ndarray], names: list[str], values: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Rows of S [0, 1] images (each (S, 28, 28)), named on the left, every fifth step's value
+    printed above the columns: the sweep's inputs and reconstructions, step by step."""
+    S = rows[0].shape[0]
+    gap, cell = 2, rows[0].shape[1] * factor
+    left, top, font = 150, 30, _font(20)  # shown about 0.6x: 12 px text
+    img = _canvas(left + S * (cell + gap), top + len(rows) * (cell + gap))
+    draw = ImageDraw.Draw(img)
+    for r, (images, name) in enumerate(zip(rows, names)):
+        y = top + r * (cell + gap)
+        draw.text((4, y + cell / 2), name, fill=TEXT, font=font, anchor="lm")
+        for k in range(S):
+            tile = upscale(to_uint8(np.clip(images[k], 0, 1)), factor)
+            img.paste(Image.fromarray(tile, mode="L").convert("RGB"), (left + k * (cell + gap), y))
+    for k in range(0, S, 5):
+        draw.text((left + k * (cell + gap) + cell / 2, top / 2), f"{values[k]:.3g}", fill=TEXT,
+                  font=font, anchor="mm")  # fmt: skip
+    return np.asarray(img)

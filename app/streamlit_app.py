@@ -20,7 +20,7 @@ import torch
 
 import capsnet
 from app import cache
-from app.sections import figure4, pose, prediction, routing
+from app.sections import figure4, lab, pose, prediction, routing
 from app.sections import input as digit_input
 
 TRAIN_CMD = "python -m capsnet.train --data-root DIR --out checkpoints/capsnet_mnist.pt"
@@ -64,12 +64,13 @@ if meta.get("test_accuracy") is not None:
 # ---------------------------------------------------------------- 1 · the input
 samples, sample_labels = cache.load_samples()
 digit_input.init_state(len(samples))
+lab.init_state()
 st.header("1 · Input", divider="gray")
 col_in, col_seen, col_len = st.columns([1.15, 0.85, 1.5], gap="medium")
 with col_in:
     choice = digit_input.choose(samples, sample_labels)
 controls = digit_input.controls()
-digit_input.write_query_params(choice, controls)
+digit_input.write_query_params(choice, controls, lab.query_params())
 pixels = digit_input.network_input(choice, col_in, col_seen)  # stops the page if there is no digit
 
 # ---------------------------------------------------------------- one forward pass for the whole page
@@ -81,3 +82,4 @@ prediction.show(col_seen, col_len, pixels, res, choice.label, controls.interacti
 routing.show(model, version, pixel_bytes, pixels, res, digit, controls.iterations, meta, controls.interactive)
 pose.show(model, res, digit)
 figure4.show(model, version, pixel_bytes, controls.iterations, digit)
+lab.show(model, version, pixel_bytes, controls.iterations, controls.interactive)

@@ -114,8 +114,9 @@ def controls() -> Controls:
     return Controls(iterations, capsule, interactive)
 
 
-def write_query_params(choice: Choice, ctl: Controls) -> None:
-    params = {"iters": str(ctl.iterations), "capsule": str(ctl.capsule)}
+def write_query_params(choice: Choice, ctl: Controls, extra: dict[str, str] | None = None) -> None:
+    """The share link: these controls plus `extra` (the lab's values)."""
+    params = {"iters": str(ctl.iterations), "capsule": str(ctl.capsule), **(extra or {})}
     if choice.source == SAMPLE:
         params["sample"] = str(st.session_state.sample)
     if st.query_params.to_dict() != params:

@@ -1,0 +1,230 @@
+"""Section 5: the equivariance lab. Rotate, scale, shear and move the 28x28 image the network sees
+and compare CapsNet (lengths, pose, reconstruction) with the baseline CNN of capsnet.baseline;
+then sweep one transform across its range in one batched forward per model.
+
+The transform acts after to_mnist, which would otherwise undo scale and position. The sliders
+live in a fragment: moving one reruns this section only. Their values are in the share link
+(?rot=&scale=&shear=&tx=&ty=&sweep=), clamped to the ranges shown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+import capsnet
+from app import analysis as A
+from app import cache
+from app import figures as F
+from app.cache import picture
+from capsnet.transforms import DEFAULTS, FAMILIES, RANGES, clamp_params
+
+# parameter -> (URL name, slider label, step, format)
+SLIDERS = {
+    "rotate": ("rot", "Rotation (degrees, + is counter-clockwise)", 1.0, "%.0f°"),
+    "scale": ("scale", "Scale", 0.05, "%.2f×"),
+    "shear": ("shear", "Shear (degrees, + leans like italics)", 1.0, "%.0f°"),
+    "tx": ("tx", "Move right (pixels)", 0.5, "%.1f px"),
+    "ty": ("ty", "Move down (pixels)", 0.5, "%.1f px"),
+}
+SWEEP_URL = "sweep"
+STEPS = 31
+UNITS = {"rotation": "°", "scale": "×", "shear": "°", "translation": " px"}
+AXIS_TITLES = {
+    "rotation": "rotation, degrees",
+    "scale": "scale",
+    "shear": "shear, degrees",
+    "translation": "move right, pixels",
+}
+TRAIN_CNN = (
+    "python -m capsnet.train --data-root DIR --arch cnn --epochs 4 --batch-size 64 --lr-decay 0.9 "
+    "--out checkpoints/cnn_mnist.pt"
+)
+
+
+def _key(name: str) -> str:
+    return f"lab_{name}"
+
+
+def _snap(name: str, value: float) -> float:
+    """A value on its slider's grid (a share link may hold any number)."""
+    step = SLIDERS[name][2]
+    return round(round(value / step) * step, 4)
+
+
+def init_state() -> None:
+    """Defaults, and on a session's first run the share link's values, clamped to the ranges."""
+    if "lab_started" not in st.session_state:
+        st.session_state.lab_started = True
+        qp = st.query_params
+        given = {name: qp.get(url) for name, (url, *_) in SLIDERS.items()}
+        for name, value in clamp_params(**given).items():
+            st.session_state[_key(name)] = _snap(name, value)
+        if qp.get(SWEEP_URL) in FAMILIES:
+            st.session_state[_key("family")] = qp[SWEEP_URL]
+    for name in SLIDERS:
+        st.session_state.setdefault(_key(name), DEFAULTS[name])
+    st.session_state.setdefault(_key("family"), "rotation")
+
+
+def params() -> dict[str, float]:
+    """The sliders' values, clamped (session state can be written by anything)."""
+    return clamp_params(**{name: st.session_state.get(_key(name)) for name in SLIDERS})
+
+
+def query_params() -> dict[str, str]:
+    """The lab's part of the share link: only what differs from the defaults."""
+    out = {SLIDERS[name][0]: f"{v:g}" for name, v in params().items() if v != DEFAULTS[name]}
+    family = st.session_state.get(_key("family"), "rotation")
+    if family != "rotation":
+        out[SWEEP_URL] = family
+    return out
+
+
+def _sync_url() -> None:
+    """Inside the fragment (the page's own writer runs only on full reruns): set the lab's keys."""
+    want = query_params()
+    for url in [s[0] for s in SLIDERS.values()] + [SWEEP_URL]:
+        if url in want and st.query_params.get(url) != want[url]:
+            st.query_params[url] = want[url]
+        elif url not in want and url in st.query_params:
+            del st.query_params[url]
+
+
+def _reset() -> None:
+    for name in SLIDERS:
+        st.session_state[_key(name)] = DEFAULTS[name]
+
+
+def _load_cnn():
+    """(model, None) or (None, why it is missing)."""
+    path = cache.cnn_checkpoint_path()
+    if not path.exists():
+        return None, (
+            f"No baseline CNN at `{path}`: the lab shows CapsNet alone. Train one with the same "
+            f"budget as the CapsNet:\n\n```\n{TRAIN_CNN}\n```"
+        )
+    try:
+        return cache.load_cnn(str(path)), None
+    except capsnet.CheckpointError as e:
+        return None, f"The baseline CNN could not be loaded, so the lab shows CapsNet alone.\n\n{e}"
+
+
+def _answer(name: str, scores: np.ndarray, what: str) -> str:
+    j = int(np.argmax(scores))
+    return f"{name} reads **{j}** ({what} {scores[j]:.2f})"
+
+
+@st.fragment
+def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interactive: bool) -> None:
+    """Reruns alone when a slider or the sweep family changes (the page above is not redone)."""
+    col_ctl, col_img, col_caps, col_cnn = st.columns([1.1, 0.7, 1.1, 1.1], gap="medium")
+    with col_ctl:
+        for name, (_, label, step, fmt) in SLIDERS.items():
+            lo, hi = RANGES[name]
+            st.slider(label, lo, hi, step=step, format=fmt, key=_key(name))
+        st.button("Reset the transform", on_click=_reset, key="lab_reset")
+    p = params()
+    _sync_url()
+    res = cache.lab_transform(model, cnn, version, pixel_bytes, iterations, tuple(sorted(p.items())))
+    winner = int(res["prediction"][0])
+    with col_img:
+        st.image(
+            [picture("digit_image", res["images"][0], 6), picture("digit_image", res["recon"], 6)],
+            caption=["what both networks see", f"decoded from capsule {winner}"],
+            output_format="PNG",
+        )
+    with col_caps:
+        st.markdown(_answer("CapsNet", res["lengths"][0], "length"))
+        st.image(picture("bar_chart_image", res["lengths"][0], winner, shown_width=460), output_format="PNG")
+    with col_cnn:
+        if res["cnn_probs"] is None:
+            st.info("No CNN loaded (see above).")
+        else:
+            probs = res["cnn_probs"][0]
+            st.markdown(_answer("The CNN", probs, "probability"))
+            st.image(
+                picture("bar_chart_image", probs, int(np.argmax(probs)), ylabel="probability",
+                        xlabel="digit", thresholds=False, shown_width=460),
+                output_format="PNG",
+            )  # fmt: skip
+
+    st.subheader("Sweep one transform across its range")
+    family = st.radio(
+        "Transform to sweep", list(FAMILIES), horizontal=True, key=_key("family"),
+        format_func=lambda f: f"{f} ({RANGES[FAMILIES[f]][0]:g} to {RANGES[FAMILIES[f]][1]:g}{UNITS[f]})",
+    )  # fmt: skip
+    _sync_url()
+    sw = cache.lab_sweep(model, cnn, version, pixel_bytes, iterations, family, STEPS)
+    values, followed = sw["values"], sw["followed"]
+    lo, hi = RANGES[FAMILIES[family]]
+    summary = A.sweep_summary(values, sw["lengths"], sw["poses"], followed, sw["cnn_probs"])
+    st.markdown(
+        f"The untransformed digit, {family} alone moved over {STEPS} steps (the other sliders are "
+        f"not applied here; the dashed line marks the {family} slider). "
+        + A.sweep_sentence(summary, family, f"{lo:g}{UNITS[family]} to {hi:g}{UNITS[family]}")
+    )
+    now = p[FAMILIES[family]]
+    x_title = AXIS_TITLES[family]
+    left, right = st.columns(2, gap="medium")
+    with left, st.container(key="lab_sweep_capsnet"):
+        if interactive:
+            st.plotly_chart(F.sweep_lines(values, sw["lengths"], followed, x_title, "length |v_j|", now))
+        else:
+            st.image(picture("sweep_lines_image", values, sw["lengths"], followed, x_title, "length |v_j|",
+                             now, shown_width=460), output_format="PNG")  # fmt: skip
+        st.caption(f"CapsNet: the 10 capsule lengths along the sweep (capsule {followed} thick).")
+    with right, st.container(key="lab_sweep_cnn"):
+        if sw["cnn_probs"] is None:
+            st.info("No CNN loaded.")
+        else:
+            if interactive:
+                st.plotly_chart(F.sweep_lines(values, sw["cnn_probs"], followed, x_title, "probability", now))
+            else:
+                st.image(picture("sweep_lines_image", values, sw["cnn_probs"], followed, x_title,
+                                 "probability", now, shown_width=460), output_format="PNG")  # fmt: skip
+            st.caption(f"The CNN: its 10 probabilities along the sweep (digit {followed} thick).")
+
+    poses = sw["poses"][:, followed]  # (S, 16)
+    change = poses - poses[STEPS // 2]  # 0 at the identity
+    limit = A.symmetric_limit(change)
+    with st.container(key="lab_pose_strip"):
+        st.markdown(
+            f"**The 16 pose dimensions of capsule {followed} along the sweep**, as the change from "
+            f"the untransformed digit's pose (white = unchanged, red = larger, blue = smaller, "
+            f"scale ±{limit:.3f}). Equivariance would show as smooth colour gradients across a row."
+        )
+        st.image(picture("pose_change_image", change, values, limit), output_format="PNG")
+        st.image(picture("diverging_colorbar_image", limit), output_format="PNG")
+    with st.container(key="lab_strip"):
+        st.image(
+            picture("image_strip", [sw["images"], sw["recon"]], ["input", f"decoded v{followed}"], values),
+            output_format="PNG",
+            caption=f"Every step of the sweep: what the networks see, and the decoder's redrawing from capsule {followed}.",
+        )
+
+
+def show(model, version: str, pixel_bytes: bytes, iterations: int, interactive: bool) -> None:
+    with st.container(key="lab"):
+        st.header("5 · Equivariance lab: transform the digit", divider="gray")
+        st.markdown(
+            "Capsules were built for **equivariance**: a transformed digit should keep its capsule "
+            "*long* (it is still there) while its *pose* follows the change. The paper's evidence "
+            "is affNIST: trained with small shifts only, CapsNet scored 79% on affinely transformed "
+            "digits against 66% for a CNN (later work, Gu & Tresp 2020, finds routing contributes "
+            "little to that). Test it on this digit, beside the paper's baseline CNN trained "
+            "on the same data and budget. The transform is applied to the 28×28 image the "
+            "networks see, with bilinear resampling."
+        )
+        cnn, why = _load_cnn()
+        if why:
+            st.warning(why)
+        cnn_meta = capsnet.checkpoint_meta(cache.cnn_checkpoint_path()) if cnn is not None else {}
+        if cnn_meta.get("test_accuracy") is not None:
+            st.caption(
+                f"Baseline CNN `{cache.cnn_checkpoint_path().name}`: {int(cnn_meta.get('parameters', 0)):,} "
+                f"parameters, test accuracy {float(cnn_meta['test_accuracy']):.2%} on MNIST after "
+                f"{cnn_meta.get('epochs')} epochs."
+            )
+        cnn_version = str(cache.cnn_checkpoint_path()) if cnn is not None else "no CNN"
+        _lab(model, cnn, f"{version}|{cnn_version}", pixel_bytes, iterations, interactive)

@@ -1,0 +1,128 @@
+"""The equivariance lab (app/sections/lab.py) through Streamlit's AppTest, on the shipped CapsNet
+and the shipped baseline CNN: share-link clamping, sliders, reset, the sweep, a missing or broken CNN."""
+
+import numpy as np
+import pytest
+import torch
+from test_apptest import LABELS, SAMPLES, new_app
+
+import capsnet
+from capsnet.baseline import load_baseline
+from capsnet.preprocess import to_mnist
+from capsnet.transforms import affine
+
+CNN = capsnet.DEFAULT_CHECKPOINT.with_name("cnn_mnist.pt")
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(capsnet.DEFAULT_CHECKPOINT))
+    monkeypatch.setenv("CAPSNET_CNN_CHECKPOINT", str(CNN))
+
+
+def lab_text(at) -> str:
+    return "\n".join(m.value for m in at.container(key="lab").get("markdown"))
+
+
+def lab_sliders(at) -> dict:
+    return {name: at.slider(key=f"lab_{name}").value for name in ("rotate", "scale", "shear", "tx", "ty")}
+
+
+def lab_image_urls(at) -> list[str]:
+    return [img.url for el in at.container(key="lab").get("image") for img in el.proto.imgs]
+
+
+def test_share_link_values_are_clamped_to_the_sliders_and_written_back(shipped):
+    at = new_app()
+    at.query_params.update(
+        {"sample": "11", "rot": "1000", "scale": "abc", "shear": "-inf", "tx": "nan", "ty": "-2.26",
+         "sweep": "<script>"}
+    )  # fmt: skip
+    at.run()
+    assert not at.exception and not at.error
+    assert lab_sliders(at) == {"rotate": 60.0, "scale": 1.0, "shear": -45.0, "tx": 0.0, "ty": -2.5}
+    assert at.radio(key="lab_family").value == "rotation"
+    lab_keys = {
+        k: v for k, v in at.query_params.items() if k in ("rot", "scale", "shear", "tx", "ty", "sweep")
+    }
+    assert lab_keys == {"rot": "60", "shear": "-45", "ty": "-2.5"}  # defaults are left out of the link
+
+
+def test_untransformed_digit_reads_its_label_in_both_networks_and_the_sliders_act(shipped):
+    at = new_app()
+    at.query_params.update({"sample": "12"})
+    at.run()
+    assert not at.exception and not at.warning
+    label = int(LABELS[12])
+    text = lab_text(at)
+    assert f"CapsNet reads **{label}**" in text and f"The CNN reads **{label}**" in text
+    assert f"CapsNet reads {label} for " in text  # the sweep follows the predicted capsule
+    seen, *_ = lab_image_urls(at)
+    sweep_urls = lab_image_urls(at)[-3:]
+
+    at.slider(key="lab_rotate").set_value(45.0).run()
+    assert not at.exception
+    assert at.query_params["rot"] == "45" and at.query_params["sample"] == "12"
+    assert lab_image_urls(at)[0] != seen  # the input the networks see has turned
+    assert lab_image_urls(at)[-3:] == sweep_urls  # the sweep starts from the untransformed digit
+
+    at.button(key="lab_reset").click().run()
+    assert lab_sliders(at) == {"rotate": 0.0, "scale": 1.0, "shear": 0.0, "tx": 0.0, "ty": 0.0}
+    assert "rot" not in at.query_params and lab_image_urls(at)[0] == seen
+
+
+def test_the_lab_shows_what_the_library_computes_for_the_transformed_input(shipped):
+    """Wiring: the slider values reach capsnet.transforms.affine on the image the page feeds the
+    network, and both shipped models' answers are the ones shown."""
+    at = new_app()
+    at.query_params.update({"sample": "5", "rot": "-35", "scale": "0.8", "tx": "2"})
+    at.run()
+    assert not at.exception
+    x = torch.from_numpy(to_mnist(SAMPLES[5])).float().reshape(1, 1, 28, 28)
+    xt = affine(x, rotate=-35.0, scale=0.8, tx=2.0)
+    with torch.no_grad():
+        lengths = capsnet.load_model(capsnet.DEFAULT_CHECKPOINT)(xt, iterations=3).lengths[0]
+        probs = torch.softmax(load_baseline(CNN)(xt), dim=1)[0]
+    j, k = int(lengths.argmax()), int(probs.argmax())
+    text = lab_text(at)
+    assert f"CapsNet reads **{j}** (length {lengths[j]:.2f})" in text
+    assert f"The CNN reads **{k}** (probability {probs[k]:.2f})" in text
+
+
+def test_the_sweep_family_and_interactive_charts(shipped):
+    at = new_app()
+    at.query_params.update({"sample": "3", "tx": "-3", "sweep": "translation"})
+    at.run()
+    assert not at.exception
+    assert at.radio(key="lab_family").value == "translation"
+    assert "Across translation from -6 px to 6 px" in lab_text(at)
+    at.radio(key="lab_family").set_value("scale").run()
+    assert at.query_params["sweep"] == "scale" and "Across scale from 0.5× to 1.5×" in lab_text(at)
+
+    at.toggle(key="interactive").set_value(True).run()
+    assert not at.exception
+    import json
+
+    for key in ("lab_sweep_capsnet", "lab_sweep_cnn"):
+        (chart,) = at.container(key=key).get("plotly_chart")
+        spec = json.loads(chart.proto.spec)
+        assert len(spec["data"]) == 10
+        xs = np.array(spec["data"][0]["x"])
+        assert xs[0] == 0.5 and xs[-1] == 1.5 and len(xs) == 31
+        assert spec["layout"]["shapes"][0]["x0"] == 1.0  # the scale slider stands at 1
+
+
+@pytest.mark.parametrize("content", [None, b"not a checkpoint"])
+def test_without_a_usable_cnn_the_lab_says_so_and_shows_capsnet(shipped, tmp_path, monkeypatch, content):
+    path = tmp_path / "cnn.pt"
+    if content is not None:
+        path.write_bytes(content)
+    monkeypatch.setenv("CAPSNET_CNN_CHECKPOINT", str(path))
+    at = new_app()
+    at.query_params.update({"sample": "12"})
+    at.run()
+    assert not at.exception and not at.error
+    (warning,) = at.container(key="lab").get("alert")
+    expected = "--arch cnn" if content is None else "could not be loaded"
+    assert expected in warning.value and str(path) in warning.value
+    assert f"CapsNet reads **{int(LABELS[12])}**" in lab_text(at) and "CNN reads" not in lab_text(at)

@@ -1,0 +1,114 @@
+"""The equivariance lab's pure parts: the sweep's numbers (app/analysis.py) and its pictures
+(app/images.py, app/figures.py), on hand-made inputs whose answers are known."""
+
+import numpy as np
+import pytest
+from test_images import colour_mask
+
+from app import analysis as A
+from app import figures as F
+from app import images as I
+
+
+def test_pose_dims_are_ranked_by_how_far_they_move_with_their_correlation():
+    values = np.linspace(-60, 60, 31)
+    poses = np.zeros((31, 16))
+    poses[:, 3] = 0.004 * values  # spread 0.48, follows the parameter
+    poses[:, 5] = -0.002 * values  # spread 0.24, against it
+    poses[:, 9] = 0.1 * np.cos(np.deg2rad(values) * 3)  # moves, uncorrelated (symmetric)
+    poses[:, 0] = 0.7  # constant: spread 0, r 0
+    dims = A.pose_dims_ranked(values, poses)
+    assert [d.dim for d in dims[:3]] == [3, 5, 9]
+    assert dims[0].spread == pytest.approx(0.48) and dims[0].r == pytest.approx(1.0)
+    assert dims[1].spread == pytest.approx(0.24) and dims[1].r == pytest.approx(-1.0)
+    assert abs(dims[2].r) < 1e-9
+    zero = next(d for d in dims if d.dim == 0)
+    assert zero.spread == 0 and zero.r == 0
+    assert sorted(d.dim for d in dims) == list(range(16))
+
+
+def test_sweep_summary_counts_the_steps_each_model_keeps_the_digit():
+    values = np.arange(5.0)
+    lengths = np.full((5, 10), 0.1)
+    lengths[:, 2] = [0.9, 0.8, 0.6, 0.3, 0.2]
+    lengths[3:, 7] = 0.5  # capsule 7 wins the last two steps
+    probs = np.full((5, 10), 0.05)
+    probs[:4, 2] = 0.55  # the CNN keeps 2 for four steps
+    probs[4, 1] = 0.55
+    poses = np.zeros((5, 10, 16))
+    poses[:, 2, 4] = values  # capsule 2's dimension 4 follows the parameter
+    poses[:, 7, 1] = 10 * values  # another capsule's pose is not the followed one's
+    s = A.sweep_summary(values, lengths, poses, 2, probs)
+    assert (s.digit, s.steps, s.capsnet_kept, s.cnn_kept) == (2, 5, 3, 4)
+    assert s.length_range == (pytest.approx(0.2), pytest.approx(0.9))
+    assert s.dims[0].dim == 4 and s.dims[0].spread == 4.0
+    assert A.sweep_summary(values, lengths, poses, 2).cnn_kept is None
+
+    text = A.sweep_sentence(s, "rotation", "-60° to 60°")
+    assert "reads 2 for 3 of 5 steps; the CNN for 4" in text
+    assert "from 0.20 to 0.90" in text and "dimensions 4 (spread 4.00, r = +1.00)" in text
+    assert "CNN" not in A.sweep_sentence(A.sweep_summary(values, lengths, poses, 2), "scale", "0.5 to 1.5")
+
+
+def test_bar_chart_without_thresholds_for_probabilities():
+    probs = np.full(10, 0.02)
+    probs[4] = 0.82
+    img = I.bar_chart_image(probs, 4, ylabel="probability", thresholds=False)
+    assert not (colour_mask(img, F.THRESHOLD).sum(1) > img.shape[1] * 0.3).any()  # no m+ / m- lines
+    assert colour_mask(img, F.WINNER).any()
+
+
+def test_sweep_lines_draw_the_followed_digit_and_the_marker():
+    values = np.linspace(-60, 60, 31)
+    series = np.full((31, 10), 0.05)
+    series[:, 6] = np.linspace(0.9, 0.1, 31)  # the followed digit falls from left to right
+    img = I.sweep_lines_image(values, series, 6, "rotation, degrees", "length |v_j|", marker=30.0)
+    ys, xs = np.nonzero(colour_mask(img, F.WINNER))
+    assert ys[xs.argmin()] < ys[xs.argmax()]  # high on the left, low on the right
+    assert xs.max() - xs.min() > img.shape[1] * 0.6  # across the whole range
+    # The marker: a dashed vertical line 3/4 of the way along the plot area.
+    axis = colour_mask(img, "#787c87")
+    cols = np.nonzero(axis.sum(0) > img.shape[0] * 0.2)[0]
+    x0, x1 = xs.min(), xs.max()
+    assert len(cols) and abs((cols.mean() - x0) / (x1 - x0) - 0.75) < 0.03
+    without = I.sweep_lines_image(values, series, 6, "x", "y", marker=None)
+    assert not (colour_mask(without, "#787c87").sum(0) > img.shape[0] * 0.2).any()
+
+
+def test_pose_change_image_is_white_where_nothing_changed_and_signed_elsewhere():
+    change = np.zeros((31, 16))
+    change[:, 2] = np.linspace(-0.1, 0.1, 31)  # dimension 2 grows along the sweep
+    img = I.pose_change_image(change, np.linspace(-60, 60, 31), 0.1, px=14, px_w=24)
+    left, top = 50, 4
+    row = lambda d: top + d * 14 + 7  # noqa: E731
+    col = lambda k: left + k * 24 + 12  # noqa: E731
+    assert (img[row(0), col(5)] >= 245).all()  # an unchanged dimension is white (RdBu's #f7f7f7)
+    assert (img[row(2), col(15)] >= 245).all()  # the identity column of dimension 2 too
+    r, g, b = img[row(2), col(30)].astype(int)
+    assert r > b + 50 and r > g + 50  # +0.1 at the top of the range: (dark) red
+    r, g, b = img[row(2), col(0)].astype(int)
+    assert b > r + 50  # -0.1: (dark) blue
+
+
+def test_image_strip_lays_out_every_step_in_named_rows():
+    S = 31
+    inputs = np.zeros((S, 28, 28))
+    recon = np.zeros((S, 28, 28))
+    inputs[7, 10:18, 10:18] = 1.0  # one bright square in step 7 of the first row
+    img = I.image_strip([inputs, recon], ["input", "decoded v2"], np.linspace(-60, 60, S), factor=2)
+    cell, gap, left, top = 56, 2, 150, 30
+    assert img.shape[:2] == (top + 2 * (cell + gap), left + S * (cell + gap))
+    for r in range(2):
+        for k in range(S):
+            y, x = top + r * (cell + gap), left + k * (cell + gap)
+            white = int((img[y : y + cell, x : x + cell] == 255).all(-1).sum())
+            assert white == ((8 * 2) ** 2 if (r, k) == (0, 7) else 0), (r, k)  # the 8x8 square, doubled
+
+
+def test_interactive_sweep_lines_have_ten_traces_and_the_marker():
+    values = np.linspace(0.5, 1.5, 31)
+    fig = F.sweep_lines(values, np.full((31, 10), 0.1), 3, "scale", "probability", marker=1.2)
+    assert (
+        len(fig.data) == 10 and fig.data[-1].name == "3" and fig.data[-1].line.width > fig.data[0].line.width
+    )
+    assert fig.layout.shapes[0].x0 == 1.2 and list(fig.layout.yaxis.range) == [0, 1.02]
