@@ -106,9 +106,11 @@ def evaluate(
     affnist: tuple[Tensor, Tensor] | None = None,
     batch_size: int = 250,
     progress=None,
+    curve_limit: int = 0,
 ) -> dict:
     """Every measurement for every model (in eval mode, on its device). images: uint8 (N, 28, 28),
-    labels (N,). Returns {"images", "seed", "points", "random_affine_ranges", "families",
+    labels (N,); the curves use the first curve_limit of them (0 = all). Returns {"images",
+    "curve_images", "seed", "points", "random_affine_ranges", "families",
     "models": {name: {"clean", "random_affine", "curves": {family: [{"value", "correct", "total",
     "accuracy"}, ...]}, ["affnist"]}}} and, with affnist, {"affnist": {"images"}}."""
     for model in models.values():
@@ -127,17 +129,22 @@ def evaluate(
         per_model[name]["random_affine"] = counts
     tick()
     families = {}
+    curve_images, curve_labels = (
+        (images, labels) if not curve_limit else (images[:curve_limit], labels[:curve_limit])
+    )
     for family, param in FAMILIES.items():
         values = family_values(family, points)
         families[family] = {"parameter": param, "unit": UNITS[family], "values": values.tolist()}
         for name in models:
             per_model[name]["curves"][family] = []
         for value in values.tolist():
-            for name, counts in accuracy_under(models, images, labels, batch_size, **{param: value}).items():
+            curve = accuracy_under(models, curve_images, curve_labels, batch_size, **{param: value})
+            for name, counts in curve.items():
                 per_model[name]["curves"][family].append({"value": value, **counts})
             tick()
     result = {
         "images": len(images),
+        "curve_images": len(curve_images),
         "seed": seed,
         "points": points,
         "random_affine_ranges": {k: list(v) for k, v in RANDOM_AFFINE.items()},
@@ -326,6 +333,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--limit", type=int, default=0, help="use only the first N test digits (and affNIST digits); 0 = all"
     )
+    p.add_argument(
+        "--curve-limit",
+        type=int,
+        default=0,
+        help="the per-family curves use only the first N of those digits (they cost one pass per "
+        "point and family); 0 = all",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random affine transforms")
     p.add_argument(
         "--points",
@@ -343,8 +357,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = p.parse_args(argv)
-    if args.limit < 0:
-        p.error("--limit must be >= 0")
+    if args.limit < 0 or args.curve_limit < 0:
+        p.error("--limit and --curve-limit must be >= 0")
     if args.points < 2:
         p.error("--points must be >= 2")
     if args.batch_size < 1:
@@ -389,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     ) as bar:
         result = evaluate(
-            models, images, labels, args.seed, args.points, affnist, args.batch_size, progress=bar
+            models, images, labels, args.seed, args.points, affnist, args.batch_size, bar, args.curve_limit
         )
     result["device"] = str(device)
     for name, path in paths.items():
@@ -420,6 +434,8 @@ def format_table(result: dict) -> str:
         lines.append(
             f"{label:<24}" + "".join(f"{result['models'][n][key]['accuracy']:>12.2%}" for n in names)
         )
+    if result["curve_images"] != result["images"]:
+        lines.append(f"per-family rows below: the first {result['curve_images']:,} of those digits")
     for family, info in result["families"].items():
         for k, value in enumerate(info["values"]):
             label = f"{family} {value:.4g} {info['unit'].split()[0]}"

@@ -232,6 +232,8 @@ def test_cli_runs_both_models_and_affnist_and_reports_fractions(tiny_mnist, tmp_
         "12",
         "--points",
         "3",
+        "--curve-limit",
+        "5",
         "--affnist",
         str(tmp_path / "test.mat"),
         "--device",
@@ -249,6 +251,7 @@ def test_cli_runs_both_models_and_affnist_and_reports_fractions(tiny_mnist, tmp_
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)  # stdout is one JSON object
     assert out["images"] == 12 and out["seed"] == 0 and out["points"] == 3 and out["device"] == "cpu"
+    assert out["curve_images"] == 5  # the curves on the first 5 digits, the rest on all 12
     assert out["affnist"]["images"] == 3 and out["affnist"]["path"].endswith("test.mat")
     assert out["random_affine_ranges"]["rotate"] == [-20.0, 20.0]
     assert list(out["models"]) == ["capsnet", "cnn"]
@@ -259,7 +262,7 @@ def test_cli_runs_both_models_and_affnist_and_reports_fractions(tiny_mnist, tmp_
         ]
         assert len(entries) == 3 + 4 * 3
         for e in entries:
-            total = 3 if e is m["affnist"] else 12
+            total = 3 if e is m["affnist"] else 12 if e in (m["clean"], m["random_affine"]) else 5
             assert (
                 e["total"] == total and 0 <= e["correct"] <= total and e["accuracy"] == e["correct"] / total
             )
