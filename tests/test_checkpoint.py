@@ -236,3 +236,41 @@ def test_shipped_weights_reach_their_recorded_accuracy_on_real_mnist(mnist_root)
     sd = math.sqrt(claimed * (1 - claimed) / n)
     assert abs(accuracy - claimed) <= 4 * sd, f"{accuracy:.4f} on {n} test digits vs {claimed} recorded"
     assert accuracy >= 0.98, f"{accuracy:.4f} on {n} real MNIST test digits"
+
+
+SHIPPED_CNN = DEFAULT_CHECKPOINT.with_name("cnn_mnist.pt")
+
+
+def test_shipped_baseline_cnn_has_its_metadata_and_the_capsnets_training_budget():
+    from capsnet.baseline import BaselineCNN, load_baseline
+
+    assert SHIPPED_CNN.exists(), (
+        "checkpoints/cnn_mnist.pt must ship with the project (the lab compares with it)"
+    )
+    cnn = load_baseline(SHIPPED_CNN)
+    assert isinstance(cnn, BaselineCNN) and cnn.pooled and not cnn.training
+    meta = json.loads(SHIPPED_CNN.with_suffix(".json").read_text())
+    caps = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
+    assert meta["arch"] == "cnn" and meta["parameters"] == 4_587_282
+    assert meta["test_errors"] == round((1 - meta["test_accuracy"]) * meta["test_images"])
+    assert meta["history"][-1]["epoch"] == meta["epochs"] == len(meta["history"])
+    # The same data, augmentation and budget as the shipped CapsNet.
+    for key in ("epochs", "batch_size", "lr", "lr_decay", "max_shift", "seed", "train_images"):
+        assert meta[key] == caps[key], key
+    with pytest.raises(CheckpointError, match="load_baseline"):
+        load_model(SHIPPED_CNN)
+
+
+def test_shipped_baseline_cnn_reaches_its_recorded_accuracy_on_real_mnist(mnist_root):
+    from capsnet.baseline import load_baseline
+
+    claimed = json.loads(SHIPPED_CNN.with_suffix(".json").read_text())["test_accuracy"]
+    images, labels = load_mnist(str(mnist_root), train=False, download=False)
+    images, labels = images[5::10], labels[5::10]  # 1000 digits across the whole test set
+    cnn = load_baseline(SHIPPED_CNN)
+    with torch.no_grad():
+        predicted = torch.cat([cnn(to_float(images[i : i + 250])).argmax(dim=1) for i in range(0, 1000, 250)])
+    accuracy = float((predicted == labels).float().mean())
+    sd = math.sqrt(claimed * (1 - claimed) / len(labels))  # binomial spread of a 1000-digit subset
+    assert abs(accuracy - claimed) <= 4 * sd, f"{accuracy:.4f} on 1000 test digits vs {claimed} recorded"
+    assert accuracy >= 0.98
