@@ -102,6 +102,35 @@ def test_arch_cnn_trains_the_baseline_saves_it_in_its_own_format_and_resumes(tin
     assert json.loads(out.with_suffix(".json").read_text())["epochs"] == 2
 
 
+def test_cnn_loss_is_cross_entropy_and_counts_correct_predictions():
+    from capsnet.baseline import BaselineCNN
+    from capsnet.train import CrossEntropyLoss
+
+    torch.manual_seed(0)
+    cnn = BaselineCNN(pooled=True, dropout=0.0).eval()
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        logits = cnn(x)
+        y = logits.argmax(1)
+        y[0] = (y[0] + 1) % 10  # one wrong
+        loss, correct = CrossEntropyLoss(cnn, amp=False)(x, y)
+    assert int(correct) == 3
+    # -log softmax of the true class, averaged: written out, not taken from torch's own loss
+    expected = -(logits.log_softmax(1)[torch.arange(4), y]).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_arch_picks_the_default_out_and_dropout_is_checked():
+    from capsnet.train import parse_args
+
+    assert parse_args([]).out == "checkpoints/capsnet_mnist.pt"
+    assert parse_args(["--arch", "cnn"]).out == "checkpoints/cnn_mnist.pt"
+    assert parse_args(["--arch", "cnn-unpooled"]).out == "checkpoints/cnn_unpooled_mnist.pt"
+    for bad in ("1.0", "-0.1"):
+        with pytest.raises(SystemExit):
+            parse_args(["--arch", "cnn", "--dropout", bad])
+
+
 def test_an_existing_checkpoint_is_never_overwritten_by_accident(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "net.pt"
     args = [

@@ -24,6 +24,7 @@ def test_pose_dims_are_ranked_by_how_far_they_move_with_their_correlation():
     assert abs(dims[2].r) < 1e-9
     zero = next(d for d in dims if d.dim == 0)
     assert zero.spread == 0 and zero.r == 0
+    assert all(d.r == 0 for d in dims if d.spread == 0)  # all-zero dimensions too: no 0/0
     assert sorted(d.dim for d in dims) == list(range(16))
 
 
@@ -45,7 +46,9 @@ def test_sweep_summary_counts_the_steps_each_model_keeps_the_digit():
     assert A.sweep_summary(values, lengths, poses, 2).cnn_kept is None
 
     text = A.sweep_sentence(s, "rotation", "-60° to 60°")
+    assert text.startswith("Across rotation from -60° to 60°, CapsNet reads 2")
     assert "reads 2 for 3 of 5 steps; the CNN for 4" in text
+    assert text.count("(spread ") == 3 and A.sweep_sentence(s, "rotation", "x", top=1).count("(spread ") == 1
     assert "from 0.20 to 0.90" in text and "dimensions 4 (spread 4.00, r = +1.00)" in text
     assert "CNN" not in A.sweep_sentence(A.sweep_summary(values, lengths, poses, 2), "scale", "0.5 to 1.5")
 
@@ -64,13 +67,20 @@ def test_sweep_lines_draw_the_followed_digit_and_the_marker():
     series[:, 6] = np.linspace(0.9, 0.1, 31)  # the followed digit falls from left to right
     img = I.sweep_lines_image(values, series, 6, "rotation, degrees", "length |v_j|", marker=30.0)
     ys, xs = np.nonzero(colour_mask(img, F.WINNER))
-    assert ys[xs.argmin()] < ys[xs.argmax()]  # high on the left, low on the right
-    assert xs.max() - xs.min() > img.shape[1] * 0.6  # across the whole range
+    x0, x1 = xs.min(), xs.max()  # the line's ends (x1 includes the "6" label printed at its end)
+    assert x1 - x0 > img.shape[1] * 0.6  # across the whole range
+    q1, q3 = x0 + (x1 - x0) // 4, x0 + 3 * (x1 - x0) // 4
+    assert (
+        ys[xs == q1].mean() < ys[xs == q3].mean() - img.shape[0] * 0.2
+    )  # high on the left, low on the right
     # The marker: a dashed vertical line 3/4 of the way along the plot area.
     axis = colour_mask(img, "#787c87")
     cols = np.nonzero(axis.sum(0) > img.shape[0] * 0.2)[0]
-    x0, x1 = xs.min(), xs.max()
     assert len(cols) and abs((cols.mean() - x0) / (x1 - x0) - 0.75) < 0.03
+    assert np.abs(np.diff(axis[:, cols].any(1).astype(int))).sum() >= 20  # dashed, not solid
+    series[:, 2] = 0.5  # another digit ends above the followed 6: the thick line is still 6's
+    img2 = I.sweep_lines_image(values, series, 6, "x", "y")
+    assert np.ptp(np.nonzero(colour_mask(img2, F.WINNER))[0]) > img2.shape[0] * 0.4
     without = I.sweep_lines_image(values, series, 6, "x", "y", marker=None)
     assert not (colour_mask(without, "#787c87").sum(0) > img.shape[0] * 0.2).any()
 
@@ -88,6 +98,12 @@ def test_pose_change_image_is_white_where_nothing_changed_and_signed_elsewhere()
     assert r > b + 50 and r > g + 50  # +0.1 at the top of the range: (dark) red
     r, g, b = img[row(2), col(0)].astype(int)
     assert b > r + 50  # -0.1: (dark) blue
+    # The range is the one given: with limit 0.2, +0.1 is half-way to the end, a lighter red.
+    half = I.pose_change_image(change, np.linspace(-60, 60, 31), 0.2, px=14, px_w=24)
+    full_px, half_px = img[row(2), col(30)].astype(int), half[row(2), col(30)].astype(int)
+    assert half_px[1] > full_px[1] + 40 and half_px[2] > full_px[2] + 40
+    assert img.shape == (4 + 16 * 14 + 20, 50 + 31 * 24 + 4, 3)
+    assert (img[row(2), left - 1] == 255).all() and (img[row(2), left] != 255).any()
 
 
 def test_image_strip_lays_out_every_step_in_named_rows():
@@ -103,6 +119,11 @@ def test_image_strip_lays_out_every_step_in_named_rows():
             y, x = top + r * (cell + gap), left + k * (cell + gap)
             white = int((img[y : y + cell, x : x + cell] == 255).all(-1).sum())
             assert white == ((8 * 2) ** 2 if (r, k) == (0, 7) else 0), (r, k)  # the 8x8 square, doubled
+    block = np.zeros((S, 28, 28))
+    block[7, 10:18, 4:8] = 1.0  # 8 rows x 4 columns: not transposed
+    img = I.image_strip([block], ["input"], np.linspace(-60, 60, S), factor=2)
+    white = (img[top : top + cell, left + 7 * (cell + gap) : left + 7 * (cell + gap) + cell] == 255).all(-1)
+    assert white[20:36, 8:16].all() and white.sum() == 16 * 8
 
 
 def test_interactive_sweep_lines_have_ten_traces_and_the_marker():
@@ -112,3 +133,5 @@ def test_interactive_sweep_lines_have_ten_traces_and_the_marker():
         len(fig.data) == 10 and fig.data[-1].name == "3" and fig.data[-1].line.width > fig.data[0].line.width
     )
     assert fig.layout.shapes[0].x0 == 1.2 and list(fig.layout.yaxis.range) == [0, 1.02]
+    assert fig.data[-1].line.color == F.WINNER and all(t.line.color != F.WINNER for t in fig.data[:-1])
+    assert all(t.x is not None and list(t.x) == list(values) for t in fig.data)
