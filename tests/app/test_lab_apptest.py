@@ -1,6 +1,9 @@
 """The equivariance lab (app/sections/lab.py) through Streamlit's AppTest, on the shipped CapsNet
 and the shipped baseline CNN: share-link clamping, sliders, reset, the sweep, a missing or broken CNN."""
 
+import base64
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -30,6 +33,13 @@ def lab_sliders(at) -> dict:
 
 def lab_image_urls(at) -> list[str]:
     return [img.url for el in at.container(key="lab").get("image") for img in el.proto.imgs]
+
+
+def plotly_array(value) -> np.ndarray:
+    """A Plotly JSON array: a list, or {"dtype", "bdata"} (base64 typed array, Plotly >= 6)."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
 
 
 def test_share_link_values_are_clamped_to_the_sliders_and_written_back(shipped):
@@ -101,13 +111,11 @@ def test_the_sweep_family_and_interactive_charts(shipped):
 
     at.toggle(key="interactive").set_value(True).run()
     assert not at.exception
-    import json
-
     for key in ("lab_sweep_capsnet", "lab_sweep_cnn"):
         (chart,) = at.container(key=key).get("plotly_chart")
         spec = json.loads(chart.proto.spec)
         assert len(spec["data"]) == 10
-        xs = np.array(spec["data"][0]["x"])
+        xs = plotly_array(spec["data"][0]["x"])
         assert xs[0] == 0.5 and xs[-1] == 1.5 and len(xs) == 31
         assert spec["layout"]["shapes"][0]["x0"] == 1.0  # the scale slider stands at 1
 
@@ -122,7 +130,7 @@ def test_without_a_usable_cnn_the_lab_says_so_and_shows_capsnet(shipped, tmp_pat
     at.query_params.update({"sample": "12"})
     at.run()
     assert not at.exception and not at.error
-    (warning,) = at.container(key="lab").get("alert")
+    (warning,) = at.container(key="lab").get("warning")
     expected = "--arch cnn" if content is None else "could not be loaded"
     assert expected in warning.value and str(path) in warning.value
     assert f"CapsNet reads **{int(LABELS[12])}**" in lab_text(at) and "CNN reads" not in lab_text(at)
