@@ -563,3 +563,21 @@ def sweep_sentence(s: SweepSummary, family: str, span: str, top: int = 3) -> str
         f"The length of capsule {s.digit} ranges from {lo:.2f} to {hi:.2f}. Its pose moves most in "
         f"dimensions {dims}; r is the correlation of a dimension with the {family} parameter."
     )
+
+
+def robustness_sentence(result: dict) -> str:
+    """What `python -m capsnet.robustness --json` measured for "capsnet" and "cnn", in words:
+    which model kept more digits under the random affine transforms, and by how much."""
+    caps = result["models"]["capsnet"]["random_affine"]["accuracy"]
+    cnn = result["models"]["cnn"]["random_affine"]["accuracy"]
+    gap = 100 * (caps - cnn)
+    if abs(gap) < 1:
+        verdict = f"the two are within {abs(gap):.2f} points of each other, no advantage for capsules in this set-up"
+    elif gap > 0:
+        verdict = f"CapsNet keeps {gap:.1f} points more"
+    else:
+        verdict = f"the CNN keeps {-gap:.1f} points more"
+    return (
+        f"On {result['images']:,} MNIST test digits under random affine transforms, CapsNet reads "
+        f"{caps:.2%} and the CNN {cnn:.2%}; {verdict}."
+    )

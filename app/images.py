@@ -473,3 +473,22 @@ def image_strip(rows: list[np.ndarray], names: list[str], values: np.ndarray, fa
         draw.text((left + k * (cell + gap) + cell / 2, top / 2), f"{values[k]:.3g}", fill=TEXT,
                   font=font, anchor="mm")  # fmt: skip
     return np.asarray(img)
+
+
+def accuracy_curves_image(
+    values, capsnet, cnn, xlabel: str, width: int = 300, height: int = 220
+) -> np.ndarray:
+    """Test accuracy (0..1) against one transform's value, both models: CapsNet thick in the
+    winner colour, the CNN in grey, each labelled at its right end."""
+    xs = np.asarray(values, dtype=np.float64)
+    ticks = np.linspace(xs[0], xs[-1], 3)
+    ch = _Chart(width, height, (float(xs[0]), float(xs[-1])), (0.0, 1.02), [(t, f"{t:g}") for t in ticks],
+                [(v, f"{v:.0%}") for v in (0.0, 0.5, 1.0)], xlabel, "accuracy", right=56)  # fmt: skip
+    label_y = {"CapsNet": ch.py(capsnet[-1]), "CNN": ch.py(cnn[-1])}
+    if abs(label_y["CapsNet"] - label_y["CNN"]) < 12 * SS:  # keep the two end labels apart
+        label_y["CNN" if cnn[-1] <= capsnet[-1] else "CapsNet"] += 12 * SS  # the lower one moves down
+    for ys, colour, name, w in ((cnn, OTHER, "CNN", 1.5), (capsnet, WINNER, "CapsNet", 2.5)):
+        rgb = tuple(hex_to_rgb(colour))
+        ch.line(xs, ys, rgb, w)
+        ch.draw.text((ch.x1 + 4 * SS, label_y[name]), name, fill=rgb, font=_font(10 * SS), anchor="lm")
+    return ch.array()

@@ -274,3 +274,18 @@ def test_shipped_baseline_cnn_reaches_its_recorded_accuracy_on_real_mnist(mnist_
     sd = math.sqrt(claimed * (1 - claimed) / len(labels))  # binomial spread of a 1000-digit subset
     assert abs(accuracy - claimed) <= 4 * sd, f"{accuracy:.4f} on 1000 test digits vs {claimed} recorded"
     assert accuracy >= 0.98
+
+
+def test_shipped_robustness_figures_were_measured_on_the_shipped_checkpoints():
+    """checkpoints/robustness.json (shown by the lab and the README): its clean accuracy on all
+    10,000 test digits is each checkpoint's own recorded test accuracy, and its counts add up."""
+    result = json.loads(DEFAULT_CHECKPOINT.with_name("robustness.json").read_text())
+    assert result["images"] == 10_000 and result["seed"] == 0
+    for name, ckpt in (("capsnet", DEFAULT_CHECKPOINT), ("cnn", SHIPPED_CNN)):
+        m = result["models"][name]
+        assert Path(m["checkpoint"]).name == ckpt.name
+        recorded = json.loads(ckpt.with_suffix(".json").read_text())["test_accuracy"]
+        assert m["clean"]["accuracy"] == pytest.approx(recorded, abs=1e-9)
+        for e in [m["clean"], m["random_affine"]] + [p for c in m["curves"].values() for p in c]:
+            assert e["accuracy"] == e["correct"] / e["total"]
+        assert [p["value"] for p in m["curves"]["rotation"]][result["points"] // 2] == 0.0

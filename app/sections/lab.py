@@ -9,6 +9,9 @@ live in a fragment: moving one reruns this section only. Their values are in the
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
@@ -36,6 +39,9 @@ AXIS_TITLES = {
     "shear": "shear, degrees",
     "translation": "move right, pixels",
 }
+ROOT = Path(__file__).resolve().parents[2]
+# Sabour et al. 2017, section 5.2: (expanded MNIST test accuracy, affNIST test accuracy).
+PAPER_AFFNIST = {"capsnet": (0.9923, 0.79), "cnn": (0.9922, 0.66)}
 TRAIN_CNN = (
     "python -m capsnet.train --data-root DIR --arch cnn --epochs 4 --batch-size 64 --lr-decay 0.9 "
     "--out checkpoints/cnn_mnist.pt"
@@ -204,6 +210,53 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interact
         )
 
 
+def _measured_robustness(cnn_loaded: bool) -> dict | None:
+    """checkpoints/robustness.json when it was measured on the very checkpoints this page uses."""
+    path = capsnet.DEFAULT_CHECKPOINT.with_name("robustness.json")
+    try:
+        result = json.loads(path.read_text())
+        recorded = {m: (ROOT / result["models"][m]["checkpoint"]).resolve() for m in ("capsnet", "cnn")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    used = {"capsnet": cache.checkpoint_path().resolve(), "cnn": cache.cnn_checkpoint_path().resolve()}
+    return result if cnn_loaded and recorded == used else None
+
+
+def _robustness(result: dict) -> None:
+    """The measured accuracies beside the paper's, and the per-family curves, as pictures."""
+    m = result["models"]
+    ranges = ", ".join(
+        f"{name} {lo:g} to {hi:g}" for name, (lo, hi) in result["random_affine_ranges"].items()
+    )
+    st.markdown(
+        "**Measured on the whole test set, not just this digit.** "
+        + A.robustness_sentence(result)
+        + f" The transforms: {ranges} (seed {result['seed']}); the paper's affNIST digits are 40×40 "
+        "with larger shifts, so the numbers are not the same test."
+    )
+    st.markdown(
+        "| | CapsNet | CNN |\n| --- | --- | --- |\n"
+        f"| clean MNIST test, here | {m['capsnet']['clean']['accuracy']:.2%} | {m['cnn']['clean']['accuracy']:.2%} |\n"
+        f"| random affine, here | **{m['capsnet']['random_affine']['accuracy']:.2%}** | **{m['cnn']['random_affine']['accuracy']:.2%}** |\n"
+        f"| paper: expanded MNIST test | {PAPER_AFFNIST['capsnet'][0]:.2%} | {PAPER_AFFNIST['cnn'][0]:.2%} |\n"
+        f"| paper: affNIST test | {PAPER_AFFNIST['capsnet'][1]:.0%} | {PAPER_AFFNIST['cnn'][1]:.0%} |"
+    )
+    cols = st.columns(len(result["families"]))
+    for col, (family, info) in zip(cols, result["families"].items()):
+        curves = {k: [p["accuracy"] for p in m[k]["curves"][family]] for k in ("capsnet", "cnn")}
+        with col:
+            st.image(
+                picture("accuracy_curves_image", info["values"], curves["capsnet"], curves["cnn"],
+                        AXIS_TITLES[family], shown_width=300),
+                output_format="PNG",
+            )  # fmt: skip
+    st.caption(
+        f"Accuracy along each transform alone, on the first {result['curve_images']:,} test digits. "
+        f"Measured with `{result.get('command', 'python -m capsnet.robustness')}`, stored in "
+        "`checkpoints/robustness.json`."
+    )
+
+
 def show(model, version: str, pixel_bytes: bytes, iterations: int, interactive: bool) -> None:
     with st.container(key="lab"):
         st.header("5 · Equivariance lab: transform the digit", divider="gray")
@@ -228,3 +281,8 @@ def show(model, version: str, pixel_bytes: bytes, iterations: int, interactive: 
             )
         cnn_version = str(cache.cnn_checkpoint_path()) if cnn is not None else "no CNN"
         _lab(model, cnn, f"{version}|{cnn_version}", pixel_bytes, iterations, interactive)
+        measured = _measured_robustness(cnn is not None)
+        if measured is not None:
+            with st.container(key="lab_measured"):
+                st.subheader("CapsNet against the CNN on every test digit")
+                _robustness(measured)

@@ -134,3 +134,34 @@ def test_without_a_usable_cnn_the_lab_says_so_and_shows_capsnet(shipped, tmp_pat
     expected = "--arch cnn" if content is None else "could not be loaded"
     assert expected in warning.value and str(path) in warning.value
     assert f"CapsNet reads **{int(LABELS[12])}**" in lab_text(at) and "CNN reads" not in lab_text(at)
+
+
+ROBUSTNESS = capsnet.DEFAULT_CHECKPOINT.with_name("robustness.json")
+
+
+def test_the_measured_comparison_is_shown_for_the_checkpoints_it_was_measured_on(
+    shipped, tmp_path, monkeypatch
+):
+    result = json.loads(ROBUSTNESS.read_text())
+    at = new_app()
+    at.query_params.update({"sample": "12"})
+    at.run()
+    assert not at.exception
+    text = "\n".join(m.value for m in at.container(key="lab_measured").get("markdown"))
+    for model in ("capsnet", "cnn"):
+        for key in ("clean", "random_affine"):
+            assert f"{result['models'][model][key]['accuracy']:.2%}" in text
+    assert "79%" in text and "66%" in text  # the paper's affNIST figures beside ours
+    assert len(at.container(key="lab_measured").get("image")) == 4  # one curve picture per family
+
+    # Other CNN weights: the stored figures are not theirs, so they are not shown.
+    other = tmp_path / "cnn_copy.pt"
+    other.write_bytes(CNN.read_bytes())
+    monkeypatch.setenv("CAPSNET_CNN_CHECKPOINT", str(other))
+    at = new_app()
+    at.query_params.update({"sample": "12"})
+    at.run()
+    assert not at.exception
+    assert "CNN reads" in lab_text(at)
+    with pytest.raises(KeyError):
+        at.container(key="lab_measured")

@@ -135,3 +135,33 @@ def test_interactive_sweep_lines_have_ten_traces_and_the_marker():
     assert fig.layout.shapes[0].x0 == 1.2 and list(fig.layout.yaxis.range) == [0, 1.02]
     assert fig.data[-1].line.color == F.WINNER and all(t.line.color != F.WINNER for t in fig.data[:-1])
     assert all(t.x is not None and list(t.x) == list(values) for t in fig.data)
+
+
+def robustness_result(caps: float, cnn: float) -> dict:
+    return {"images": 10_000, "models": {"capsnet": {"random_affine": {"accuracy": caps}},
+                                          "cnn": {"random_affine": {"accuracy": cnn}}}}  # fmt: skip
+
+
+def test_robustness_sentence_says_who_keeps_more_digits_from_the_numbers():
+    text = A.robustness_sentence(robustness_result(0.8958, 0.9021))
+    assert "CapsNet reads 89.58% and the CNN 90.21%" in text and "within 0.63 points" in text
+    assert "no advantage for capsules" in text and "10,000 MNIST test digits" in text
+    assert "CapsNet keeps 13.0 points more" in A.robustness_sentence(robustness_result(0.79, 0.66))
+    assert "the CNN keeps 2.5 points more" in A.robustness_sentence(robustness_result(0.80, 0.825))
+
+
+def test_accuracy_curves_draw_both_models_and_keep_their_labels_apart():
+    values = np.linspace(-60, 60, 9)
+    caps = np.array([0.3, 0.6, 0.85, 0.97, 0.99, 0.97, 0.85, 0.6, 0.30])
+    cnn = caps + 0.005  # nearly the same line: the end labels must not overlap
+    img = I.accuracy_curves_image(values, caps, cnn, "rotation, degrees")
+    win = colour_mask(img, F.WINNER)
+    other = colour_mask(img, F.OTHER)
+    assert win.sum() > 200 and other.sum() > 50
+    right = img.shape[1] - 56 * 2 + 12  # the label margin (at twice the size), past the last dot
+    rows_w = np.nonzero(win[:, right:].any(1))[0]
+    rows_o = np.nonzero(other[:, right:].any(1))[0]
+    assert len(rows_w) and len(rows_o)
+    assert rows_o.max() < rows_w.min() or rows_w.max() < rows_o.min()  # "CapsNet" and "CNN" apart
+    ys, xs = np.nonzero(win[:, :right])
+    assert ys[xs == xs.min()].mean() > ys[np.abs(xs - np.median(xs)) < 3].mean()  # low at -60, high at 0
