@@ -175,7 +175,8 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interact
     left, right = st.columns(2, gap="medium")
     with left, st.container(key="lab_sweep_capsnet"):
         if interactive:
-            st.plotly_chart(F.sweep_lines(values, sw["lengths"], followed, x_title, "length |v_j|", now))
+            fig = F.sweep_lines(values, sw["lengths"], followed, x_title, "length |v_j|", now)
+            st.plotly_chart(fig, key="lab_sweep_capsnet_chart")
         else:
             st.image(picture("sweep_lines_image", values, sw["lengths"], followed, x_title, "length |v_j|",
                              now, shown_width=460), output_format="PNG")  # fmt: skip
@@ -185,7 +186,8 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interact
             st.info("No CNN loaded.")
         else:
             if interactive:
-                st.plotly_chart(F.sweep_lines(values, sw["cnn_probs"], followed, x_title, "probability", now))
+                fig = F.sweep_lines(values, sw["cnn_probs"], followed, x_title, "probability", now)
+                st.plotly_chart(fig, key="lab_sweep_cnn_chart")
             else:
                 st.image(picture("sweep_lines_image", values, sw["cnn_probs"], followed, x_title,
                                  "probability", now, shown_width=460), output_format="PNG")  # fmt: skip
