@@ -113,10 +113,8 @@ def main(argv=None) -> int:
     cnn = Path(args.cnn).resolve()
 
     timing_dir = tempfile.TemporaryDirectory(prefix="capsnet-timing-")
-    (Path(timing_dir.name) / "sitecustomize.py").write_text(server_timing.sitecustomize_source())
-    timing_log = Path(timing_dir.name) / "spans.jsonl"
-    pythonpath = os.pathsep.join(filter(None, [timing_dir.name, str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {"CAPSNET_CNN_CHECKPOINT": str(cnn), "PYTHONPATH": pythonpath, server_timing.ENV: str(timing_log)}
+    env, timing_log = server_timing.hooked_server_env(timing_dir.name, ROOT)
+    env["CAPSNET_CNN_CHECKPOINT"] = str(cnn)
     if args.checkpoint:
         env["CAPSNET_CHECKPOINT"] = args.checkpoint
 

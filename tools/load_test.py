@@ -775,10 +775,8 @@ def main(argv=None) -> int:
     # The server times its own share of every run (tools/server_timing.py), hooked in through a
     # sitecustomize.py of its own; the project root is on its path for `from app import ...`.
     timing_dir = tempfile.TemporaryDirectory(prefix="capsnet-timing-")
-    (Path(timing_dir.name) / "sitecustomize.py").write_text(server_timing.sitecustomize_source())
-    timing_log = Path(timing_dir.name) / "spans.jsonl"
-    pythonpath = os.pathsep.join(filter(None, [timing_dir.name, str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {"CAPSNET_CHECKPOINT": str(ckpt), "PYTHONPATH": pythonpath, server_timing.ENV: str(timing_log)}
+    env, timing_log = server_timing.hooked_server_env(timing_dir.name, ROOT)
+    env["CAPSNET_CHECKPOINT"] = str(ckpt)
     if args.no_live:
         env["STREAMLIT_SERVER_ENABLE_STATIC_SERVING"] = "false"
     proc, url = start_server(env, cpus=server_cpus)

@@ -1,4 +1,4 @@
-"""The server's own share of each run, measured inside the Streamlit server (for tools/load_test.py).
+"""The server's own share of each run, measured inside the Streamlit server (tools/load_test.py, tools/bench_lab.py).
 
 On one 2-core machine the load test's 20 Chromium renderers use most of the CPU, and everything a
 page stamps (its input event, the WebSocket frames it receives, its painted frame) waits for its
@@ -24,6 +24,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 ENV = "CAPSNET_SERVER_TIMING"
 _lock = threading.Lock()
@@ -84,6 +85,16 @@ def sitecustomize_source() -> str:
         f"        with open(os.environ[{ENV!r}], 'a') as f:\n"
         "            f.write('{\"error\": %r}\\n' % repr(e).replace('\"', \"'\"))\n"
     )
+
+
+def hooked_server_env(folder: str | os.PathLike, root: str | os.PathLike) -> tuple[dict[str, str], str]:
+    """Environment for a server that times itself: a sitecustomize.py written into `folder` (a
+    temporary folder the caller owns), `folder` and the project `root` on PYTHONPATH, and the
+    spans file named. Returns (env to add, path of the spans file for read_spans)."""
+    (Path(folder) / "sitecustomize.py").write_text(sitecustomize_source())
+    log = str(Path(folder) / "spans.jsonl")
+    pythonpath = os.pathsep.join(filter(None, [str(folder), str(root), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": pythonpath, ENV: log}, log
 
 
 def read_spans(path: str | os.PathLike, since: float = 0.0) -> tuple[list[dict], list[str]]:
