@@ -32,15 +32,25 @@ C_THRESHOLD = 0.2  # "a primary capsule that chose its digit": c well above the 
 
 
 @torch.no_grad()
+def predicted_digits(model: torch.nn.Module, x: Tensor, iterations: int = 3) -> Tensor:
+    """Predicted digits (B,) for x (B, 1, 28, 28): a CapsNet by its longest digit capsule after
+    `iterations` routing iterations; any other model (the baseline CNN) by the argmax of the
+    (B, 10) scores it returns."""
+    if isinstance(model, CapsNet):
+        return model(x, iterations=iterations).prediction
+    return model(x).argmax(dim=1)
+
+
+@torch.no_grad()
 def predict(
-    model: CapsNet, images: Tensor, batch_size: int = 500, iterations: int = 3, progress=None
+    model: torch.nn.Module, images: Tensor, batch_size: int = 500, iterations: int = 3, progress=None
 ) -> Tensor:
-    """Predicted digit for each uint8 (N, 28, 28) image, on the model's device."""
+    """Predicted digit for each uint8 (N, 28, 28) image (predicted_digits, in batches), on the CPU."""
     device = next(model.parameters()).device
     preds = []
     for start in range(0, len(images), batch_size):
         x = to_float(images[start : start + batch_size].to(device))
-        preds.append(model(x, iterations=iterations).prediction)
+        preds.append(predicted_digits(model, x, iterations))
         if progress is not None:
             progress.update(len(x))
     return torch.cat(preds).cpu()

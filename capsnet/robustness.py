@@ -32,8 +32,7 @@ from torch import Tensor, nn
 from .baseline import load_baseline
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
 from .data import load_mnist, to_float
-from .evaluate import select_device
-from .model import CapsNet
+from .evaluate import predicted_digits, select_device
 from .transforms import FAMILIES, affine, family_values
 
 # affNIST's transform ranges (rotation +-20 degrees, shear +-45 degrees, scale 0.8..1.2 per axis) with
@@ -60,15 +59,6 @@ def random_affine_params(n: int, seed: int = 0) -> dict[str, Tensor]:
     }
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor) -> Tensor:
-    """Predicted digits (B,) for x (B, 1, 28, 28): CapsNet by its longest digit capsule after 3
-    routing iterations; any other model by the argmax of the (B, 10) scores it returns."""
-    if isinstance(model, CapsNet):
-        return model(x, iterations=3).prediction
-    return model(x).argmax(dim=1)
-
-
 def _count(correct: int, total: int) -> dict:
     return {
         "correct": int(correct),
@@ -93,7 +83,7 @@ def accuracy_under(
         x = x.to(device)
         y = labels[start:stop].to(device)
         for name, model in models.items():
-            correct[name] += int((predict(model, x) == y).sum())
+            correct[name] += int((predicted_digits(model, x) == y).sum())
     return {name: _count(k, len(images)) for name, k in correct.items()}
 
 
@@ -129,9 +119,7 @@ def evaluate(
         per_model[name]["random_affine"] = counts
     tick()
     families = {}
-    curve_images, curve_labels = (
-        (images, labels) if not curve_limit else (images[:curve_limit], labels[:curve_limit])
-    )
+    curve_images, curve_labels = images[: curve_limit or None], labels[: curve_limit or None]
     for family, param in FAMILIES.items():
         values = family_values(family, points)
         families[family] = {"parameter": param, "unit": UNITS[family], "values": values.tolist()}

@@ -409,13 +409,7 @@ def train_epoch(
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, iterations: int) -> tuple[float, int]:
     """(accuracy, errors) on uint8 images (N, 28, 28): CapsNet's longest capsule, a CNN's argmax."""
     model.eval()
-    if isinstance(model, CapsNet):
-        preds = predict(model, images, iterations=iterations)
-    else:
-        with torch.no_grad():
-            preds = torch.cat(
-                [model(to_float(images[k : k + 500])).argmax(dim=1).cpu() for k in range(0, len(images), 500)]
-            )
+    preds = predict(model, images, iterations=iterations)
     wrong = int((preds != labels.cpu()).sum())
     return 1 - wrong / len(labels), wrong
 
