@@ -17,6 +17,8 @@ import capsnet
 from app import analysis as A
 from app import images as I
 from app import inputs
+from capsnet.baseline import load_baseline, predict_proba
+from capsnet.transforms import affine, sweep
 
 
 def checkpoint_path() -> Path:
@@ -40,8 +42,6 @@ def load_model(path: str) -> capsnet.CapsNet:
 @st.cache_resource(max_entries=2, show_spinner="Loading the baseline CNN's weights…")
 def load_cnn(path: str):
     """Like load_model, for capsnet.baseline's CNN (raises CheckpointError the same way)."""
-    from capsnet.baseline import load_baseline
-
     return load_baseline(path)
 
 
@@ -109,8 +109,6 @@ def _image(pixels: bytes) -> torch.Tensor:
 
 def _both_models(model, cnn, x: torch.Tensor, iterations: int) -> dict:
     """CapsNet and (if there is one) the CNN on a batch x (B, 1, 28, 28): numpy results."""
-    from capsnet.baseline import predict_proba
-
     with torch.no_grad():
         out = model(x, iterations=iterations)
     probs = None if cnn is None else predict_proba(cnn, x).numpy()  # (B, 10)
@@ -128,8 +126,6 @@ def lab_transform(_model, _cnn, version: str, pixels: bytes, iterations: int, pa
     """The equivariance lab for one set of slider values: the input transformed by
     capsnet.transforms.affine(**dict(params)), both models' answers, and the reconstruction from
     the winning capsule. One forward per model on one image."""
-    from capsnet.transforms import affine
-
     res = _both_models(_model, _cnn, affine(_image(pixels), **dict(params)), iterations)
     winner = int(res["prediction"][0])
     res["recon"] = decode(_model, res["poses"], [winner])[0]
@@ -143,8 +139,6 @@ def lab_sweep(
     """The untransformed input swept across a family's range in `steps` steps: one batched
     forward per model. The capsule followed is the one predicted at the identity (the middle
     step); the reconstructions decode it at every step."""
-    from capsnet.transforms import sweep
-
     images, values = sweep(_image(pixels), family, steps)
     res = _both_models(_model, _cnn, images, iterations)
     res["values"] = values.numpy()

@@ -337,10 +337,11 @@ def entropy_drop_image(entropy: np.ndarray, width: int = 460, height: int = 240)
     return ch.array()
 
 
-def diverging_grid_image(grid: np.ndarray, limit: float, px: int = 10) -> np.ndarray:
-    """Signed values (NaN gaps stay white) on a diverging scale -limit..+limit, white at 0."""
+def diverging_grid_image(grid: np.ndarray, limit: float, px: int = 10, px_w: int | None = None) -> np.ndarray:
+    """Signed values (NaN gaps stay white) on a diverging scale -limit..+limit, white at 0; each
+    value a cell px high and px_w (default px) wide."""
     limit = max(float(limit), 1e-12)
-    return _cells(_over(colorize(grid, -limit, limit, DIVERGING), BACKGROUND), px, px)
+    return _cells(_over(colorize(grid, -limit, limit, DIVERGING), BACKGROUND), px, px_w or px)
 
 
 def diverging_colorbar_image(limit: float, width: int = 200, height: int = 12, digits: int = 3) -> np.ndarray:
@@ -437,11 +438,7 @@ def pose_change_image(
     column, on the diverging scale -limit..+limit (white = as at the identity); the first, middle
     and last swept values printed under their columns."""
     z = np.asarray(change, dtype=np.float64).T  # (16, S)
-    body = _cells(
-        _over(colorize(z, -max(float(limit), 1e-12), max(float(limit), 1e-12), DIVERGING), BACKGROUND),
-        px,
-        px_w,
-    )
+    body = diverging_grid_image(z, limit, px, px_w)
     left, top, bottom = 50, 4, 20
     img = _canvas(left + body.shape[1] + 4, top + body.shape[0] + bottom)
     img.paste(Image.fromarray(body), (left, top))
@@ -467,7 +464,7 @@ def image_strip(rows: list[np.ndarray], names: list[str], values: np.ndarray, fa
         y = top + r * (cell + gap)
         draw.text((4, y + cell / 2), name, fill=TEXT, font=font, anchor="lm")
         for k in range(S):
-            tile = upscale(to_uint8(np.clip(images[k], 0, 1)), factor)
+            tile = digit_image(images[k], factor)
             img.paste(Image.fromarray(tile, mode="L").convert("RGB"), (left + k * (cell + gap), y))
     for k in range(0, S, 5):
         draw.text((left + k * (cell + gap) + cell / 2, top / 2), f"{values[k]:.3g}", fill=TEXT,

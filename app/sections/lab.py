@@ -131,7 +131,6 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interact
             st.slider(label, lo, hi, step=step, format=fmt, key=_key(name))
         st.button("Reset the transform", on_click=_reset, key="lab_reset")
     p = params()
-    _sync_url()
     res = cache.lab_transform(model, cnn, version, pixel_bytes, iterations, tuple(sorted(p.items())))
     winner = int(res["prediction"][0])
     with col_img:
@@ -160,7 +159,7 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interact
         "Transform to sweep", list(FAMILIES), horizontal=True, key=_key("family"),
         format_func=lambda f: f"{f} ({RANGES[FAMILIES[f]][0]:g} to {RANGES[FAMILIES[f]][1]:g}{UNITS[f]})",
     )  # fmt: skip
-    _sync_url()
+    _sync_url()  # the sliders' and the family's values, now that both are read
     sw = cache.lab_sweep(model, cnn, version, pixel_bytes, iterations, family, STEPS)
     values, followed = sw["values"], sw["followed"]
     lo, hi = RANGES[FAMILIES[family]]
