@@ -62,16 +62,21 @@ def test_one_traced_pass_gives_the_predictions_of_each_iteration_count():
         assert torch.equal(got[r], want[r])
 
 
+def zero_votes_checkpoint(folder):
+    """A CapsNet whose W is 0, saved in `folder`: every vote u_hat is 0 (see the test below)."""
+    model = CapsNet()
+    with torch.no_grad():
+        model.digit_caps.W.zero_()
+    save_checkpoint(folder / "zero.pt", model)
+    return folder / "zero.pt"
+
+
 def test_evaluate_cli_with_zero_predictions_gives_uniform_coupling(tiny_mnist, tmp_path, capsys):
     """W = 0 makes every u_hat zero: the logits b never move, c = 1/10 everywhere and in every
     iteration (entropy log2 10 bits), every |v| is 0 and argmax says digit 0 for every image."""
     from mnist_files import synthetic_digits
 
-    model = CapsNet()
-    with torch.no_grad():
-        model.digit_caps.W.zero_()
-    ckpt = tmp_path / "zero.pt"
-    save_checkpoint(ckpt, model)
+    ckpt = zero_votes_checkpoint(tmp_path)
     rc = evaluate_main(
         [
             "--checkpoint",
@@ -106,11 +111,7 @@ def test_evaluate_cli_with_zero_predictions_gives_uniform_coupling(tiny_mnist, t
 
 
 def test_write_meta_adds_the_app_keys_and_keeps_the_rest(tiny_mnist, tmp_path, capsys):
-    model = CapsNet()
-    with torch.no_grad():
-        model.digit_caps.W.zero_()
-    ckpt = tmp_path / "zero.pt"
-    save_checkpoint(ckpt, model)
+    ckpt = zero_votes_checkpoint(tmp_path)
     kept = {"test_accuracy": 0.5, "history": [{"epoch": 1}], "iteration_accuracy": {"9": 0.0}}
     ckpt.with_suffix(".json").write_text(json.dumps(kept))
     argv = [

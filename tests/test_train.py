@@ -20,22 +20,15 @@ def run_cli(*args, timeout=300):
     )
 
 
+def tiny_run(data, out, steps: int) -> list[str]:
+    """Arguments of a CPU run on the tiny IDX files: batches of 8, `steps` steps per epoch."""
+    return ["--data-root", str(data), "--batch-size", "8", "--max-steps", str(steps), "--out", str(out),
+            "--device", "cpu"]  # fmt: skip
+
+
 def test_train_two_steps_end_to_end_and_resume(tiny_mnist, tmp_path):
     out = tmp_path / "run" / "net.pt"
-    args = [
-        "--data-root",
-        str(tiny_mnist),
-        "--batch-size",
-        "8",
-        "--max-steps",
-        "2",
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        "--log-every",
-        "1",
-    ]
+    args = [*tiny_run(tiny_mnist, out, steps=2), "--log-every", "1"]
     assert train_main([*args, "--epochs", "1"]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert METADATA_KEYS <= meta.keys(), METADATA_KEYS - meta.keys()
@@ -68,8 +61,7 @@ def test_arch_cnn_trains_the_baseline_saves_it_in_its_own_format_and_resumes(tin
     from capsnet.checkpoint import CheckpointError
 
     out = tmp_path / "cnn.pt"
-    args = ["--data-root", str(tiny_mnist), "--batch-size", "8", "--max-steps", "2", "--out", str(out)]
-    args += ["--device", "cpu", "--arch", "cnn", "--dropout", "0.25"]
+    args = [*tiny_run(tiny_mnist, out, steps=2), "--arch", "cnn", "--dropout", "0.25"]
     torch.manual_seed(0)
     untrained = BaselineCNN(pooled=True)  # what --seed 0 starts from: the same draws
     assert train_main([*args, "--epochs", "1"]) == 0
@@ -133,18 +125,7 @@ def test_arch_picks_the_default_out_and_dropout_is_checked():
 
 def test_an_existing_checkpoint_is_never_overwritten_by_accident(tiny_mnist, tmp_path, capsys):
     out = tmp_path / "net.pt"
-    args = [
-        "--data-root",
-        str(tiny_mnist),
-        "--batch-size",
-        "8",
-        "--max-steps",
-        "1",
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-    ]
+    args = tiny_run(tiny_mnist, out, steps=1)
     assert train_main([*args, "--epochs", "1"]) == 0
     before = out.read_bytes()
     assert train_main([*args, "--epochs", "1"]) == 2

@@ -379,13 +379,17 @@ class Session:
             self.stats.mismatches += 1
             self.error(f"prediction after drawing is {value!r}, not a digit")
 
-    async def pose(self) -> None:
-        page = self.page
-        sliders = page.locator(POSE_SLIDERS)
+    async def random_pose_slider(self):
+        """One of the page's pose sliders, drawn at random (RuntimeError if there is none)."""
+        sliders = self.page.locator(POSE_SLIDERS)
         count = await sliders.count()
         if count == 0:
             raise RuntimeError("no pose sliders on the page")
-        slider = sliders.nth(self.rng.randrange(count))
+        return sliders.nth(self.rng.randrange(count))
+
+    async def pose(self) -> None:
+        page = self.page
+        slider = await self.random_pose_slider()
         value = float(await slider.input_value(timeout=self.tmo))
         if value >= POSE_LIMIT - 1e-6:
             key = "ArrowLeft"
@@ -410,11 +414,7 @@ class Session:
         message nor run until the button is released. The release is one run: its picture is
         waited for as after a key press."""
         page = self.page
-        sliders = page.locator(POSE_SLIDERS)
-        count = await sliders.count()
-        if count == 0:
-            raise RuntimeError("no pose sliders on the page")
-        slider = sliders.nth(self.rng.randrange(count))
+        slider = await self.random_pose_slider()
         await slider.scroll_into_view_if_needed(timeout=self.tmo)
         box = await slider.bounding_box(timeout=self.tmo)
         value = float(await slider.input_value(timeout=self.tmo))

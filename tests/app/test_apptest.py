@@ -56,8 +56,9 @@ def captions(at) -> list[str]:
     return [img.caption for el in at.container(key="reconstruction").get("image") for img in el.proto.imgs]
 
 
-def image_urls(at) -> list[str]:
-    return [img.url for el in at.container(key="reconstruction").get("image") for img in el.proto.imgs]
+def image_urls(at, key: str = "reconstruction") -> list[str]:
+    """The URLs of every picture in the container `key`, in page order."""
+    return [img.url for el in at.container(key=key).get("image") for img in el.proto.imgs]
 
 
 def pose_data(at) -> dict:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_apptest import LABELS, SAMPLES, new_app
+from test_apptest import LABELS, SAMPLES, image_urls, new_app
 
 import capsnet
 from capsnet.baseline import load_baseline
@@ -29,10 +29,6 @@ def lab_text(at) -> str:
 
 def lab_sliders(at) -> dict:
     return {name: at.slider(key=f"lab_{name}").value for name in ("rotate", "scale", "shear", "tx", "ty")}
-
-
-def lab_image_urls(at) -> list[str]:
-    return [img.url for el in at.container(key="lab").get("image") for img in el.proto.imgs]
 
 
 def plotly_array(value) -> np.ndarray:
@@ -67,18 +63,18 @@ def test_untransformed_digit_reads_its_label_in_both_networks_and_the_sliders_ac
     text = lab_text(at)
     assert f"CapsNet reads **{label}**" in text and f"The CNN reads **{label}**" in text
     assert f"CapsNet reads {label} for " in text  # the sweep follows the predicted capsule
-    seen, *_ = lab_image_urls(at)
-    sweep_urls = lab_image_urls(at)[-3:]
+    seen, *_ = image_urls(at, "lab")
+    sweep_urls = image_urls(at, "lab")[-3:]
 
     at.slider(key="lab_rotate").set_value(45.0).run()
     assert not at.exception
     assert at.query_params["rot"] == "45" and at.query_params["sample"] == "12"
-    assert lab_image_urls(at)[0] != seen  # the input the networks see has turned
-    assert lab_image_urls(at)[-3:] == sweep_urls  # the sweep starts from the untransformed digit
+    assert image_urls(at, "lab")[0] != seen  # the input the networks see has turned
+    assert image_urls(at, "lab")[-3:] == sweep_urls  # the sweep starts from the untransformed digit
 
     at.button(key="lab_reset").click().run()
     assert lab_sliders(at) == {"rotate": 0.0, "scale": 1.0, "shear": 0.0, "tx": 0.0, "ty": 0.0}
-    assert "rot" not in at.query_params and lab_image_urls(at)[0] == seen
+    assert "rot" not in at.query_params and image_urls(at, "lab")[0] == seen
 
 
 def test_the_lab_shows_what_the_library_computes_for_the_transformed_input(shipped):
