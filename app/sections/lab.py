@@ -172,24 +172,24 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interact
     now = p[FAMILIES[family]]
     x_title = AXIS_TITLES[family]
     left, right = st.columns(2, gap="medium")
-    with left, st.container(key="lab_sweep_capsnet"):
+
+    def chart(series: np.ndarray, ylabel: str, key: str) -> None:
+        """Lines along the sweep: a Plotly chart with hover when interactive, else a picture."""
         if interactive:
-            fig = F.sweep_lines(values, sw["lengths"], followed, x_title, "length |v_j|", now)
-            st.plotly_chart(fig, key="lab_sweep_capsnet_chart")
+            fig = F.sweep_lines(values, series, followed, x_title, ylabel, now)
+            st.plotly_chart(fig, key=f"{key}_chart")
         else:
-            st.image(picture("sweep_lines_image", values, sw["lengths"], followed, x_title, "length |v_j|",
-                             now, shown_width=460), output_format="PNG")  # fmt: skip
+            st.image(picture("sweep_lines_image", values, series, followed, x_title, ylabel, now,
+                             shown_width=460), output_format="PNG")  # fmt: skip
+
+    with left, st.container(key="lab_sweep_capsnet"):
+        chart(sw["lengths"], "length |v_j|", "lab_sweep_capsnet")
         st.caption(f"CapsNet: the 10 capsule lengths along the sweep (capsule {followed} thick).")
     with right, st.container(key="lab_sweep_cnn"):
         if sw["cnn_probs"] is None:
             st.info("No CNN loaded.")
         else:
-            if interactive:
-                fig = F.sweep_lines(values, sw["cnn_probs"], followed, x_title, "probability", now)
-                st.plotly_chart(fig, key="lab_sweep_cnn_chart")
-            else:
-                st.image(picture("sweep_lines_image", values, sw["cnn_probs"], followed, x_title,
-                                 "probability", now, shown_width=460), output_format="PNG")  # fmt: skip
+            chart(sw["cnn_probs"], "probability", "lab_sweep_cnn")
             st.caption(f"The CNN: its 10 probabilities along the sweep (digit {followed} thick).")
 
     poses = sw["poses"][:, followed]  # (S, 16)
