@@ -13,6 +13,7 @@ from .model import (
     receptive_field,
     reconstruction_loss,
     squash,
+    training_loss,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "reconstruction_loss",
     "save_checkpoint",
     "squash",
+    "training_loss",
 ]

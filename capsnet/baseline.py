@@ -203,7 +203,7 @@ def measure(batch_size: int = 32, batches: int = 3, seed: int = 0) -> list[dict]
     reconstruction of the true digit. The CNNs' is cross-entropy on the logits. Each model runs
     `batches` timed steps, interleaved with the others; the median step counts.
     """
-    from .model import CapsNet, count_parameters, margin_loss, reconstruction_loss
+    from .model import CapsNet, count_parameters, training_loss
 
     with torch.device("meta"):  # shapes only: counting does no arithmetic
         one = torch.zeros(1, 1, 28, 28)
@@ -216,8 +216,7 @@ def measure(batch_size: int = 32, batches: int = 3, seed: int = 0) -> list[dict]
     y = torch.randint(0, NUM_CLASSES, (batch_size,), generator=g)
 
     def capsnet_step(net, opt):
-        out = net(x, iterations=3)
-        loss = margin_loss(out.lengths, y) + reconstruction_loss(net.reconstruct(out.poses, y), x)
+        loss, _ = training_loss(net, x, y, iterations=3)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -34,8 +34,7 @@ from .model import (
     PRIMARY_DIM,
     PRIMARY_GRID,
     CapsNet,
-    margin_loss,
-    reconstruction_loss,
+    training_loss,
 )
 from .preprocess import to_mnist
 
@@ -146,9 +145,7 @@ def usual_epoch(model, opt, loader, device, iterations: int = 3) -> int:
     seen, total = 0, 0.0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        out = model(x, iterations=iterations)
-        recon = model.reconstruct(out.poses, y)
-        loss = margin_loss(out.lengths, y) + reconstruction_loss(recon, x)
+        loss, _ = training_loss(model, x, y, iterations)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -6,7 +6,8 @@ Axis legend used in the einsums below:
 
 Index of a primary capsule: i = type * 36 + row * 6 + col, with type in 0..31 (the 32 capsule
 channels of PrimaryCaps, each made of 8 consecutive conv channels) and (row, col) in the 6x6 grid.
-`primary_position(i)` gives that mapping, `receptive_field(row, col)` the 28x28 pixels it sees.
+`primary_position(i)` gives that mapping, `receptive_field(row, col)` the 17x17 block of the 28x28
+input that capsule sees.
 """
 
 from __future__ import annotations
@@ -228,6 +229,22 @@ def margin_loss(
 def reconstruction_loss(recon: Tensor, x: Tensor, scale: float = 0.0005) -> Tensor:
     """Sum of squared pixel errors per image, scaled by 0.0005, averaged over the batch."""
     return scale * ((recon - x) ** 2).flatten(1).sum(dim=1).mean()
+
+
+def training_loss(
+    model: CapsNet, x: Tensor, y: Tensor, iterations: int = 3, recon_weight: float = 0.0005, amp: bool = False
+) -> tuple[Tensor, CapsOutput]:
+    """The paper's loss of one batch: margin loss (Eq. 4) + recon_weight x the SSE of the decoder's
+    reconstruction from the capsule of the TRUE digit y (every other capsule masked out, Sec. 4.1).
+
+    x: (B, 1, 28, 28), y: (B,) labels. With amp the forward runs in bf16 autocast; the losses are
+    always summed in fp32. Returns the loss () and the forward's CapsOutput (e.g. for accuracy).
+    """
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x, iterations=iterations)  # no trace: no per-iteration copies
+        recon = model.reconstruct(out.poses, y)  # masked by the label, never by out.prediction
+    loss = margin_loss(out.lengths.float(), y) + reconstruction_loss(recon.float(), x, recon_weight)
+    return loss, out
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -38,7 +38,7 @@ from .checkpoint import FORMAT as CAPSNET_FORMAT
 from .checkpoint import CheckpointError, atomic_write_json, load_state, read_checkpoint, save_checkpoint
 from .data import load_mnist, random_shift, to_float
 from .evaluate import predict, select_device
-from .model import CapsNet, count_parameters, margin_loss, reconstruction_loss
+from .model import CapsNet, count_parameters, training_loss
 
 VAL_SPLIT_SEED = 2017  # the validation digits are the same for every --seed: runs compare on one set
 SPEED_FLAGS = {
@@ -234,7 +234,7 @@ def match_state_layout(opt: torch.optim.Optimizer) -> None:
 
 
 class TrainingLoss(nn.Module):
-    """Loss of one batch: margin loss + scaled reconstruction SSE (decoder fed the true digit).
+    """Loss of one batch: capsnet.model.training_loss (margin + scaled SSE of the true digit's decode).
 
     One module around the CapsNet so that DDP and torch.compile see the whole forward, decoder
     included. Returns the loss () and the number of correct predictions (), both on the device.
@@ -248,10 +248,7 @@ class TrainingLoss(nn.Module):
         self.amp = amp
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.capsnet(x, iterations=self.iterations)  # no trace: no per-iteration copies
-            recon = self.capsnet.reconstruct(out.poses, y)  # (B, 1, 28, 28)
-        loss = margin_loss(out.lengths.float(), y) + reconstruction_loss(recon.float(), x, self.recon_weight)
+        loss, out = training_loss(self.capsnet, x, y, self.iterations, self.recon_weight, self.amp)
         return loss, (out.prediction == y).sum()
 
 

@@ -168,6 +168,39 @@ def test_the_training_step_is_one_graph_for_torch_compile(amp):
         assert torch.allclose(loss, margin_loss(out.lengths, y) + 0.0005 * sse)
 
 
+def test_training_decodes_the_true_digit_not_the_predicted_one():
+    """Sec. 4.1: during training every digit capsule but the label's is masked before decoding. On a
+    batch the network gets wrong, only the labels' 16 decoder inputs receive gradient, and the loss
+    is that of the labels' reconstructions."""
+    torch.manual_seed(0)
+    net = CapsNet()
+    with torch.no_grad():  # lengths near 1 instead of ~7e-4, so decodes of different capsules differ
+        net.digit_caps.W.mul_(100)
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = net(x)
+    y = (out.prediction + 1) % 10  # every label differs from the prediction
+    # What the training loop runs, with the reconstruction weighted 1 instead of 0.0005 so that its
+    # value, not only its gradient, shows which capsule was decoded.
+    loss, correct = train.TrainingLoss(net, 3, recon_weight=1.0, amp=False)(x, y)
+    loss.backward()
+    assert int(correct) == 0
+    # Masked-out inputs are exactly zero, so their columns of the first decoder layer get no gradient.
+    grad_per_capsule = net.decoder[0].weight.grad.abs().view(512, 10, 16).sum(dim=(0, 2))  # (10,)
+    assert [d for d in range(10) if grad_per_capsule[d] > 0] == sorted(set(y.tolist()))
+
+    def loss_decoding(digits):  # margin loss + SSE, the mask written out
+        mask = torch.nn.functional.one_hot(digits, 10)[:, :, None]  # (B, 10, 1)
+        recon = net.decoder((out.poses * mask).flatten(1)).view(-1, 1, 28, 28)
+        sse = ((recon - x) ** 2).sum() / len(x)
+        return float(margin_loss(out.lengths, y) + sse)
+
+    with torch.no_grad():
+        true, predicted = loss_decoding(y), loss_decoding(out.prediction)
+    assert abs(true - predicted) > 0.01  # the check below can tell the two apart
+    assert loss.item() == pytest.approx(true, abs=1e-3)
+
+
 def test_a_resume_that_changes_the_memory_format_gives_adam_moments_the_new_layout(
     tiny_mnist, tmp_path, monkeypatch
 ):
