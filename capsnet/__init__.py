@@ -2,7 +2,14 @@
 
 __version__ = "0.2.0"
 
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, checkpoint_meta, load_model, save_checkpoint
+from .checkpoint import (
+    DEFAULT_CHECKPOINT,
+    CheckpointError,
+    checkpoint_meta,
+    load_model,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .model import (
     CapsNet,
     CapsOutput,
@@ -30,6 +37,7 @@ __all__ = [
     "primary_position",
     "receptive_field",
     "reconstruction_loss",
+    "resolve_checkpoint",
     "save_checkpoint",
     "squash",
     "training_loss",

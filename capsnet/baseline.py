@@ -34,7 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, atomic_write, atomic_write_json, load_state, read_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    atomic_write,
+    atomic_write_json,
+    how_to_fix,
+    load_state,
+    read_checkpoint,
+)
 
 FORMAT = "baseline-cnn-v1"
 NUM_CLASSES = 10
@@ -141,7 +148,8 @@ def load_baseline(path: str | os.PathLike, device: str | torch.device = "cpu") -
     of capsnet.checkpoint.read_checkpoint), for a CapsNet checkpoint, and for weights whose names
     or shapes are not those of the recorded baseline architecture.
     """
-    payload = read_checkpoint(path)
+    fix = how_to_fix(path, arch="cnn")
+    payload = read_checkpoint(path, fix)
     kind = payload.get("format")
     if kind != FORMAT:
         hint = " It is a CapsNet checkpoint: load it with capsnet.load_model." if kind == "capsnet-v1" else ""
@@ -155,7 +163,7 @@ def load_baseline(path: str | os.PathLike, device: str | torch.device = "cpu") -
         )
     model = BaselineCNN(pooled=arch["pooled"], dropout=float(arch.get("dropout", 0.5)))
     _check_architecture(model, payload["state_dict"], path)
-    load_state(model, payload["state_dict"], path)  # also refuses NaN/Inf weights
+    load_state(model, payload["state_dict"], path, fix)  # also refuses NaN/Inf weights
     return model.to(device).eval()
 
 

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from .checkpoint import CheckpointError, load_model
 from .model import (
     DIGIT_DIM,
     NUM_DIGITS,
@@ -311,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         default="infer",
         help="infer: one-digit inference timings; train: training throughput, usual vs ours",
     )
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="infer: weights to time")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="infer: weights to time (default: the shipped ones, as load_model())",
+    )
     p.add_argument("--repeats", type=int, default=200, help="infer: timed runs of each function")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--json", action="store_true", help="end stdout with one JSON line")

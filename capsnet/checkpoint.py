@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shlex
 import tempfile
 import zipfile
 from pathlib import Path
@@ -22,16 +23,60 @@ from .model import CapsNet
 
 FORMAT = "capsnet-v1"
 PACKAGE_DIR = Path(__file__).resolve().parent
+# The shipped weights in a source checkout (the app and the tests use this path and its neighbours).
 DEFAULT_CHECKPOINT = PACKAGE_DIR.parent / "checkpoints" / "capsnet_mnist.pt"
-
-HOW_TO_FIX = (
-    "Get a good file with `git checkout -- checkpoints/` (the shipped weights), or train one with "
-    "`python -m capsnet.train --data-root DIR --out checkpoints/capsnet_mnist.pt`."
-)
+# The same file as `pip install .` puts it into the package (pyproject.toml: capsnet.weights).
+INSTALLED_CHECKPOINT = PACKAGE_DIR / "weights" / DEFAULT_CHECKPOINT.name
+CHECKPOINT_ENV = "CAPSNET_CHECKPOINT"
+TRAIN_DATA = "DATA: a folder holding MNIST/raw; torchvision downloads MNIST there if it is absent"
 
 
 class CheckpointError(Exception):
     """A checkpoint is missing, unreadable or not a CapsNet of this architecture."""
+
+
+def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
+    """The CapsNet weights file to load, in this order: `path` when given; else $CAPSNET_CHECKPOINT
+    when set (it must exist); else the source checkout's checkpoints/capsnet_mnist.pt
+    (DEFAULT_CHECKPOINT) when it exists; else the copy installed with the package
+    (capsnet/weights/capsnet_mnist.pt). Raises CheckpointError listing what was tried when none is
+    there. Says nothing about the file's contents: load_model checks those.
+    """
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(CHECKPOINT_ENV)
+    if env:
+        if not Path(env).exists():
+            raise CheckpointError(
+                f"${CHECKPOINT_ENV} is {env}, which does not exist. Point it at a CapsNet weights file, "
+                "or unset it to use the shipped weights."
+            )
+        return Path(env)
+    for candidate in (DEFAULT_CHECKPOINT, INSTALLED_CHECKPOINT):
+        if candidate.exists():
+            return candidate
+    raise CheckpointError(
+        f"No CapsNet weights found. Tried, in order: ${CHECKPOINT_ENV} (not set); {DEFAULT_CHECKPOINT} "
+        f"(a source checkout's checkpoints/); {INSTALLED_CHECKPOINT} (what `pip install .` from a "
+        "checkout installs). Pass the file to load_model(path) or --checkpoint, or set "
+        f"{CHECKPOINT_ENV}=/path/to/capsnet_mnist.pt. To train weights: "
+        f"`python -m capsnet.train --data-root DATA --out capsnet_mnist.pt` ({TRAIN_DATA})."
+    )
+
+
+def how_to_fix(path: str | os.PathLike, arch: str = "capsnet") -> str:
+    """Advice for a bad weights file at `path` that works when followed with the bad file still there."""
+    path = Path(path)
+    arch_flag = "" if arch == "capsnet" else f" --arch {arch}"
+    train = f"python -m capsnet.train --data-root DATA{arch_flag} --out {shlex.quote(str(path))} --overwrite"
+    advice = f"train new weights into it with `{train}` ({TRAIN_DATA})."
+    shipped = DEFAULT_CHECKPOINT.parent
+    if path.resolve().parent == shipped and path.name in ("capsnet_mnist.pt", "cnn_mnist.pt"):
+        restore = f"git -C {shlex.quote(str(shipped.parent))} checkout -- checkpoints/{path.name}"
+        return f"Restore the shipped file with `{restore}`, or {advice}"
+    if path.resolve() == INSTALLED_CHECKPOINT:
+        return f"Reinstall capsnet (`pip install --force-reinstall .` in a checkout), or {advice}"
+    return advice[0].upper() + advice[1:]
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -73,51 +118,60 @@ def save_checkpoint(path: str | os.PathLike, model: CapsNet, meta: dict | None =
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Read and check a checkpoint file; raise CheckpointError saying what is wrong."""
+def read_checkpoint(path: str | os.PathLike, fix: str | None = None) -> dict:
+    """Read and check a checkpoint file; raise CheckpointError saying what is wrong and, after it,
+    `fix` (default: how_to_fix(path), the advice for a CapsNet's weights)."""
     path = Path(path)
+    fix = how_to_fix(path) if fix is None else fix
     if not path.exists():
-        raise CheckpointError(f"Checkpoint not found: {path}. {HOW_TO_FIX}")
+        raise CheckpointError(f"Checkpoint not found: {path}. {fix}")
     if not path.is_file():
-        raise CheckpointError(f"Checkpoint path is not a file: {path}. {HOW_TO_FIX}")
+        raise CheckpointError(f"Checkpoint path is not a file: {path}. {fix}")
     size = path.stat().st_size
     if size == 0:
-        raise CheckpointError(f"Checkpoint is empty (0 bytes): {path}. {HOW_TO_FIX}")
-    if _is_lfs_pointer(path):
+        raise CheckpointError(f"Checkpoint is empty (0 bytes): {path}. {fix}")
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"version https://git-lfs"):
         raise CheckpointError(
-            f"Checkpoint {path} is a Git LFS pointer, not the weights. Run `git lfs pull`. {HOW_TO_FIX}"
+            f"Checkpoint {path} is a Git LFS pointer, not the weights. Run `git lfs pull`. {fix}"
         )
+    # torch.save writes a zip archive ("PK"); its legacy format and pickles start with the protocol
+    # byte 0x80. Anything else is no PyTorch file at all (and never reaches the unpickler).
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {_describe(head)}. {fix}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses anything but tensors and plain containers: a crafted pickle ends here.
         raise CheckpointError(
             f"Checkpoint {path} holds objects other than weights and was refused unopened "
-            f"(it may be a pickle that runs code). {HOW_TO_FIX}\nDetail: {_first_line(e)}"
+            f"(it may be a pickle that runs code). {fix}\nDetail: {_first_line(e)}"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
             f"Checkpoint {path} ({size:,} bytes) is truncated or corrupt and cannot be read. "
-            f"{HOW_TO_FIX}\nDetail: {_first_line(e)}"
+            f"{fix}\nDetail: {_first_line(e)}"
         ) from e
     except Exception as e:  # any other failure inside torch's reader is still a bad file
         raise CheckpointError(
-            f"Checkpoint {path} could not be read ({type(e).__name__}). {HOW_TO_FIX}\n"
-            f"Detail: {_first_line(e)}"
+            f"Checkpoint {path} could not be read ({type(e).__name__}). {fix}\nDetail: {_first_line(e)}"
         ) from e
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise CheckpointError(
             f"{path} is a readable torch file but not a CapsNet checkpoint of this project "
-            f"(no 'state_dict'). {HOW_TO_FIX}"
+            f"(no 'state_dict'). {fix}"
         )
     return payload
 
 
-def load_state(model: torch.nn.Module, state: dict, path: str | os.PathLike) -> None:
-    """Load `state` into `model`, turning every mismatch into a CheckpointError."""
+def load_state(model: torch.nn.Module, state: dict, path: str | os.PathLike, fix: str | None = None) -> None:
+    """Load `state` into `model`, turning every mismatch into a CheckpointError (ending with `fix`,
+    default how_to_fix(path))."""
+    fix = how_to_fix(path) if fix is None else fix
     expected = model.state_dict()
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of tensors. {HOW_TO_FIX}")
+        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of tensors. {fix}")
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [
@@ -135,24 +189,25 @@ def load_state(model: torch.nn.Module, state: dict, path: str | os.PathLike) -> 
             parts.append("shape mismatch " + "; ".join(wrong[:5]))
         raise CheckpointError(
             f"{path} holds weights of a different architecture than this {type(model).__name__} "
-            f"({'; '.join(parts)}). {HOW_TO_FIX}"
+            f"({'; '.join(parts)}). {fix}"
         )
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise CheckpointError(
             f"{path} holds NaN or Inf values in {', '.join(bad[:5])}: the training that wrote it "
-            f"diverged or the file is damaged. {HOW_TO_FIX}"
+            f"diverged or the file is damaged. {fix}"
         )
     model.load_state_dict(state)
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> CapsNet:
-    """Load a trained CapsNet in eval mode. `None` loads the shipped checkpoint.
+    """Load a trained CapsNet in eval mode. `None` loads the file resolve_checkpoint() picks:
+    $CAPSNET_CHECKPOINT, else the shipped weights (a checkout's or the installed package's).
 
     Raises CheckpointError (with what is wrong and how to get a good file) for a missing,
     empty, truncated, corrupt, non-weights or architecture-mismatched file.
     """
-    path = Path(DEFAULT_CHECKPOINT if path is None else path)
+    path = resolve_checkpoint(path)
     payload = read_checkpoint(path)
     if payload.get("format") == "baseline-cnn-v1":  # capsnet.baseline.FORMAT (imports this module)
         raise CheckpointError(
@@ -164,18 +219,23 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
 
 
 def checkpoint_meta(path: str | os.PathLike | None = None) -> dict:
-    """The metadata JSON beside a checkpoint (`x.pt` -> `x.json`), or {} when there is none."""
-    path = Path(DEFAULT_CHECKPOINT if path is None else path)
+    """The metadata JSON beside a checkpoint (`x.pt` -> `x.json`; None: resolve_checkpoint()'s), or {}
+    when there is none."""
     try:
+        path = resolve_checkpoint(path)
         meta = json.loads(path.with_suffix(".json").read_text())
-    except (OSError, ValueError):
+    except (CheckpointError, OSError, ValueError):
         return {}
     return meta if isinstance(meta, dict) else {}
 
 
-def _is_lfs_pointer(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(40).startswith(b"version https://git-lfs")
+def _describe(head: bytes) -> str:
+    """What the first bytes of a file that is not a torch file look like, for the error message."""
+    text = head.decode("utf-8", errors="ignore")
+    if len(text) >= 0.95 * len(head) and all(c.isprintable() or c.isspace() for c in text):
+        first = text.strip().splitlines()[0][:60] if text.strip() else ""
+        return f"it is a text file (it begins {first!r}); a torch.save file is a zip archive"
+    return f"a torch.save file is a zip archive beginning 'PK', this file begins {head[:8].hex(' ')}"
 
 
 def _first_line(e: BaseException) -> str:

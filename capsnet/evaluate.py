@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, atomic_write_json, checkpoint_meta, load_model
+from .checkpoint import CheckpointError, atomic_write_json, checkpoint_meta, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
 from .model import MAX_ITERATIONS, NUM_DIGITS, CapsNet
 
@@ -161,7 +161,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     counts = range(1, MAX_ITERATIONS + 1)
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="weights to evaluate")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="weights to evaluate (default: $CAPSNET_CHECKPOINT, else the shipped weights: "
+        "checkpoints/capsnet_mnist.pt in a checkout, else the copy installed with the package)",
+    )
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
     p.add_argument(
@@ -212,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     iterations = list(dict.fromkeys(args.iterations))  # in the given order, without repeats
     device = select_device(args.device)
     try:
+        args.checkpoint = str(resolve_checkpoint(args.checkpoint))
         model = load_model(args.checkpoint, device=device)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .baseline import load_baseline
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from .checkpoint import CheckpointError, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
 from .evaluate import predicted_digits, select_device
 from .transforms import FAMILIES, affine, family_values
@@ -360,10 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
     paths = {"capsnet": args.capsnet, "cnn": args.cnn}
-    if not any(paths.values()):
-        paths["capsnet"] = str(DEFAULT_CHECKPOINT)
     models = {}
     try:
+        if not any(paths.values()):
+            paths["capsnet"] = str(resolve_checkpoint())
         if paths["capsnet"]:
             models["capsnet"] = load_model(paths["capsnet"], device=device)
         if paths["cnn"]:

@@ -474,10 +474,11 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
                 file=sys.stderr,
             )
             return 2
+        fix = "Run the same command with --overwrite instead of --resume to start afresh."
         try:
-            state = read_checkpoint(rpath)
+            state = read_checkpoint(rpath, fix)
             check_resume_format(state, args)
-            load_state(model, state["state_dict"], rpath)
+            load_state(model, state["state_dict"], rpath, fix)
             opt.load_state_dict(state["optimizer"])
             match_state_layout(opt)
             sched.load_state_dict(state["scheduler"])

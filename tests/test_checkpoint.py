@@ -3,13 +3,27 @@ import json
 import math
 import os
 import pickle
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from expected import METADATA_KEYS
 
-from capsnet import DEFAULT_CHECKPOINT, CapsNet, CheckpointError, load_model, save_checkpoint
+import capsnet.checkpoint as ck
+from capsnet import (
+    DEFAULT_CHECKPOINT,
+    CapsNet,
+    CheckpointError,
+    checkpoint_meta,
+    load_model,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from capsnet.checkpoint import atomic_write, read_checkpoint
 from capsnet.data import load_mnist, to_float
 
@@ -85,7 +99,17 @@ def test_random_bytes_checkpoint(tmp_path):
     p.write_bytes(noise.numpy().tobytes())
     with pytest.raises(CheckpointError) as e:
         load_model(p)
-    assert_helpful(e.value, "noise.pt")
+    assert_helpful(e.value, "noise.pt", "not a PyTorch checkpoint", "ac 2f 75 c0")  # its first bytes
+    assert "text file" not in str(e.value) and "pickle" not in str(e.value)
+
+
+def test_a_text_file_is_not_a_pytorch_checkpoint_and_never_called_a_pickle(tmp_path):
+    p = tmp_path / "page.pt"
+    p.write_text("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n")  # a failed download
+    with pytest.raises(CheckpointError) as e:
+        load_model(p)
+    assert_helpful(e.value, "is not a PyTorch checkpoint", "text file", "<!DOCTYPE html>")
+    assert "pickle" not in str(e.value)
 
 
 def test_other_architecture_checkpoint(tmp_path):
@@ -155,6 +179,95 @@ def test_crafted_pickle_never_runs(tmp_path):
     with pytest.raises(CheckpointError):
         load_model(raw)
     assert not marker.exists()
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_load_model_without_a_path_tries_the_variable_then_the_checkout_then_the_installed_copy(
+    saved, tmp_path, monkeypatch
+):
+    net, path = saved
+    checkout = tmp_path / "checkout" / "checkpoints" / "capsnet_mnist.pt"
+    installed = tmp_path / "site-packages" / "capsnet" / "weights" / "capsnet_mnist.pt"
+    monkeypatch.setattr(ck, "DEFAULT_CHECKPOINT", checkout)
+    monkeypatch.setattr(ck, "INSTALLED_CHECKPOINT", installed)
+    monkeypatch.delenv("CAPSNET_CHECKPOINT", raising=False)
+    with pytest.raises(CheckpointError) as e:  # nothing anywhere: the message lists every place tried
+        load_model()
+    for tried in ("$CAPSNET_CHECKPOINT (not set)", str(checkout), str(installed), "load_model(path)"):
+        assert tried in str(e.value), str(e.value)
+
+    installed.parent.mkdir(parents=True)
+    shutil.copy(path, installed)
+    installed.with_suffix(".json").write_text('{"epochs": 4}')
+    assert resolve_checkpoint() == installed
+    assert same_weights(load_model(), net) and checkpoint_meta() == {"epochs": 4}
+
+    checkout.parent.mkdir(parents=True)
+    checkout.write_bytes(b"")  # the checkout's file comes first, and a broken one is reported, not skipped
+    assert resolve_checkpoint() == checkout
+    with pytest.raises(CheckpointError, match="empty"):
+        load_model()
+
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(path))
+    assert resolve_checkpoint() == path and same_weights(load_model(), net)
+    assert resolve_checkpoint(tmp_path / "given.pt") == tmp_path / "given.pt"  # an argument beats all
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(tmp_path / "typo.pt"))
+    with pytest.raises(CheckpointError, match=r"\$CAPSNET_CHECKPOINT is .*typo.pt, which does not exist"):
+        load_model()
+
+
+def suggested(message: str, program: str) -> list[str]:
+    """The one `program ...` command quoted in backticks in an error message, as argv."""
+    commands = re.findall(rf"`({program} [^`]*)`", message)
+    assert len(commands) == 1, message
+    return shlex.split(commands[0])
+
+
+@pytest.mark.parametrize("arch", ["capsnet", "cnn"])
+def test_the_training_command_an_error_suggests_succeeds_with_the_bad_file_still_there(arch, tmp_path):
+    from mnist_files import make_mnist_root
+
+    from capsnet.baseline import load_baseline
+
+    load = load_model if arch == "capsnet" else load_baseline
+    bad = tmp_path / "my weights" / "net.pt"
+    bad.parent.mkdir()
+    bad.write_text("<!DOCTYPE html>\n<html>404</html>\n")
+    with pytest.raises(CheckpointError) as e:
+        load(bad)
+    argv = suggested(str(e.value), "python -m capsnet.train")
+    # The only changes: this Python, tiny data for DATA (one full batch at the default batch size)
+    # and one epoch instead of the default 30.
+    data = make_mnist_root(tmp_path / "data", n_train=128)
+    argv = [sys.executable, *(str(data) if a == "DATA" else a for a in argv[1:]), "--epochs", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not load(bad).training  # loads now
+
+
+def test_the_restore_command_an_error_suggests_for_the_shipped_file_brings_it_back(
+    saved, tmp_path, monkeypatch
+):
+    net, path = saved
+    shipped = tmp_path / "clone" / "checkpoints" / "capsnet_mnist.pt"
+    shipped.parent.mkdir(parents=True)
+    shutil.copy(path, shipped)
+    git = ["git", "-C", str(shipped.parents[1]), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q"], ["add", "checkpoints"], ["commit", "-q", "-m", "weights"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    monkeypatch.setattr(ck, "DEFAULT_CHECKPOINT", shipped)
+    monkeypatch.delenv("CAPSNET_CHECKPOINT", raising=False)
+    shipped.write_bytes(path.read_bytes()[:5000])  # truncated
+    with pytest.raises(CheckpointError) as e:
+        load_model()
+    r = subprocess.run(suggested(str(e.value), "git"), capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert same_weights(load_model(), net)
 
 
 def test_kill_during_write_leaves_previous_file_intact(saved):

@@ -1,10 +1,12 @@
-"""`pip install .` gives an importable capsnet with its console scripts, outside the source tree.
+"""`pip install .` gives an importable capsnet with its console scripts and the shipped weights,
+outside the source tree.
 
 The wheel is built and installed with no downloads: the build uses the test environment's
 setuptools (--no-build-isolation) and the new virtual environment sees the test environment's
 torch through a .pth file (--no-deps), so the test costs seconds, not a torch download.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("checkpoints/capsnet_mnist.pt", "checkpoints/capsnet_mnist.json")  # packaged as capsnet/weights/
 pytestmark = pytest.mark.slow
 
 
@@ -26,7 +29,7 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_pip_install_gives_library_and_console_scripts(tmp_path):
+def test_pip_install_gives_library_console_scripts_and_the_shipped_weights(tmp_path, tiny_mnist):
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     py = venv / "bin" / "python"
@@ -37,12 +40,13 @@ def test_pip_install_gives_library_and_console_scripts(tmp_path):
     # A copy of what the package is built from: setuptools writes build/ and *.egg-info beside it.
     src = tmp_path / "src"
     shutil.copytree(ROOT / "capsnet", src / "capsnet", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", *SHIPPED):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, src / name)
     run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-build-isolation",
          "--no-cache-dir", "-q", str(src)])  # fmt: skip
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CAPSNET_CHECKPOINT")}
     where = run([str(py), "-c", "import capsnet; print(capsnet.__file__); print(capsnet.__version__)"],
                 cwd=tmp_path, env=env).stdout.split()  # fmt: skip
     assert Path(where[0]).is_relative_to(site), f"capsnet imported from {where[0]}, not the install"
@@ -63,3 +67,30 @@ def test_pip_install_gives_library_and_console_scripts(tmp_path):
     for dep in ("torch", "torchvision", "numpy", "tqdm", "pillow"):
         assert f"'{dep}" in requires, requires
     assert "streamlit" not in requires and "plotly" not in requires
+
+    # The shipped weights come with the package: load_model() with no argument, from elsewhere,
+    # classifies real MNIST test digits (the app's 40 samples) with them.
+    classify = """
+import json, sys
+import numpy as np, torch
+import capsnet
+samples = np.load(sys.argv[1])
+x = torch.from_numpy(samples["images"]).float().div(255).unsqueeze(1)  # (40, 1, 28, 28)
+with torch.no_grad():
+    predicted = capsnet.load_model()(x).prediction
+right = int((predicted == torch.from_numpy(samples["labels"]).long()).sum())
+print(json.dumps({"weights": str(capsnet.resolve_checkpoint()), "right": right, "n": len(x),
+                  "meta": capsnet.checkpoint_meta()}))
+"""
+    got = json.loads(
+        run([str(py), "-c", classify, str(ROOT / "app" / "samples.npz")], cwd=tmp_path, env=env).stdout
+    )
+    assert got["weights"] == str(site / "capsnet" / "weights" / "capsnet_mnist.pt")
+    assert got["n"] == 40 and got["right"] >= 38, got  # the shipped weights get all 40; chance is ~4
+    assert got["meta"] == json.loads((ROOT / SHIPPED[1]).read_text())
+
+    # ...and so does the evaluation command with no --checkpoint.
+    out = run([str(venv / "bin" / "capsnet-evaluate"), "--data-root", str(tiny_mnist), "--no-download",
+               "--device", "cpu", "--json"], cwd=tmp_path, env=env).stdout  # fmt: skip
+    result = json.loads(out.splitlines()[-1])
+    assert result["checkpoint"] == got["weights"] and result["n"] == 32
