@@ -138,6 +138,57 @@ def coupling_change(coupling: np.ndarray) -> np.ndarray:
     return np.asarray(coupling, dtype=np.float64) - 1.0 / NUM_DIGITS
 
 
+@dataclass(frozen=True)
+class CouplingMove:
+    """How far routing moved c from the uniform 0.1: the one definition the page quotes.
+
+    Over the 1152 primary capsules i, for one digit capsule j, in the c of the last routing
+    iteration (coupling[T - 1]: the c that produced the final v_j). delta_i = c_ij - 0.1.
+    Every view of delta c colours it on -limit..+limit and counts what lies beyond that range.
+    """
+
+    digit: int
+    iteration: int  # T: whose c (1-based; iteration 1 is uniform by definition)
+    n: int  # 1152 primary capsules
+    limit: float  # 99th percentile of |delta|: the colour range of every delta-c view
+    beyond: int  # capsules with |delta| > limit, drawn in the end colours
+    rose: int  # delta > +threshold
+    fell: int  # delta < -threshold
+    threshold: float
+    largest_rise: float  # max delta (0 when none rose)
+    largest_fall: float  # min delta (0 when none fell)
+
+
+def coupling_move(
+    coupling: np.ndarray, digit: int, quantile: float = 0.99, threshold: float = 0.01
+) -> CouplingMove:
+    """coupling (T, 1152, 10) of one input -> CouplingMove of its last iteration for `digit`."""
+    delta = coupling_change(np.asarray(coupling)[-1, :, digit])  # (1152,)
+    limit = symmetric_limit(delta, quantile)
+    return CouplingMove(
+        digit=int(digit), iteration=len(coupling), n=delta.size, limit=limit,
+        beyond=saturated(delta, limit), rose=int(np.count_nonzero(delta > threshold)),
+        fell=int(np.count_nonzero(delta < -threshold)), threshold=threshold,
+        largest_rise=max(float(delta.max()), 0.0), largest_fall=min(float(delta.min()), 0.0),
+    )  # fmt: skip
+
+
+def move_sentence(m: CouplingMove) -> str:
+    """CouplingMove in words, e.g. "In iteration 3, c_i7 lies within ±0.0042 of 0.1 for 99% of
+    the 1152 primary capsules (the colour range; 11 lie beyond it). 35 rose by more than 0.01,
+    28 fell by more than 0.01; the largest rise is +0.031, the largest fall -0.012." """
+    if m.iteration == 1:
+        return (
+            f"With 1 iteration there is no routing: $c_{{i{m.digit}}} = 0.1$ for all {m.n} primary capsules."
+        )
+    return (
+        f"In iteration {m.iteration}, $c_{{i{m.digit}}}$ lies within ±{fmt2(m.limit)} of 0.1 for 99% of the "
+        f"{m.n} primary capsules (the colour range of the Δc views; {m.beyond} lie beyond it). "
+        f"{m.rose} rose and {m.fell} fell by more than {m.threshold:g}; the largest rise is "
+        f"{fmt_signed(m.largest_rise)}, the largest fall {fmt_signed(m.largest_fall)}."
+    )
+
+
 def symmetric_limit(values: np.ndarray, quantile: float = 1.0, floor: float = 1e-6) -> float:
     """L for a colour range -L..L centred on 0: the largest |value| (NaN ignored), at least `floor`.
 
@@ -403,7 +454,7 @@ def ablation(model, x, iterations: int = 3, routing_gain: float = 1.0) -> Ablati
     )
 
 
-def _fmt2(x: float) -> str:
+def fmt2(x: float) -> str:
     """Two significant digits, trailing zeros kept (0.40, 0.012), scientific below 1e-4."""
     x = float(x)
     if x == 0 or not np.isfinite(x):
@@ -413,36 +464,54 @@ def _fmt2(x: float) -> str:
     return f"{x:.{max(0, 1 - int(np.floor(np.log10(abs(x)))))}f}"
 
 
-def routing_summary_sentence(coupling: np.ndarray, result: Ablation) -> str:
-    """One sentence on what routing did for this input, written from the numbers.
+def fmt_signed(x: float) -> str:
+    """fmt2 with its sign: +0.031, −0.012 (a true minus sign)."""
+    return ("+" if x >= 0 else "−") + fmt2(abs(x))
 
-    coupling (T, 1152, 10): the traced c of the routed forward pass behind `result`
-    (same iterations and gain); result: `ablation(...)`. The sentence gives how far the last
-    iteration's c moved from 0.1 (99th percentile and largest), both predictions with their
-    lengths, and whether routing changed the prediction."""
+
+def outcome_sentence(result: Ablation) -> str:
+    """Whether routing changed the answer for this input: the routed forward against no routing
+    (1 iteration, c = 0.1 everywhere), both predictions with their lengths, from `result`."""
     on, off = result.prediction_routed, result.prediction_no_routing
     len_on, len_off = result.lengths_routed[on], result.lengths_no_routing[off]
     n = result.iterations
-    gain = "" if result.routing_gain == 1.0 else f" with gain {result.routing_gain:g}"
     if n == 1:
-        return (
-            f"With 1 iteration there is no routing: c stays 0.1 everywhere and the prediction is "
-            f"{on} (|v| = {len_on:.2f})."
-        )
-    moved = np.abs(coupling_change(np.asarray(coupling)[-1])).ravel()
+        return f"With 1 iteration there is no routing (c = 0.1 everywhere): the network reads {on} (|v_{on}| = {len_on:.2f})."
+    gain = "" if result.routing_gain == 1.0 else f" with gain {result.routing_gain:g}"
     head = (
-        f"For this input, routing{gain} moved 99% of the coupling coefficients less than "
-        f"±{_fmt2(np.quantile(moved, 0.99))} from 0.1 and the most-moved one by ±{_fmt2(moved.max())}; "
-        f"{n} iterations give {on} (|v| = {len_on:.2f}), no routing gives {off} (|v| = {len_off:.2f}): "
+        f"With {n} iterations of routing{gain} the network reads {on} (|v_{on}| = {len_on:.2f}); without "
+        f"routing (1 iteration, c = 0.1 everywhere) it reads {off} (|v_{off}| = {len_off:.2f})"
     )
     if result.changed:
-        return head + f"routing changed the prediction from {off} to {on}."
+        return head + f": **routing changed the answer** from {off} to {on}."
     diff = result.lengths_routed[on] - result.lengths_no_routing[on]
     if abs(diff) < 0.005:
-        effect = f"|v_{on}| stays about the same"
-    else:
-        effect = f"it made |v_{on}| {abs(diff):.2f} {'longer' if diff > 0 else 'shorter'}"
-    return head + f"routing did not change the prediction; {effect}."
+        return head + f": routing did not change the answer, and |v_{on}| stays about the same."
+    return (
+        head
+        + f": routing did not change the answer; it made |v_{on}| {abs(diff):.2f} {'longer' if diff > 0 else 'shorter'}."
+    )
+
+
+def confidence(length: float) -> str:
+    """A capsule length in words, by the margin loss's targets m+ = 0.9 and m- = 0.1."""
+    if length >= 0.9:
+        return "above m⁺ = 0.9: confident"
+    if length > 0.5:
+        return "between 0.5 and m⁺ = 0.9: fairly sure"
+    return "below 0.5: unsure"
+
+
+def overview_sentence(result: Ablation) -> str:
+    """What the network thinks and why, in one sentence from the numbers: the prediction, its
+    length, the runner-up, and whether routing changed the outcome."""
+    lengths = result.lengths_routed
+    pred, runner_up = (int(j) for j in np.argsort(-lengths, kind="stable")[:2])
+    return (
+        f"The network reads **{pred}**: its digit capsule is the longest, |v_{pred}| = {lengths[pred]:.2f} "
+        f"({confidence(lengths[pred])}); the runner-up is {runner_up} (|v_{runner_up}| = "
+        f"{lengths[runner_up]:.2f}). " + outcome_sentence(result)
+    )
 
 
 @dataclass

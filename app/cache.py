@@ -75,6 +75,21 @@ def forward(_model, version: str, pixels: bytes, iterations: int, routing_gain: 
     }
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def conv1_maps(_model, version: str, pixels: bytes) -> np.ndarray:
+    """Conv1's 256 ReLU feature maps of a 28x28 image: (256, 20, 20) float32. The model's own
+    layer, as in its forward pass (which keeps no copy of them)."""
+    with torch.no_grad():
+        return torch.relu(_model.conv1(_image(pixels)))[0].numpy()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def reconstruction(_model, version: str, pixels: bytes, iterations: int, digit: int) -> np.ndarray:
+    """The decoder's (28, 28) redrawing of the input from digit capsule `digit` alone."""
+    poses = forward(_model, version, pixels, iterations)["poses"]
+    return decode(_model, poses[None], [digit])[0]
+
+
 def decode(model, poses: np.ndarray, digits) -> np.ndarray:
     """Decoder on (B, 10, 16) poses masked to `digits` (B,): (B, 28, 28) in [0, 1]."""
     with torch.no_grad():

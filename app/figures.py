@@ -1,7 +1,8 @@
-"""Plotly figures for the app, built from numpy arrays. Pure: no Streamlit import.
+"""The page's interactive views as Plotly figures, built from numpy arrays. Pure: no Streamlit.
 
-Every colour and colour scale is explicit, because importing Streamlit changes Plotly's default
-template and a figure should look the same in tests, notebooks and the app.
+Plotly where the interaction is the point: the overview's clickable capsules, the votes
+animation, the parse tree's Sankey (hover per link) and the routing charts compared with the
+paper. Everything else is a picture (app/images.py): no view is drawn both ways.
 """
 
 from __future__ import annotations
@@ -9,18 +10,21 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-WINNER = "#e4572e"  # the predicted / chosen digit
-OTHER = "#8a9ab0"
-THRESHOLD = "#2e4057"
-M_PLUS, M_MINUS = 0.9, 0.1  # margin-loss thresholds (Eq. 4)
-GREYS = [[0.0, "#000000"], [1.0, "#ffffff"]]  # MNIST: white ink on black
-COUPLING_SCALE = "Viridis"
-HEAT_SCALE = [[0.0, "#fff7ec"], [0.5, "#fc8d59"], [1.0, "#7f0000"]]
-OVERLAY_SCALE = [[0.0, "rgba(255,69,0,0)"], [0.3, "rgba(255,140,0,0.35)"], [1.0, "rgba(255,215,0,0.85)"]]
-DIGIT_COLORS = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-]  # fmt: skip
+from app.analysis import fmt2, type_grid, type_maps
+from app.palette import (
+    DIGIT_COLORS,
+    DIVERGING,
+    LABEL,
+    M_MINUS,
+    M_PLUS,
+    NO_ROUTING,
+    OTHER,
+    PRIMARY_SCALE,
+    ROUTED,
+    THRESHOLD,
+    WINNER,
+)
+
 FONT = dict(size=12)
 
 
@@ -38,155 +42,65 @@ def _image_axes(fig: go.Figure, row=None, col=None) -> None:
     )  # fmt: skip
 
 
-def lengths_bar(lengths: np.ndarray, winner: int) -> go.Figure:
-    """Bar chart of the 10 capsule lengths |v_j|, the winner highlighted, lines at 0.9 and 0.1."""
+def primary_capsules_figure(
+    primary_len: np.ndarray, inspected: int | None = None, height: int = 220
+) -> go.Figure:
+    """PrimaryCaps for one input: the 1152 capsule lengths |u_i| (colour from their least to their
+    largest, since most are close to 1) on the 32 type panels of
+    6x6, eight to a row as in the routing view's grids. The colours are a heatmap; an invisible
+    marker over every cell carries the hover and the click (Plotly selects points, never heatmap
+    cells). `inspected`: a primary capsule to outline."""
+    u = np.asarray(primary_len, dtype=float)  # (1152,)
+    grid = type_grid(type_maps(u))  # (27, 55), NaN between panels
+    i = np.arange(u.size)
+    kind, rest = np.divmod(i, 36)
+    row, col = np.divmod(rest, 6)
+    x, y = (kind % 8) * 7 + col, (kind // 8) * 7 + row  # the cell of capsule i in `grid`
+    heat = go.Heatmap(z=grid.astype(np.float32), zmin=float(u.min()), zmax=max(float(u.max()), float(u.min()) + 1e-6),
+                      colorscale=PRIMARY_SCALE, showscale=False,
+                      hoverinfo="skip")  # fmt: skip
+    cells = go.Scatter(
+        x=x, y=y, mode="markers", marker=dict(size=9, color="rgba(0,0,0,0)", symbol="square"),
+        customdata=np.column_stack([i, kind, row, col, u]).astype(np.float32),
+        hovertemplate="primary capsule i = %{customdata[0]}: type %{customdata[1]}, grid (%{customdata[2]}, "
+        "%{customdata[3]})<br>|u_i| = %{customdata[4]:.3f}<br>click: open it in the routing view<extra></extra>",
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+    )  # fmt: skip
+    fig = go.Figure([heat, cells])
+    if inspected is not None:
+        fig.add_shape(type="rect", x0=x[inspected] - 0.6, x1=x[inspected] + 0.6, y0=y[inspected] - 0.6,
+                      y1=y[inspected] + 0.6, line=dict(color=WINNER, width=2))  # fmt: skip
+    _image_axes(fig)
+    return _layout(fig, height, margin=dict(l=2, r=2, t=2, b=2), showlegend=False)
+
+
+def digit_capsules_figure(
+    lengths: np.ndarray, prediction: int, inspected: int, height: int = 220
+) -> go.Figure:
+    """DigitCaps for one input: the 10 lengths |v_j| as bars (0..1), the prediction in the winner
+    colour, the inspected capsule outlined, the margin-loss targets 0.9 and 0.1 dashed. A click
+    on a bar selects that digit (st.plotly_chart(on_select=...))."""
     lengths = np.asarray(lengths, dtype=float)
-    colors = [WINNER if j == winner else OTHER for j in range(len(lengths))]
+    digits = [str(j) for j in range(len(lengths))]
     fig = go.Figure(
         go.Bar(
-            x=[str(j) for j in range(len(lengths))],
-            y=lengths,
-            marker_color=colors,
-            text=[f"{v:.2f}" for v in lengths],
-            textposition="outside",
-            hovertemplate="digit %{x}: |v| = %{y:.3f}<extra></extra>",
-        )
-    )
-    for y, name in ((M_PLUS, "m⁺ = 0.9"), (M_MINUS, "m⁻ = 0.1")):
-        fig.add_hline(
-            y=y, line=dict(color=THRESHOLD, dash="dash", width=1),
-            annotation_text=name, annotation_position="top left", annotation_font_color=THRESHOLD,
-        )  # fmt: skip
-    fig.update_yaxes(range=[0, 1.08], title="length |v_j|")
-    fig.update_xaxes(title="digit capsule j", type="category")
-    return _layout(fig, 300, showlegend=False)
-
-
-def lengths_over_iterations(lengths_per_iter: np.ndarray, winner: int) -> go.Figure:
-    """One line per digit capsule: |v_j| at the end of each routing iteration. (T, 10) in."""
-    lpi = np.asarray(lengths_per_iter, dtype=float)
-    iters = list(range(1, lpi.shape[0] + 1))
-    fig = go.Figure()
-    for j in range(lpi.shape[1]):
-        fig.add_trace(
-            go.Scatter(
-                x=iters, y=lpi[:, j], name=str(j), mode="lines+markers",
-                line=dict(color=DIGIT_COLORS[j], width=4 if j == winner else 1.5),
-                opacity=1.0 if j == winner else 0.6,
-                hovertemplate=f"digit {j}, after iteration %{{x}}: %{{y:.3f}}<extra></extra>",
-            )
-        )  # fmt: skip
-    fig.update_xaxes(title="routing iteration", tickmode="array", tickvals=iters)
-    fig.update_yaxes(range=[0, 1.02], title="length |v_j|")
-    return _layout(fig, 300, legend=dict(title="digit", orientation="v"))
-
-
-def entropy_axis_range(entropy: np.ndarray, zoom: bool = False) -> list[float]:
-    """y range of the entropy chart: every value and the uniform log2(10) line, with 5% margin
-    (at least 0.002 bits) each side. From 0 unless `zoom`, which fits the data only, so that a
-    change of hundredths of a bit is visible (the axis then must say it does not start at 0)."""
-    values = np.append(np.asarray(entropy, dtype=float), np.log2(10))
-    values = values[np.isfinite(values)]
-    lo, hi = float(values.min()), float(values.max())
-    if not zoom:
-        lo = min(lo, 0.0)
-    margin = max(0.05 * (hi - lo), 0.002)
-    return [lo - margin if zoom else lo, hi + margin]
-
-
-def entropy_line(entropy: np.ndarray, zoom: bool = False) -> go.Figure:
-    """Mean entropy of the coupling coefficients per iteration (bits); log2(10) is uniform.
-
-    The y axis always includes every value and the uniform line; `zoom` fits it to them instead
-    of starting at 0 (see `entropy_axis_range`)."""
-    entropy = np.asarray(entropy, dtype=float)
-    iters = list(range(1, len(entropy) + 1))
-    fig = go.Figure(
-        go.Scatter(
-            x=iters, y=entropy, mode="lines+markers", line=dict(color=WINNER, width=3),
-            hovertemplate="iteration %{x}: %{y:.3f} bits<extra></extra>", name="mean H(c_i)",
+            x=digits, y=lengths, text=[f"{v:.2f}" for v in lengths], textposition="outside",
+            marker=dict(color=[WINNER if j == prediction else OTHER for j in range(len(lengths))],
+                        line=dict(color=[THRESHOLD if j == inspected else "rgba(0,0,0,0)" for j in range(len(lengths))],
+                                  width=2.5)),
+            hovertemplate="digit capsule %{x}: |v| = %{y:.3f}<br>click: inspect it<extra></extra>",
+            selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
         )
     )  # fmt: skip
-    fig.add_hline(
-        y=float(np.log2(10)), line=dict(color=THRESHOLD, dash="dot", width=1),
-        annotation_text="uniform: log₂10 = 3.32 bits", annotation_position="bottom right",
-    )  # fmt: skip
-    fig.update_xaxes(title="routing iteration", tickmode="array", tickvals=iters)
-    title = "mean H(c_i), bits (zoomed, not from 0)" if zoom else "mean entropy of c_i (bits)"
-    fig.update_yaxes(range=entropy_axis_range(entropy, zoom), title=title)
-    return _layout(fig, 260, showlegend=False)
-
-
-def coupling_heatmap(coupling: np.ndarray, highlight: int | None = None) -> go.Figure:
-    """Coupling coefficients c_ij of one iteration: (1152, 10) in, digits as rows, fixed 0..1."""
-    c = np.asarray(coupling, dtype=float)
-    fig = go.Figure(
-        go.Heatmap(
-            z=c.T, zmin=0.0, zmax=1.0, colorscale=COUPLING_SCALE,
-            x=np.arange(c.shape[0]), y=[str(j) for j in range(c.shape[1])],
-            colorbar=dict(title="c", thickness=10, len=0.9),
-            hovertemplate="primary i=%{x} → digit %{y}: c = %{z:.3f}<extra></extra>",
-        )
-    )  # fmt: skip
-    fig.update_xaxes(title="primary capsule i = type·36 + row·6 + col", showgrid=False)
-    fig.update_yaxes(title="digit j", type="category", showgrid=False)
-    if highlight is not None:
-        fig.add_hrect(y0=highlight - 0.5, y1=highlight + 0.5, line=dict(color=WINNER, width=2))
-    return _layout(fig, 230)
-
-
-def position_map(weights: np.ndarray, vmax: float, vmin: float = 0.0) -> go.Figure:
-    """6x6 map of sum over types of c_ij |u_i| for one digit (fixed colour range vmin..vmax)."""
-    w = np.asarray(weights, dtype=float)
-    fig = go.Figure(
-        go.Heatmap(
-            z=w, zmin=float(vmin), zmax=max(float(vmax), vmin + 1e-9), colorscale=HEAT_SCALE, showscale=False,
-            hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>",
-        )
-    )  # fmt: skip
-    _image_axes(fig)
-    return _layout(fig, 230, margin=dict(l=5, r=5, t=5, b=5))
-
-
-def evidence_overlay(image: np.ndarray, evidence: np.ndarray, vmax: float) -> go.Figure:
-    """The 28x28 input in grey with the routed evidence on top as a translucent heatmap."""
-    fig = go.Figure(
-        [
-            go.Heatmap(z=np.asarray(image, float), zmin=0, zmax=1, colorscale=GREYS, showscale=False,
-                       hoverinfo="skip"),
-            go.Heatmap(z=np.asarray(evidence, float), zmin=0, zmax=max(float(vmax), 1e-9),
-                       colorscale=OVERLAY_SCALE, showscale=False,
-                       hovertemplate="pixel (%{y}, %{x}): %{z:.3f}<extra></extra>"),
-        ]
-    )  # fmt: skip
-    _image_axes(fig)
-    return _layout(fig, 230, margin=dict(l=5, r=5, t=5, b=5))
-
-
-def _type_index(shape: tuple[int, int], cols: int, panel: int = 6, gap: int = 1) -> np.ndarray:
-    rows_idx = np.arange(shape[0]) // (panel + gap)
-    cols_idx = np.arange(shape[1]) // (panel + gap)
-    return rows_idx[:, None] * cols + cols_idx[None, :]
-
-
-def digit_image(image: np.ndarray, height: int = 260) -> go.Figure:
-    """A 28x28 grey image (white ink on black) with pixel hover."""
-    fig = go.Figure(
-        go.Heatmap(z=np.asarray(image, float), zmin=0, zmax=1, colorscale=GREYS, showscale=False,
-                   hovertemplate="(%{y}, %{x}): %{z:.2f}<extra></extra>")
-    )  # fmt: skip
-    _image_axes(fig)
-    return _layout(fig, height, margin=dict(l=5, r=5, t=5, b=5))
+    for y, name in ((M_PLUS, "m⁺"), (M_MINUS, "m⁻")):
+        fig.add_hline(y=y, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text=name,
+                      annotation_position="right", annotation_font=dict(color=THRESHOLD, size=11))  # fmt: skip
+    fig.update_yaxes(range=[0, 1.15], showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_xaxes(type="category", tickfont=dict(size=12), fixedrange=True)
+    return _layout(fig, height, margin=dict(l=2, r=24, t=2, b=2), showlegend=False, dragmode=False)
 
 
 # ---------------------------------------------------------------- routing by agreement, made visible
-# Signed quantities (delta c = c - 0.1, logits b) on a diverging scale centred on 0 whose range
-# -L..L is printed on the colour bar: c moves by hundredths in the trained model, so a fixed 0..1
-# scale shows nothing. Colours match analysis.diverging_rgb: blue below 0, white at 0, red above.
-DIVERGING = [[0.0, "rgb(33,77,191)"], [0.5, "rgb(255,255,255)"], [1.0, "rgb(204,26,38)"]]
-DIVERGING_OVERLAY = [[0.0, "rgba(33,77,191,0.9)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(204,26,38,0.9)"]]
-NO_ROUTING = "#b8c2d1"
-ROUTED = "#2e4057"
 SERIES = [ROUTED, OTHER]  # the paper's series in the accuracy chart
 
 # Sabour, Frosst & Hinton (2017), Table 1: MNIST test error (%), mean ± std over 3 trials.
@@ -199,39 +113,6 @@ PAPER_TABLE1_MNIST = {
 PAPER_BASELINE_MNIST = 0.39  # the paper's CNN baseline, test error (%)
 
 
-def nice_limit(limit: float) -> float:
-    """`limit` rounded up to two significant digits (0.01234 -> 0.013), so the colour range
-    -L..L and the number printed on the colour bar are the same number."""
-    limit = float(limit)
-    if not np.isfinite(limit) or limit <= 0:
-        return 1e-6
-    step = 10.0 ** (np.floor(np.log10(limit)) - 1)
-    return float(f"{np.ceil(limit / step - 1e-9) * step:.2g}")
-
-
-def _signed_range(values: np.ndarray, limit: float | None) -> tuple[float, int, float]:
-    """(L, how many |values| exceed L, the largest |value|); L = max |value| unless given."""
-    a = np.abs(np.asarray(values, dtype=float))
-    a = a[np.isfinite(a)]
-    top = float(a.max()) if a.size else 0.0
-    L = nice_limit(top if limit is None else limit)
-    return L, int(np.count_nonzero(a > L)), top
-
-
-def _signed_colorbar(name: str, L: float, beyond: int, top: float, **kw) -> dict:
-    """Colour bar whose title prints the range ±L (and how many values it clips)."""
-    title = f"{name} ±{L:g}"
-    if beyond:
-        title += f"<br>{beyond} beyond<br>(max ±{top:.2g})"
-    return dict(
-        title=dict(text=title),
-        tickvals=[-L, 0.0, L],
-        ticktext=[f"−{L:g}", "0", f"+{L:g}"],
-        thickness=10,
-        **kw,
-    )
-
-
 def votes_animation(
     x: np.ndarray,
     y: np.ndarray,
@@ -241,6 +122,7 @@ def votes_animation(
     primary_len: np.ndarray,
     digit: int,
     limit: float | None = None,
+    beyond: int | None = None,
     path_name: str | None = None,
     max_px: float = 24.0,
     min_px: float = 2.0,
@@ -250,8 +132,9 @@ def votes_animation(
     x, y (1152,): the votes u_hat_j|i in the plane of analysis.vote_projection.
     contribution (T, 1152): c_ij |u_hat_j|i| in each iteration -> marker area (one scale for all
         frames: the largest contribution gets `max_px` diameter; none is drawn below `min_px`).
-    delta_c (T, 1152): c_ij - 0.1 -> colour on a diverging scale, -L..L with L = max |delta c|
-        (or `limit`, rounded up to 2 significant digits and printed on the colour bar).
+    delta_c (T, 1152): c_ij - 0.1 -> colour on a diverging scale -L..L, L = `limit` (default the
+        largest |delta c|), printed on the colour bar to 2 significant digits with `beyond`, how
+        many capsules lie outside it in the last iteration (default: counted here).
     path (T, 2): s_j (or v_j) of every iteration projected on the same axes, drawn as a path.
     primary_len (1152,): |u_i|, for the hover, with i, type, grid position and c_ij per iteration.
     Frame t (named "1".."T") shows iteration t; the figure opens on the last one. Points are
@@ -263,7 +146,8 @@ def votes_animation(
     delta_c = np.asarray(delta_c, dtype=float)
     path = np.asarray(path, dtype=float).reshape(-1, 2)
     T, n = delta_c.shape
-    L, beyond, top = _signed_range(delta_c, limit)
+    L = float(limit) if limit is not None else max(float(np.abs(delta_c).max()), 1e-6)
+    beyond = int(np.count_nonzero(np.abs(delta_c[-1]) > L)) if beyond is None else int(beyond)
     px = np.maximum(max_px * np.sqrt(np.clip(contribution, 0, None) / max(contribution.max(), 1e-12)), min_px)
     idx = np.arange(n)
     kind, rest = np.divmod(idx, 36)
@@ -277,7 +161,14 @@ def votes_animation(
         f"c_i{digit} by iteration: {trail}<extra></extra>"
     )
     name = path_name or f"s_{digit}"
-    colorbar = _signed_colorbar("Δc = c − 0.1", L, beyond, top, len=0.75)
+    title = f"Δc = c − 0.1<br>±{fmt2(L)}" + (f"<br>{beyond} beyond<br>in iteration {T}" if beyond else "")
+    colorbar = dict(
+        title=dict(text=title),
+        tickvals=[-L, 0.0, L],
+        ticktext=[f"−{fmt2(L)}", "0", f"+{fmt2(L)}"],
+        thickness=10,
+        len=0.75,
+    )
 
     def marker(t: int) -> dict:  # what changes between frames: float32 keeps the JSON small
         return dict(
@@ -335,41 +226,6 @@ def _padded(values: np.ndarray, pad: float = 0.06) -> list[float]:
     return [lo - margin, hi + margin]
 
 
-def _signed_heatmap(z: np.ndarray, name: str, limit: float | None, hovertemplate: str, **kw) -> go.Heatmap:
-    L, beyond, top = _signed_range(z, limit)
-    kw.setdefault("colorscale", DIVERGING)
-    return go.Heatmap(
-        z=np.asarray(z, dtype=np.float32), zmin=-L, zmax=L, zmid=0.0,  # float32: half the JSON
-        colorbar=_signed_colorbar(name, L, beyond, top), hovertemplate=hovertemplate, hoverongaps=False, **kw,
-    )  # fmt: skip
-
-
-def change_type_grid_figure(grid: np.ndarray, limit: float | None = None, cols: int = 8, name: str = "Δc"):
-    """A signed per-capsule value (e.g. delta c to one digit) as the 4x8 grid of 6x6 type panels
-    (analysis.type_grid of analysis.type_maps), diverging ±L scale, NaN gaps."""
-    g = np.asarray(grid, dtype=float)
-    fig = go.Figure(
-        _signed_heatmap(g, name, limit, f"type %{{customdata}}: {name} = %{{z:.4f}}<extra></extra>",
-                        customdata=_type_index(g.shape, cols))
-    )  # fmt: skip
-    _image_axes(fig)
-    return _layout(fig, 330, margin=dict(l=5, r=5, t=5, b=5))
-
-
-def signed_field_overlay(
-    image: np.ndarray, values: np.ndarray, limit: float | None = None, name: str = "Δc"
-) -> go.Figure:
-    """The 28x28 input in grey with a signed map (analysis.field_map) over it: transparent at 0,
-    blue below, red above, on a ±L scale printed on the colour bar."""
-    grey = go.Heatmap(
-        z=np.asarray(image, float), zmin=0, zmax=1, colorscale=GREYS, showscale=False, hoverinfo="skip"
-    )
-    hover = f"pixel (%{{y}}, %{{x}}): {name} = %{{z:.4f}}<extra></extra>"
-    fig = go.Figure([grey, _signed_heatmap(values, name, limit, hover, colorscale=DIVERGING_OVERLAY)])
-    _image_axes(fig)
-    return _layout(fig, 260, margin=dict(l=5, r=5, t=5, b=5))
-
-
 def _rgba(colour: str, alpha: float) -> str:
     r, g, b = (int(colour[k : k + 2], 16) for k in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
@@ -388,6 +244,7 @@ def parse_tree_sankey(flows) -> go.Figure:
             arrangement="snap", valueformat=".3f",
             node=dict(label=list(flows.labels), color=colours, pad=10, thickness=14,
                       hovertemplate="%{label}: %{value:.3f}<extra></extra>"),
+            textfont=dict(color=LABEL, size=13, shadow="none"),
             link=dict(source=flows.link_source, target=flows.link_target, value=flows.link_value,
                       color=[_rgba(DIGIT_COLORS[j], 0.35) for j in target_digit],
                       hovertemplate="%{source.label} → %{target.label}: %{value:.3f}<extra></extra>"),
@@ -410,13 +267,13 @@ def ablation_bars(
     ):
         fig.add_trace(go.Bar(
             x=[str(j) for j in range(len(values))], y=values, name=name, marker_color=colour,
-            text=[f"{v:.2f}" for v in values], textposition="outside", textfont=dict(size=9),
+            text=[f"{v:.2f}" for v in values], textposition="outside", textangle=-90, textfont=dict(size=10),
             hovertemplate=f"{name}<br>digit %{{x}}: |v| = %{{y:.3f}}<extra></extra>",
         ))  # fmt: skip
     for y, label in ((M_PLUS, "m⁺ = 0.9"), (M_MINUS, "m⁻ = 0.1")):
         fig.add_hline(y=y, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text=label,
                       annotation_position="top left", annotation_font_color=THRESHOLD)  # fmt: skip
-    fig.update_yaxes(range=[0, 1.1], title="length |v_j|")
+    fig.update_yaxes(range=[0, 1.22], title="length |v_j|")
     fig.update_xaxes(title="digit capsule j (legend: → the predicted digit)", type="category")
     return _layout(fig, 320, barmode="group", legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
 
@@ -460,28 +317,3 @@ def iteration_accuracy_chart(
     fig.update_xaxes(title="routing iterations", tickmode="array", tickvals=sorted(set(iters) | {1, 3}))
     fig.update_yaxes(range=[0, 1.15 * max(errors)], title="MNIST test error (%)")
     return _layout(fig, 320, legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
-
-
-def sweep_lines(
-    values: np.ndarray,
-    series: np.ndarray,
-    followed: int,
-    xlabel: str,
-    ylabel: str,
-    marker: float | None = None,
-) -> go.Figure:
-    """The hover version of images.sweep_lines_image: series (S, 10) in 0..1 against the swept
-    values, one line per digit, the followed digit thick; a dashed line at the sliders' value."""
-    series = np.asarray(series, dtype=float)
-    fig = go.Figure()
-    for j in sorted(range(series.shape[1]), key=lambda j: j == followed):
-        fig.add_trace(go.Scatter(
-            x=np.asarray(values, dtype=float), y=series[:, j], mode="lines", name=str(j),
-            line=dict(color=WINNER if j == followed else DIGIT_COLORS[j], width=3.5 if j == followed else 1.2),
-            hovertemplate=f"digit {j}: %{{y:.3f}} at %{{x:.3g}}<extra></extra>",
-        ))  # fmt: skip
-    if marker is not None:
-        fig.add_vline(x=marker, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text="now")
-    fig.update_yaxes(range=[0, 1.02], title=ylabel)
-    fig.update_xaxes(title=xlabel)
-    return _layout(fig, 300, legend=dict(title="digit"))

@@ -1,9 +1,10 @@
-"""The app's heavy views rendered as plain RGB images (numpy + PIL). Pure: no Streamlit.
+"""The page's pictures as plain RGB arrays (numpy + PIL). Pure: no Streamlit.
 
-A Plotly chart costs the browser 50-100 ms of main-thread work to lay out; the routing section
-alone has eleven of them per run, which made 20 classroom sessions on one machine queue for
-seconds. The same pictures as PNGs cost almost nothing to show. `app/figures.py` keeps the
-interactive (hover) versions for those who ask for them.
+Pixel-like views (the input, feature maps, type grids, overlays on the input, reconstructions,
+Figure 4) and the small charts that redraw on every stroke or lab slider move (lengths per
+iteration, entropy, the lab's bars, sweep lines and accuracy curves). A Plotly chart costs the
+browser 50-150 ms of main-thread work to lay out; a PNG almost nothing. The interactive views are
+Plotly (app/figures.py); no view is drawn both ways.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
-from app.analysis import diverging_rgb, to_uint8, upscale
-from app.figures import (
+from app.analysis import diverging_rgb, fmt2, to_uint8, upscale
+from app.palette import (
+    ACTIVATION_SCALE,
     COUPLING_SCALE,
     DIGIT_COLORS,
+    DIVERGING,
     HEAT_SCALE,
     M_MINUS,
     M_PLUS,
@@ -26,7 +29,7 @@ from app.figures import (
     OVERLAY_SCALE,
     THRESHOLD,
     WINNER,
-)  # fmt: skip
+)
 
 BACKGROUND = (255, 255, 255)
 TEXT = (49, 51, 63)
@@ -307,7 +310,6 @@ def lengths_over_iterations_image(lengths_per_iter: np.ndarray, winner: int, wid
 
 
 # ---------------------------------------------------------------- routing: small changes made visible
-DIVERGING = "RdBu_r"  # blue below zero, white at zero, red above
 
 
 def nice_ticks(hi: float, n: int = 4) -> list[float]:
@@ -344,18 +346,43 @@ def diverging_grid_image(grid: np.ndarray, limit: float, px: int = 10, px_w: int
     return _cells(_over(colorize(grid, -limit, limit, DIVERGING), BACKGROUND), px, px_w or px)
 
 
-def diverging_colorbar_image(limit: float, width: int = 200, height: int = 12, digits: int = 3) -> np.ndarray:
-    """The diverging colour bar with its range printed: -limit (blue) .. 0 (white) .. +limit (red)."""
+def diverging_colorbar_image(limit: float, width: int = 200, height: int = 12) -> np.ndarray:
+    """The diverging colour bar with its range printed as the page's text prints it (analysis.fmt2,
+    two significant digits): -limit (blue) .. 0 (white) .. +limit (red)."""
     margin = 56  # room for a label such as "-0.0123" on each side
     bar = _over(colorize(np.linspace(-1, 1, width)[None, :].repeat(height, 0), -1, 1, DIVERGING), BACKGROUND)
     img = _canvas(width + 2 * margin, height)
     img.paste(Image.fromarray(bar), (margin, 0))
     draw = ImageDraw.Draw(img)
-    draw.text((margin - 4, height / 2), f"-{limit:.{digits}f}", fill=TEXT, font=_font(11), anchor="rm")
-    draw.text(
-        (width + margin + 4, height / 2), f"+{limit:.{digits}f}", fill=TEXT, font=_font(11), anchor="lm"
-    )
+    draw.text((margin - 4, height / 2), f"−{fmt2(limit)}", fill=TEXT, font=_font(11), anchor="rm")
+    draw.text((width + margin + 4, height / 2), f"+{fmt2(limit)}", fill=TEXT, font=_font(11), anchor="lm")
     return np.asarray(img)
+
+
+def type_grid_image(maps: np.ndarray, limit: float, px: int = 6, cols: int = 8) -> np.ndarray:
+    """A signed number per primary capsule as the 32 type panels (32, 6, 6), `cols` to a row, each
+    panel headed by its type number (so "type 20" can be found), on the diverging scale
+    -limit..+limit, white at 0. RGB uint8."""
+    maps = np.asarray(maps, dtype=np.float64)
+    n, grid = maps.shape[0], maps.shape[1]
+    rows = n // cols
+    panel, gap, head = grid * px, 6, 13  # a panel, the space between panels, its number above it
+    img = _canvas(cols * (panel + gap) - gap, rows * (panel + head + gap) - gap)
+    draw = ImageDraw.Draw(img)
+    for t in range(n):
+        r, c = divmod(t, cols)
+        x, y = c * (panel + gap), r * (panel + head + gap)
+        draw.text((x + panel / 2, y + head / 2), str(t), fill=TEXT, font=_font(11), anchor="mm")
+        img.paste(Image.fromarray(diverging_grid_image(maps[t], limit, px)), (x, y + head))
+        draw.rectangle([x - 1, y + head - 1, x + panel, y + head + panel], outline=FRAME)
+    return np.asarray(img)
+
+
+def activation_mosaic_image(mosaic: np.ndarray, vmax: float, px: int = 1) -> np.ndarray:
+    """Feature maps stitched into one array (NaN gaps, analysis.stitch) on a sequential scale
+    0..vmax: black where a map is silent, yellow where it fires most. RGB uint8."""
+    rgba = colorize(mosaic, 0.0, max(float(vmax), 1e-12), ACTIVATION_SCALE)
+    return _cells(_over(rgba, BACKGROUND), px, px)
 
 
 def signed_overlay_image(image: np.ndarray, values: np.ndarray, limit: float, px: int = 7) -> np.ndarray:

@@ -77,4 +77,4 @@ def load_samples(path: str | Path = SAMPLES_PATH) -> tuple[np.ndarray, np.ndarra
 
 
 def sample_label(index: int, labels: np.ndarray) -> str:
-    return f"#{index + 1}: a {int(labels[index])}"
+    return f"#{index}: a {int(labels[index])}"  # the index of ?sample=

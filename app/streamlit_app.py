@@ -4,7 +4,8 @@ Run from the repository root:  streamlit run app/streamlit_app.py
 The weights come from $CAPSNET_CHECKPOINT, else checkpoints/capsnet_mnist.pt.
 
 This file is the page's table of contents: load the model, read the input, run the forward pass
-once, then draw the sections (app/sections/) in order. Cached computations live in app/cache.py.
+once, draw the overview (the whole network for this input), then the one detailed view that is
+open. The other views compute nothing. Cached computations live in app/cache.py.
 """
 
 import sys
@@ -20,10 +21,11 @@ import torch
 
 import capsnet
 from app import cache
-from app.sections import figure4, lab, pose, prediction, routing
+from app.sections import figure4, lab, overview, pose, routing
 from app.sections import input as digit_input
 
-TRAIN_CMD = "python -m capsnet.train --data-root DIR --out checkpoints/capsnet_mnist.pt"
+INPUT_PX = 290  # the overview's input column: the 280 px canvas and its margin
+TRAIN_CMD = "python -m capsnet.train --data-root DIR --out checkpoints/capsnet_mnist.pt --overwrite"
 
 st.set_page_config(page_title="Capsule Network, live", page_icon=":material/neurology:", layout="wide")
 # One torch thread: a batch of one gains nothing from two (12 ms vs 120 ms when the cores are
@@ -34,15 +36,10 @@ torch.set_num_threads(1)
 # to the switch interval (5 ms by default) for it every time. 1 ms: with 20 sessions on 2 cores the
 # median server time of a pose-slider run fell from 0.31 s to 0.17 s (p95 2.5 s to 1.3 s).
 sys.setswitchinterval(0.001)
+# The overview must fit one screen: Streamlit's default 6rem above the title is room it needs.
+st.html('<style>[data-testid="stMainBlockContainer"] { padding-top: 2rem; }</style>')
 
 st.title("Capsule Network, live")
-st.markdown(
-    "A CapsNet (Sabour, Frosst & Hinton, *Dynamic Routing Between Capsules*, 2017) reads a "
-    "digit with **capsules**: groups of neurons whose output is a vector. Its **length** says "
-    "how likely an entity is present; its **direction** (the *pose*) says how it looks. "
-    "1152 primary capsules each vote for each of the 10 digit capsules, and *routing by "
-    "agreement* decides whose votes count. Draw a digit and follow it through the network."
-)
 
 # ---------------------------------------------------------------- the model
 path = cache.checkpoint_path()
@@ -52,34 +49,58 @@ try:
 except capsnet.CheckpointError as e:
     st.error(
         f"**The CapsNet weights could not be loaded.**\n\n{e}\n\n"
-        "Restore the shipped weights, or train your own (about an hour on a GPU):\n\n"
+        "Restore the shipped weights, or train your own:\n\n"
         f"```\ngit checkout -- checkpoints/\n{TRAIN_CMD}\n```\n\n"
         "To use another file, start the app with `CAPSNET_CHECKPOINT=/path/to/file.pt`."
     )
     st.stop()
 meta = capsnet.checkpoint_meta(path)
-if meta.get("test_accuracy") is not None:
-    st.caption(f"Checkpoint `{path.name}`: test accuracy {float(meta['test_accuracy']):.2%} on MNIST.")
+accuracy = (
+    f" Checkpoint `{path.name}`: {float(meta['test_accuracy']):.2%} on the MNIST test set."
+    if meta.get("test_accuracy") is not None
+    else ""
+)
+st.caption(
+    "A CapsNet (Sabour, Frosst & Hinton, *Dynamic Routing Between Capsules*, 2017) reads a digit with "
+    "**capsules**, groups of neurons whose output is a vector: its length says how likely a part or "
+    "digit is present, its direction how it looks. Draw a digit and follow it through the network, "
+    "then open a view below for the details." + accuracy
+)
 
-# ---------------------------------------------------------------- 1 · the input
+# ---------------------------------------------------------------- the overview: input and all six stages
 samples, sample_labels = cache.load_samples()
 digit_input.init_state(len(samples))
 lab.init_state()
-st.header("1 · Input", divider="gray")
-col_in, col_seen, col_len = st.columns([1.15, 0.85, 1.5], gap="medium")
-with col_in:
-    choice = digit_input.choose(samples, sample_labels)
-controls = digit_input.controls()
+with st.container(key="overview", horizontal=True, gap="medium"):
+    # The canvas is 280 px wide: the input column never gets narrower; the stages take the rest.
+    col_in, col_net = st.container(width=INPUT_PX), st.container(width="stretch")
+    with col_in:
+        choice = digit_input.choose(samples, sample_labels)
+        controls = digit_input.controls()
+    pixels = digit_input.network_input(choice, col_net)
+    if pixels is not None:
+        # One forward pass for the whole page; the overview and the open view read it.
+        pixel_bytes = np.ascontiguousarray(pixels, dtype=np.float32).tobytes()
+        res = cache.forward(model, version, pixel_bytes, controls.iterations)
+        digit = res["prediction"] if controls.capsule == digit_input.AUTO else int(controls.capsule)
+        conv1 = cache.conv1_maps(model, version, pixel_bytes)
+        recon = cache.reconstruction(model, version, pixel_bytes, controls.iterations, digit)
+        overview.show(col_net, pixels, res, conv1, recon, digit, choice.label)
 digit_input.write_query_params(choice, controls, lab.query_params())
-pixels = digit_input.network_input(choice, col_in, col_seen)  # stops the page if there is no digit
+if pixels is None:
+    st.stop()
 
-# ---------------------------------------------------------------- one forward pass for the whole page
-pixel_bytes = np.ascontiguousarray(pixels, dtype=np.float32).tobytes()
-res = cache.forward(model, version, pixel_bytes, controls.iterations)
-digit = res["prediction"] if controls.capsule == digit_input.AUTO else int(controls.capsule)  # inspected
-
-prediction.show(col_seen, col_len, pixels, res, choice.label, controls.interactive)
-routing.show(model, version, pixel_bytes, pixels, res, digit, controls.iterations, meta, controls.interactive)
-pose.show(model, res, digit)
-figure4.show(model, version, pixel_bytes, controls.iterations, digit)
-lab.show(model, version, pixel_bytes, controls.iterations, controls.interactive)
+# ---------------------------------------------------------------- details on demand: only the open view runs
+tabs = st.tabs(list(digit_input.VIEWS.values()), key=digit_input.VIEW_KEY, on_change="rerun")
+for name, tab in zip(digit_input.VIEWS, tabs):
+    if not tab.open:
+        continue
+    with tab:
+        if name == "routing":
+            routing.show(model, version, pixel_bytes, pixels, res, digit, controls.iterations, meta)
+        elif name == "pose":
+            pose.show(model, res, digit)
+        elif name == "figure4":
+            figure4.show(model, version, pixel_bytes, controls.iterations, digit)
+        else:
+            lab.show(model, version, pixel_bytes, controls.iterations)

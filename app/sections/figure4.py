@@ -1,4 +1,4 @@
-"""Section 4: the paper's Fig. 4 for the inspected capsule, every pose dimension at once."""
+"""The Figure 4 view: the paper's Fig. 4 for the inspected capsule, every pose dimension at once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from app.cache import perturbation_grid, picture
 
 def show(model, version: str, pixel_bytes: bytes, iterations: int, digit: int) -> None:
     with st.container(key="grid"):
-        st.header(f"4 · Every dimension at once (the paper's Fig. 4), capsule {digit}", divider="gray")
+        st.subheader(f"Every dimension of capsule {digit} at once (the paper's Fig. 4)")
         st.markdown(
             f"Row $d$ decodes $v_{{{digit}}}$ with its dimension $d$ shifted by −0.25, −0.20, …, +0.25 "
             "(11 columns). All 176 images come from one batched call of the decoder."

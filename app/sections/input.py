@@ -1,6 +1,9 @@
-"""Section 1, left: where the digit comes from (canvas, MNIST sample, upload), the controls that
-apply to the whole page, and the 28x28 image the network sees. The share link (?sample=&capsule=
-&iters=) sets these controls on a session's first run and follows them afterwards."""
+"""The overview's left column: where the digit comes from (canvas, MNIST sample, upload) and the
+controls every view follows; and the page's state in the share link.
+
+The share link (?sample=&capsule=&iters=&view=&part=&primary=, plus the lab's values) sets the
+state on a session's first run, invalid values ignored, and follows it afterwards.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,24 @@ import streamlit as st
 from app import analysis as A
 from app import inputs
 from app.canvas import drawing_canvas
+from capsnet.model import NUM_PRIMARY
 from capsnet.preprocess import to_mnist
 
 MAX_ITERATIONS = 5
 DRAW, SAMPLE, UPLOAD = "Draw", "MNIST sample", "Upload a photo"
 SOURCES = [DRAW, SAMPLE, UPLOAD]
 AUTO = "auto"
+
+# The detailed views: share-link name -> tab label. The first is the default.
+VIEWS = {"routing": "Routing by agreement", "pose": "Pose explorer", "figure4": "Figure 4: every dimension",
+         "lab": "Equivariance lab"}  # fmt: skip
+DEFAULT_VIEW = "routing"
+VIEW_KEY = "view"  # the tabs' key: session state holds the open tab's label
+# The routing view's parts: share-link name -> label. Only the chosen part is computed.
+PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Parse tree",
+         "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
+DEFAULT_PART = "change"
+PART_KEY = "routing_part"
 
 
 @dataclass(frozen=True)
@@ -31,7 +46,6 @@ class Choice:
 class Controls:
     iterations: int
     capsule: str | int  # AUTO or a digit 0..9
-    interactive: bool
 
 
 def init_state(n_samples: int) -> None:
@@ -45,6 +59,8 @@ def init_state(n_samples: int) -> None:
         ("iterations", 3),
         ("capsule", AUTO),
         ("canvas_n", 0),
+        (VIEW_KEY, VIEWS[DEFAULT_VIEW]),
+        (PART_KEY, PARTS[DEFAULT_PART]),
     ):
         st.session_state.setdefault(key, default)
 
@@ -59,6 +75,31 @@ def _read_query_params(n_samples: int) -> None:
     capsule = qp.get("capsule", "")
     if capsule == AUTO or (capsule.isdigit() and int(capsule) < 10):
         st.session_state.capsule = capsule if capsule == AUTO else int(capsule)
+    if qp.get("view") in VIEWS:  # an unknown name keeps the default view
+        st.session_state[VIEW_KEY] = VIEWS[qp["view"]]
+    if qp.get("part") in PARTS:
+        st.session_state[PART_KEY] = PARTS[qp["part"]]
+    if qp.get("primary", "").isdigit() and int(qp["primary"]) < NUM_PRIMARY:
+        st.session_state.primary_i = int(qp["primary"])
+
+
+def view() -> str:
+    """The open view's share-link name."""
+    label = st.session_state.get(VIEW_KEY)
+    return next((name for name, text in VIEWS.items() if text == label), DEFAULT_VIEW)
+
+
+def part() -> str:
+    """The routing view's chosen part, by share-link name."""
+    label = st.session_state.get(PART_KEY)
+    return next((name for name, text in PARTS.items() if text == label), DEFAULT_PART)
+
+
+def open_primary(i: int) -> None:
+    """Open the routing view with its inspector on primary capsule i (call from a callback)."""
+    st.session_state.primary_i = int(i)
+    st.session_state[PART_KEY] = PARTS["inspector"]
+    st.session_state[VIEW_KEY] = VIEWS["routing"]
 
 
 def _clear_canvas() -> None:
@@ -69,17 +110,18 @@ def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
     """The source picker and the chosen source's widget."""
     source = st.radio("Input", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
     if source == DRAW:
-        st.caption("Draw one digit, 0 to 9, as large as the black square. Strokes can start anywhere.")
         n = st.session_state.canvas_n
         result = drawing_canvas(key="canvas" if n == 0 else f"canvas-{n}")
-        st.button("Clear the canvas", on_click=_clear_canvas)
+        st.button(
+            "Clear the canvas", on_click=_clear_canvas, help="Draw one digit, 0 to 9, as large as the square"
+        )
         return Choice(source, result.image_data, None)
     if source == SAMPLE:
         idx = st.selectbox(
             "MNIST test digit", range(len(samples)), key="sample",
             format_func=lambda i: inputs.sample_label(i, labels),
         )  # fmt: skip
-        st.image(A.upscale(samples[idx], 8), caption=f"Test-set digit, labelled {int(labels[idx])}")
+        st.image(A.upscale(samples[idx], 8), caption=f"Test-set digit #{idx}, labelled {int(labels[idx])}")
         return Choice(source, samples[idx], int(labels[idx]))
     upload = st.file_uploader(
         "A photo or scan of one digit: dark ink on light paper works",
@@ -97,48 +139,45 @@ def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
 
 
 def controls() -> Controls:
-    """The controls every section below follows."""
-    with st.container(horizontal=True, gap="large", vertical_alignment="bottom"):
-        iterations = st.slider("Routing iterations (the paper uses 3)", 1, MAX_ITERATIONS, key="iterations",
-                               width=320)  # fmt: skip
+    """The controls every stage and view follows."""
+    with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
+        iterations = st.slider("Routing iterations", 1, MAX_ITERATIONS, key="iterations", width=170,
+                               help="How many times routing by agreement updates c (Procedure 1). The paper uses 3; "
+                               "1 means no routing: c stays 0.1.")  # fmt: skip
         capsule = st.selectbox(
-            "Digit capsule to inspect below", [AUTO, *range(10)], key="capsule", width=260,
-            format_func=lambda c: "the predicted digit" if c == AUTO else f"digit {c}",
+            "Inspect digit capsule", [AUTO, *range(10)], key="capsule", width=150,
+            format_func=lambda c: "the prediction" if c == AUTO else f"digit {c}",
         )  # fmt: skip
-        interactive = st.toggle(
-            "Interactive charts",
-            key="interactive",
-            help="Off: the charts are pictures, quick for any browser. On: Plotly charts with hover for "
-            "exact values (slower to draw).",
-        )
-    return Controls(iterations, capsule, interactive)
+    return Controls(iterations, capsule)
 
 
 def write_query_params(choice: Choice, ctl: Controls, extra: dict[str, str] | None = None) -> None:
-    """The share link: these controls plus `extra` (the lab's values)."""
-    params = {"iters": str(ctl.iterations), "capsule": str(ctl.capsule), **(extra or {})}
+    """The share link: these controls, the open view (and routing part), plus `extra` (the lab's)."""
+    params = {"iters": str(ctl.iterations), "capsule": str(ctl.capsule), "view": view(), **(extra or {})}
     if choice.source == SAMPLE:
         params["sample"] = str(st.session_state.sample)
+    if params["view"] == "routing":
+        params["part"] = part()
+        if params["part"] == "inspector" and "primary_i" in st.session_state:
+            params["primary"] = str(st.session_state.primary_i)
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 
 
-def network_input(choice: Choice, col_in, col_seen) -> np.ndarray:
-    """The 28x28 MNIST-style image of the chosen input; stops the page with a hint if there is none."""
+def network_input(choice: Choice, where) -> np.ndarray | None:
+    """The 28x28 MNIST-style image of the chosen input, or None with a hint drawn in `where`."""
     pixels = None
     if choice.raw is not None:
         try:
             pixels = to_mnist(choice.raw)
         except (ValueError, TypeError) as e:
-            with col_in:
-                st.error(f"This image cannot be used: {e}")
+            where.error(f"This image cannot be used: {e}")
+            return None
     if pixels is None:
-        with col_seen:
-            if choice.source == DRAW:
-                st.info("Draw a digit in the black square: the network's answer appears here.")
-            elif choice.source == UPLOAD:
-                st.info("Upload a PNG or JPEG of a handwritten digit, or draw one instead.")
-            else:
-                st.info("This image holds no digit the network could read.")
-        st.stop()
+        if choice.source == DRAW:
+            where.info("Draw a digit in the black square: the network's answer appears here, stage by stage.")
+        elif choice.source == UPLOAD:
+            where.info("Upload a PNG or JPEG of a handwritten digit, or draw one instead.")
+        else:
+            where.info("This image holds no digit the network could read.")
     return pixels

@@ -1,4 +1,4 @@
-"""Section 5: the equivariance lab. Rotate, scale, shear and move the 28x28 image the network sees
+"""The lab view: the equivariance lab. Rotate, scale, shear and move the 28x28 image the network sees
 and compare CapsNet (lengths, pose, reconstruction) with the baseline CNN of capsnet.baseline;
 then sweep one transform across its range in one batched forward per model.
 
@@ -18,7 +18,6 @@ import streamlit as st
 import capsnet
 from app import analysis as A
 from app import cache
-from app import figures as F
 from app.cache import picture
 from capsnet.transforms import DEFAULTS, FAMILIES, RANGES, clamp_params
 
@@ -122,7 +121,7 @@ def _answer(name: str, scores: np.ndarray, what: str) -> str:
 
 
 @st.fragment
-def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interactive: bool) -> None:
+def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int) -> None:
     """Reruns alone when a slider or the sweep family changes (the page above is not redone)."""
     col_ctl, col_img, col_caps, col_cnn = st.columns([1.1, 0.7, 1.1, 1.1], gap="medium")
     with col_ctl:
@@ -173,23 +172,19 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interact
     x_title = AXIS_TITLES[family]
     left, right = st.columns(2, gap="medium")
 
-    def chart(series: np.ndarray, ylabel: str, key: str) -> None:
-        """Lines along the sweep: a Plotly chart with hover when interactive, else a picture."""
-        if interactive:
-            fig = F.sweep_lines(values, series, followed, x_title, ylabel, now)
-            st.plotly_chart(fig, key=f"{key}_chart")
-        else:
-            st.image(picture("sweep_lines_image", values, series, followed, x_title, ylabel, now,
-                             shown_width=460), output_format="PNG")  # fmt: skip
+    def chart(series: np.ndarray, ylabel: str) -> None:
+        """Lines along the sweep, the sliders' value marked."""
+        st.image(picture("sweep_lines_image", values, series, followed, x_title, ylabel, now, shown_width=460),
+                 output_format="PNG")  # fmt: skip
 
     with left, st.container(key="lab_sweep_capsnet"):
-        chart(sw["lengths"], "length |v_j|", "lab_sweep_capsnet")
+        chart(sw["lengths"], "length |v_j|")
         st.caption(f"CapsNet: the 10 capsule lengths along the sweep (capsule {followed} thick).")
     with right, st.container(key="lab_sweep_cnn"):
         if sw["cnn_probs"] is None:
             st.info("No CNN loaded.")
         else:
-            chart(sw["cnn_probs"], "probability", "lab_sweep_cnn")
+            chart(sw["cnn_probs"], "probability")
             st.caption(f"The CNN: its 10 probabilities along the sweep (digit {followed} thick).")
 
     poses = sw["poses"][:, followed]  # (S, 16)
@@ -199,7 +194,7 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int, interact
         st.markdown(
             f"**The 16 pose dimensions of capsule {followed} along the sweep**, as the change from "
             f"the untransformed digit's pose (white = unchanged, red = larger, blue = smaller, "
-            f"scale ±{limit:.3f}). Equivariance would show as smooth colour gradients across a row."
+            f"scale ±{A.fmt2(limit)}). Equivariance would show as smooth colour gradients across a row."
         )
         st.image(picture("pose_change_image", change, values, limit), output_format="PNG")
         st.image(picture("diverging_colorbar_image", limit), output_format="PNG")
@@ -258,9 +253,9 @@ def _robustness(result: dict) -> None:
     )
 
 
-def show(model, version: str, pixel_bytes: bytes, iterations: int, interactive: bool) -> None:
+def show(model, version: str, pixel_bytes: bytes, iterations: int) -> None:
     with st.container(key="lab"):
-        st.header("5 · Equivariance lab: transform the digit", divider="gray")
+        st.subheader("Transform the digit: does the capsule follow?")
         st.markdown(
             "Capsules were built for **equivariance**: a transformed digit should keep its capsule "
             "*long* (it is still there) while its *pose* follows the change. The paper's evidence "
@@ -281,7 +276,7 @@ def show(model, version: str, pixel_bytes: bytes, iterations: int, interactive: 
                 f"{cnn_meta.get('epochs')} epochs."
             )
         cnn_version = str(cache.cnn_checkpoint_path()) if cnn is not None else "no CNN"
-        _lab(model, cnn, f"{version}|{cnn_version}", pixel_bytes, iterations, interactive)
+        _lab(model, cnn, f"{version}|{cnn_version}", pixel_bytes, iterations)
         measured = _measured_robustness(cnn is not None)
         if measured is not None:
             with st.container(key="lab_measured"):

@@ -1,4 +1,4 @@
-"""Section 3: the pose explorer. 16 sliders nudge the inspected capsule's pose and the decoder
+"""The pose view: the pose explorer. 16 sliders nudge the inspected capsule's pose and the decoder
 redraws it, beside the unperturbed reconstruction and the difference: in the browser while a
 slider moves (app/pose_sliders.py), and here when it is released."""
 
@@ -43,7 +43,7 @@ def _explorer(model, poses: np.ndarray, d: int) -> None:
 def show(model, res: dict, digit: int) -> None:
     lengths, pred = res["lengths"], res["prediction"]
     with st.container(key="pose"):
-        st.header(f"3 · Pose: what the 16 numbers of capsule {digit} encode", divider="gray")
+        st.subheader(f"What the 16 numbers of capsule {digit} encode")
         as_if = (
             "" if digit == pred
             else f" The network says {pred}; decoding capsule {digit} shows the input *as if* it were a {digit}."

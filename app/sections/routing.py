@@ -1,14 +1,15 @@
-"""Section 2: routing by agreement for the inspected digit capsule j.
+"""The routing view: routing by agreement for the inspected digit capsule j, in five parts of
+which only the chosen one is computed.
 
 In a trained paper model the coupling coefficients c move only a little from 0.1 (the votes
 u_hat are short, so u_hat . v moves the logits b by hundredths), yet a few capsules with long votes
-can more than double |s_j|. Every view here shows those small, real changes on a scale taken
-from this input's data, with the scale printed, and the text says how much routing did.
+can more than double |s_j|. How far c moved is defined once (analysis.coupling_move: the 1152
+primary capsules, digit j, the last iteration) and every part quotes it the same way; every Δc
+picture uses its colour range.
 
-Views, each in its own keyed container: votes and agreement (`votes`), how c changed per iteration
-(`routing_change`), the parse tree (`parse_tree`), does routing matter (`routing_ablation`), one
-primary capsule (`inspector`). An expander above them runs the same views with a routing gain
-(not the paper).
+Parts, each in its own keyed container: how c changed (`routing_change`), votes and agreement
+(`votes`), the parse tree (`parse_tree`), does routing matter (`routing_ablation`), one primary
+capsule (`inspector`). An expander above them runs the same parts with a routing gain (not the paper).
 """
 
 from __future__ import annotations
@@ -20,37 +21,47 @@ import capsnet
 from app import analysis as A
 from app import figures as F
 from app.cache import forward, picture
+from app.sections import input as state
 
 ITER_COUPLING_WIDTH = 760  # px: the absolute coupling picture of an iteration
 MAX_GAIN = 20.0
 
 
 def show(model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict, digit: int,
-         iterations: int, meta: dict, interactive: bool) -> None:  # fmt: skip
+         iterations: int, meta: dict) -> None:  # fmt: skip
     with st.container(key="routing"):
-        st.header(f"2 · Routing by agreement, shown for digit {digit}", divider="gray")
-        _intro()
+        _intro(digit)
         gain = _gain_control()
         if gain != 1.0:  # the experiment: the same views, with b += gain * (u_hat . v)
             res = forward(model, version, pixel_bytes, iterations, gain)
             st.warning(
-                f"**Experiment, not the paper:** the views below route with gain λ = {gain:g} "
-                f"($b_{{ij}} \\mathrel{{+}}= {gain:g}\\,\\hat u_{{j|i}}\\cdot v_j$). Sections 1, 3 and 4 "
-                f"keep the paper's routing (λ = 1). Here the prediction is **{res['prediction']}**, "
+                f"**Experiment, not the paper:** this view routes with gain λ = {gain:g} "
+                f"($b_{{ij}} \\mathrel{{+}}= {gain:g}\\,\\hat u_{{j|i}}\\cdot v_j$). The overview and the other "
+                f"views keep the paper's routing (λ = 1). Here the prediction is **{res['prediction']}**, "
                 f"|v{digit}| = {res['lengths'][digit]:.2f}."
             )
-        _votes(res, digit, gain)
-        _how_c_changed(pixels, res, digit, interactive)
-        _parse_tree(res, digit)
-        _ablation(res, digit, gain, meta)
-        _inspector(pixels, res, digit)
+        move = A.coupling_move(res["coupling"], digit)
+        st.segmented_control("Part", list(state.PARTS.values()), key=state.PART_KEY, required=True,
+                             label_visibility="collapsed")  # fmt: skip
+        part = state.part()
+        if part == "change":
+            _how_c_changed(pixels, res, digit, move)
+        elif part == "votes":
+            _votes(res, digit, move)
+        elif part == "tree":
+            _parse_tree(res, digit)
+        elif part == "ablation":
+            _ablation(res, digit, gain, meta, move)
+        else:
+            _inspector(pixels, res, digit)
 
 
-def _intro() -> None:
+def _intro(digit: int) -> None:
     st.markdown(
-        "Each primary capsule $i$ predicts every digit capsule: $\\hat u_{j|i} = W_{ij} u_i$ (its *vote*). "
-        "The coupling coefficients $c_{ij}$ decide how much of capsule $i$'s vote goes to digit $j$. "
-        "They start uniform ($1/10$) and move towards the digits whose output agrees with the vote:"
+        f"Shown for digit capsule **{digit}** (choose another in the overview). Each primary capsule $i$ "
+        "predicts every digit capsule, $\\hat u_{j|i} = W_{ij} u_i$ (its *vote*); the coupling coefficients "
+        "$c_{ij}$ decide how much of that vote goes to digit $j$. They start uniform (0.1) and move towards "
+        "the digits whose output agrees with the vote:"
     )
     st.latex(
         r"c_{ij} = \frac{e^{b_{ij}}}{\sum_k e^{b_{ik}}},\quad s_j = \sum_i c_{ij}\,\hat u_{j|i},"
@@ -70,8 +81,8 @@ def _gain_control() -> float:
     return float(gain)
 
 
-# ---------------------------------------------------------------- 1. votes and agreement
-def _votes(res: dict, digit: int, gain: float) -> None:
+# ---------------------------------------------------------------- votes and agreement
+def _votes(res: dict, digit: int, move: A.CouplingMove) -> None:
     c, u_hat, v = res["coupling"], res["u_hat"], res["poses_per_iter"]  # (T,1152,10), (1152,10,16), (T,10,16)
     T = c.shape[0]
     u_j = u_hat[:, digit]  # (1152, 16)
@@ -81,79 +92,55 @@ def _votes(res: dict, digit: int, gain: float) -> None:
     vote_len = np.linalg.norm(u_j, axis=-1)  # (1152,)
     contribution = c[:, :, digit] * vote_len  # (T, 1152)
     delta = A.coupling_change(c)[:, :, digit]  # (T, 1152)
-    limit = A.symmetric_limit(delta[-1], 0.99)
     growth = A.vote_growth(c, u_hat, v, digit)
     with st.container(key="votes"):
-        st.subheader("Votes and agreement")
         st.markdown(
             f"Each point is one of the 1152 votes $\\hat u_{{{digit}|i}}$, drawn in a plane whose "
             f"horizontal axis is the direction of $v_{{{digit}}}$ (so a vote's x is how much it agrees). "
             f"Its **area** is what it adds to $s_{{{digit}}}$ ($c_{{i{digit}}}|\\hat u_{{{digit}|i}}|$), its "
-            f"**colour** how $c_{{i{digit}}}$ moved from 0.1 (red up, blue down; the colour bar prints the "
-            f"range, which clips the 1% largest changes). The black path is $s_{{{digit}}}$ after each "
-            f"iteration. Press ▶ to step through the iterations.\n\n**This input:** "
+            f"**colour** how $c_{{i{digit}}}$ moved from 0.1: red rose, blue fell, on ±{A.fmt2(move.limit)}. "
+            f"The orange-red path is $s_{{{digit}}}$ after each iteration. Press ▶ to step through the "
+            f"iterations.\n\n**This input:** "
             + A.growth_sentence(growth)
-            + (
-                f" The typical vote is short (median $|\\hat u| = {np.median(vote_len):.3f}$), so "
-                f"$\\hat u\\cdot v$ moves $b$ by little and most colours stay pale: "
-                f"99% of $c_{{i{digit}}}$ lie within ±{limit:.3f} of 0.1."
-                if T > 1
-                else " With one iteration c stays uniform: nothing moves."
-            )
+            + f" The typical vote is short (median $|\\hat u| = {np.median(vote_len):.3f}$), so "
+            f"$\\hat u\\cdot v$ moves $b$ by little and most colours stay pale. " + A.move_sentence(move)
         )
-        fig = F.votes_animation(x, y, contribution, delta, path, res["primary_len"], digit, limit=limit,
-                                path_name=f"s{digit}")  # fmt: skip
+        fig = F.votes_animation(x, y, contribution, delta, path, res["primary_len"], digit, limit=move.limit,
+                                beyond=move.beyond, path_name=f"s{digit}")  # fmt: skip
         st.plotly_chart(fig, key="votes_chart", alt=f"The 1152 votes for digit {digit} over {T} iterations")
 
 
-# ---------------------------------------------------------------- 2. how c changed
-def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, interactive: bool) -> None:
+# ---------------------------------------------------------------- how c changed
+def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, move: A.CouplingMove) -> None:
     c = res["coupling"]
     T = c.shape[0]
     delta = A.coupling_change(c)[:, :, digit]  # (T, 1152)
     entropy = A.coupling_entropy(c)
     with st.container(key="routing_change"):
-        st.subheader("How c changed")
         absolute = st.toggle(
             "Absolute scale (c on 0..1)", key="absolute_c",
             help="The honest absolute picture: on a 0..1 scale c looks uniform, because it barely moves.",
         )  # fmt: skip
-        moved = np.abs(delta[-1]) > 0.01
-        summary = (
-            f"After {T} iteration{'s' if T > 1 else ''}, {moved.mean():.1%} of the 1152 primary capsules "
-            f"moved their $c_{{i{digit}}}$ by more than ±0.01; the largest change is "
-            f"{np.abs(delta[-1]).max():+.3f}. "
-        )
         if absolute:
-            _absolute_maps(summary, c, res["primary_len"], digit, interactive)
+            _absolute_maps(c, res["primary_len"], digit)
         else:
-            _change_maps(summary, pixels, delta, res["logits"][:, :, digit], digit, interactive)
+            _change_maps(pixels, delta, res["logits"][:, :, digit], digit, move)
         left, right = st.columns(2, gap="large")
         with left:
             drop = 1000 * (np.log2(10) - entropy[-1])
             st.markdown(
-                f"Mean entropy of $c_i$ falls {drop:.2f} millibits below uniform ($\\log_2 10 = 3.32$ bits) "
-                f"by iteration {T}: "
+                f"Mean entropy of $c_i$ over the 1152 primary capsules falls {drop:.2f} millibits below "
+                f"uniform ($\\log_2 10 = 3.32$ bits) by iteration {T}: "
                 + ("routing sharpens c noticeably." if drop > 50 else "c stays close to uniform.")
             )
-            if interactive:
-                st.plotly_chart(F.entropy_line(entropy, zoom=True), key="entropy_chart",
-                                alt="Mean entropy of the coupling coefficients per iteration")  # fmt: skip
-            else:
-                st.image(
-                    picture("entropy_drop_image", entropy, shown_width=460), width=460, output_format="PNG"
-                )
+            st.image(picture("entropy_drop_image", entropy, shown_width=460), width=460, output_format="PNG")
         with right:
             lpi, pred = res["lengths_per_iter"], res["prediction"]
             st.markdown(
                 f"Each digit capsule's length $|v_j|$ after each iteration; digit {pred} ends at {lpi[-1, pred]:.2f}."
             )
-            if interactive:
-                st.plotly_chart(F.lengths_over_iterations(lpi, pred), key="lengths_chart",
-                                alt="Capsule lengths after each routing iteration")  # fmt: skip
-            else:
-                st.image(picture("lengths_over_iterations_image", lpi, pred, shown_width=460), width=460,
-                         output_format="PNG")  # fmt: skip
+            st.image(picture("lengths_over_iterations_image", lpi, pred, shown_width=460), width=460,
+                     output_format="PNG")  # fmt: skip
         shares = res["agreement"][-1, :, digit]  # (1152,) each capsule's share of |s_j|
         ink = A.ink_weighted_evidence(shares, pixels)
         st.markdown(
@@ -164,100 +151,71 @@ def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, interactive: bool)
             f"hold {ink.no_ink:+.2f} of it, drawn nowhere."
         )
         ev = np.clip(ink.map, 0.0, None)
-        if interactive:
-            st.plotly_chart(F.evidence_overlay(pixels, ev, float(ev.max())), key="evidence_chart",
-                            alt=f"Support for {digit} on the ink")  # fmt: skip
-        else:
-            st.image(picture("evidence_image", pixels, ev, float(ev.max())),
-                     caption=f"support for {digit} on the ink", output_format="PNG")  # fmt: skip
+        st.image(picture("evidence_image", pixels, ev, float(ev.max())),
+                 caption=f"support for {digit} on the ink", output_format="PNG")  # fmt: skip
 
 
-def _change_maps(summary: str, pixels: np.ndarray, delta: np.ndarray, b_j: np.ndarray, digit: int,
-                 interactive: bool) -> None:  # fmt: skip
-    """Per iteration: delta c per type, delta c over the receptive fields, the logits b; each on a
-    symmetric range from this input's data (99th percentile of |values|), printed."""
+def _change_maps(
+    pixels: np.ndarray, delta: np.ndarray, b_j: np.ndarray, digit: int, move: A.CouplingMove
+) -> None:
+    """Per iteration: delta c per type, delta c on the ink, the logits b; delta c on the colour range
+    of `move`, the others on their own printed ranges."""
     T = delta.shape[0]
-    d_lim = A.symmetric_limit(delta, 0.99)
     b_lim = A.symmetric_limit(b_j, 0.99)
-    fields = [A.field_map(delta[t]) for t in range(T)]  # (28, 28) each: delta c summed over the fields
-    f_lim = A.symmetric_limit(np.stack(fields))
+    on_ink = [A.field_map(delta[t], ink=pixels) for t in range(T)]  # (28, 28) each, 0 off the ink
+    f_lim = A.symmetric_limit(np.stack(on_ink))
     st.markdown(
-        summary + "Below, per iteration: **left**, $\\Delta c = c_{i%d} - 0.1$ for the 32 capsule types "
-        "(panels) on the 6×6 grid, on ±%.3f; **middle**, $\\Delta c$ summed over the 32 types "
-        "and spread over each grid position's 17×17 receptive field on the input, on ±%.3f; "
-        "**right**, the routing logits $b_{i%d}$ that gave this iteration's c, on ±%.3f. "
-        "Red is up, blue down, white unchanged. Each colour bar's range is the 99th percentile "
-        "of |values|: brighter cells are clipped." % (digit, d_lim, f_lim, digit, b_lim)
+        A.move_sentence(move)
+        + f" Below, per iteration: **left**, $\\Delta c = c_{{i{digit}}} - 0.1$ for the 32 capsule types "
+        f"(numbered panels) on the 6×6 grid, on ±{A.fmt2(move.limit)}; **middle**, $\\Delta c$ summed over the "
+        f"32 types at each grid position and spread over the ink of its 17×17 receptive field, on "
+        f"±{A.fmt2(f_lim)} (the largest value, nothing clipped); **right**, the routing logits $b_{{i{digit}}}$ "
+        f"that gave this iteration's c, on ±{A.fmt2(b_lim)} (99th percentile of |b| over all iterations). "
+        "Red is up, blue down, white unchanged."
     )
-    if not interactive:  # the Plotly charts carry their own colour bars
-        st.image(
-            [picture("diverging_colorbar_image", d_lim), picture("diverging_colorbar_image", f_lim),
-             picture("diverging_colorbar_image", b_lim, digits=2)],
-            caption=[f"Δc: ±{d_lim:.3f}", f"Δc over the input: ±{f_lim:.3f}", f"b: ±{b_lim:.2f}"],
-            output_format="PNG",
-        )  # fmt: skip
+    bars = st.columns(3, gap="medium")
+    for col, limit, name in zip(bars, (move.limit, f_lim, b_lim), ("Δc", "Δc on the ink", "b")):
+        col.image(picture("diverging_colorbar_image", limit), caption=f"{name}: ±{A.fmt2(limit)}",
+                  output_format="PNG")  # fmt: skip
     for t in range(T):
         st.subheader(f"Iteration {t + 1}")
-        delta_grid, b_grid = A.type_grid(A.type_maps(delta[t])), A.type_grid(A.type_maps(b_j[t]))
-        if interactive:
-            left, middle, right = st.columns([1.6, 1, 1.6])
-            left.plotly_chart(F.change_type_grid_figure(delta_grid, d_lim), key=f"delta_types_{t}",
-                              alt=f"Δc to {digit} per type in iteration {t + 1}")  # fmt: skip
-            middle.plotly_chart(F.signed_field_overlay(pixels, fields[t], f_lim), key=f"delta_field_{t}",
-                                alt=f"Δc to {digit} over the input in iteration {t + 1}")  # fmt: skip
-            right.plotly_chart(F.change_type_grid_figure(b_grid, b_lim, name="b"), key=f"logits_types_{t}",
-                               alt=f"b to {digit} per type in iteration {t + 1}")  # fmt: skip
-        else:
-            st.image(
-                [picture("diverging_grid_image", delta_grid, d_lim, px=6),
-                 picture("signed_overlay_image", pixels, fields[t], f_lim),
-                 picture("diverging_grid_image", b_grid, b_lim, px=6)],
-                caption=[f"Δc to {digit}, 32 types × 6×6" + (" (uniform by definition)" if t == 0 else ""),
-                         "Σ Δc over receptive fields, on the input", f"b to {digit}, 32 types × 6×6"],
-                output_format="PNG",
-            )  # fmt: skip
+        beyond = A.saturated(delta[t], move.limit)
+        left, middle, right = st.columns([1.45, 1, 1.45], gap="medium")
+        left.image(picture("type_grid_image", A.type_maps(delta[t]), move.limit), output_format="PNG",
+                   caption=f"Δc to {digit} per type"
+                   + (" (uniform by definition)" if t == 0 else f"; {beyond} beyond ±{A.fmt2(move.limit)}"))  # fmt: skip
+        middle.image(picture("signed_overlay_image", pixels, on_ink[t], f_lim), output_format="PNG",
+                     caption=f"Δc to {digit} on the ink")  # fmt: skip
+        right.image(picture("type_grid_image", A.type_maps(b_j[t]), b_lim), output_format="PNG",
+                    caption=f"b to {digit} per type")  # fmt: skip
 
 
-def _absolute_maps(
-    summary: str, c: np.ndarray, primary_len: np.ndarray, digit: int, interactive: bool
-) -> None:
+def _absolute_maps(c: np.ndarray, primary_len: np.ndarray, digit: int) -> None:
     """Per iteration: all c on the fixed 0..1 scale, and sum over types of c|u| on the 6x6 grid."""
     T = c.shape[0]
     st.markdown(
-        summary + "Below, per iteration: all $c_{ij}$ on the fixed 0..1 scale (10 digits × 1152 capsules), "
+        "Per iteration: all $c_{ij}$ on the fixed 0..1 scale (10 digits × 1152 capsules), "
         "and $\\sum_{\\text{types}} c_{i%d}|u_i|$ on the 6×6 grid." % digit
     )
-    if not interactive:
-        st.image(
-            picture("colorbar_image"),
-            caption="c, the same 0..1 scale in every iteration",
-            output_format="PNG",
-        )
+    st.image(
+        picture("colorbar_image"), caption="c, the same 0..1 scale in every iteration", output_format="PNG"
+    )
     pos_maps = [A.type_position_map(c[t, :, digit], primary_len).sum(axis=0) for t in range(T)]
     pos_min, pos_max = min(float(m.min()) for m in pos_maps), max(float(m.max()) for m in pos_maps)
     for t in range(T):
         st.subheader(f"Iteration {t + 1}")
-        if interactive:
-            left, right = st.columns([2.6, 1])
-            left.plotly_chart(F.coupling_heatmap(c[t], highlight=digit), key=f"coupling_{t}",
-                              alt=f"Coupling coefficients in iteration {t + 1}")  # fmt: skip
-            right.plotly_chart(F.position_map(pos_maps[t], pos_max, pos_min), key=f"coupling_position_{t}",
-                               alt=f"c·|u| to {digit} per grid position in iteration {t + 1}")  # fmt: skip
-        else:
-            st.image(
-                [picture("coupling_image", c[t], highlight=digit, shown_width=ITER_COUPLING_WIDTH),
-                 picture("position_image", pos_maps[t], pos_max, pos_min)],
-                caption=["c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col",
-                         f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)"],
-                output_format="PNG",
-            )  # fmt: skip
+        left, right = st.columns([3, 1], gap="medium")
+        left.image(picture("coupling_image", c[t], highlight=digit, shown_width=ITER_COUPLING_WIDTH),
+                   output_format="PNG",
+                   caption="c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col")  # fmt: skip
+        right.image(picture("position_image", pos_maps[t], pos_max, pos_min), output_format="PNG",
+                    caption=f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)")  # fmt: skip
 
 
-# ---------------------------------------------------------------- 3. parse tree
+# ---------------------------------------------------------------- parse tree
 def _parse_tree(res: dict, digit: int) -> None:
     T = res["coupling"].shape[0]
     with st.container(key="parse_tree"):
-        st.subheader("The parse tree this input gets")
         cols = st.columns([1, 1, 2])
         t = cols[0].selectbox("Iteration", range(1, T + 1), index=T - 1, key="tree_iteration") - 1
         group = cols[1].radio(
@@ -277,13 +235,12 @@ def _parse_tree(res: dict, digit: int) -> None:
                         alt=f"Parse tree: primary capsules to digit capsules in iteration {t + 1}")  # fmt: skip
 
 
-# ---------------------------------------------------------------- 4. does routing matter?
-def _ablation(res: dict, digit: int, gain: float, meta: dict) -> None:
+# ---------------------------------------------------------------- does routing matter?
+def _ablation(res: dict, digit: int, gain: float, meta: dict, move: A.CouplingMove) -> None:
     lpi, T = res["lengths_per_iter"], res["coupling"].shape[0]
     result = A.Ablation(lpi[0], lpi[-1], T, gain)  # iteration 1 of any forward is uniform coupling
     with st.container(key="routing_ablation"):
-        st.subheader("Does routing matter here?")
-        st.markdown(A.routing_summary_sentence(res["coupling"], result))
+        st.markdown(A.outcome_sentence(result) + " " + A.move_sentence(move))
         left, right = st.columns(2, gap="large")
         with left:
             st.plotly_chart(F.ablation_bars(lpi[0], lpi[-1], T, gain), key="ablation_chart",
@@ -339,7 +296,7 @@ def _paper_comparison(one: float | None, three: float | None) -> str:
     return f"{paper} (3 iterations gain 0.04 points there); {ours}."
 
 
-# ---------------------------------------------------------------- 6. one primary capsule
+# ---------------------------------------------------------------- one primary capsule
 def _inspector(pixels: np.ndarray, res: dict, digit: int) -> None:
     c, b, u_hat = res["coupling"], res["logits"], res["u_hat"]
     shares = res["agreement"][-1, :, digit]  # (1152,)

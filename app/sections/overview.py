@@ -1,0 +1,98 @@
+"""The overview: the whole network on one screen, drawn with this input's numbers.
+
+Six stages in the paper's order, each with its symbol and tensor shape: the input x, Conv1's 256
+feature maps, the 1152 primary capsules u_i, routing (where c to the inspected digit rose and
+fell, on the ink), the 10 digit capsules v_j and the decoder's reconstruction. Above them, one
+sentence says what the network reads and whether routing changed it. A click on a digit capsule
+inspects it; a click on a primary capsule opens it in the routing view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import analysis as A
+from app import figures as F
+from app.cache import picture
+from app.sections import input as state
+
+PRIMARY_CHART, DIGIT_CHART = "overview_primary", "overview_digits"
+STAGE_PX = 150  # height of every stage's picture or chart
+
+
+def _inspect_digit() -> None:
+    """A click on a DigitCaps bar: inspect that digit everywhere on the page."""
+    points = st.session_state[DIGIT_CHART].selection.points
+    if points:
+        st.session_state.capsule = int(points[0]["x"])
+
+
+def _open_primary() -> None:
+    """A click on a PrimaryCaps cell: the routing view, its inspector on that capsule."""
+    points = [p for p in st.session_state[PRIMARY_CHART].selection.points if p.get("customdata")]
+    if points:
+        state.open_primary(int(points[0]["customdata"][0]))
+
+
+def _stage(title: str, shape: str) -> None:
+    st.markdown(f"**{title}** · {shape}")
+
+
+def show(col, pixels: np.ndarray, res: dict, conv1: np.ndarray, recon: np.ndarray, digit: int,
+         label: int | None) -> None:  # fmt: skip
+    """Draw the prediction and the six stages in `col`. conv1: (256, 20, 20) ReLU maps; recon: the
+    decoder's (28, 28) from v_digit; digit: the inspected digit capsule."""
+    lengths, pred, T = res["lengths"], res["prediction"], len(res["coupling"])
+    result = A.Ablation(res["lengths_per_iter"][0], lengths, T, 1.0)  # iteration 1 is uniform c
+    with col:
+        with st.container(key="prediction"):
+            left, right = st.columns([0.2, 0.8], gap="small", vertical_alignment="center")
+            left.metric("Prediction", str(pred), delta=f"|v{pred}| = {lengths[pred]:.2f}", delta_color="off",
+                        delta_arrow="off", border=True)  # fmt: skip
+            note = (
+                "" if label is None else f" MNIST label: {label} ({'correct' if label == pred else 'wrong'})."
+            )
+            right.markdown(A.overview_sentence(result) + note)
+
+        top = st.columns([0.8, 1.05, 2.15], gap="small")
+        with top[0]:
+            _stage("1 · Input x", "28×28")
+            st.image(picture("digit_image", pixels, 5), output_format="PNG", caption="what the network sees")
+        with top[1]:
+            _stage("2 · Conv1", "256 × 20×20")
+            mosaic = A.stitch(conv1, 16, 16, gap=1, fill=np.nan)
+            top_act = float(np.quantile(conv1[conv1 > 0], 0.99)) if np.any(conv1 > 0) else 1.0
+            st.image(picture("activation_mosaic_image", mosaic, top_act, shown_width=STAGE_PX + 24),
+                     output_format="PNG", caption="256 ReLU maps, 0 to their 99th percentile")  # fmt: skip
+        with top[2]:
+            _stage("3 · PrimaryCaps u_i", "1152 × 8 = 32 types × 6×6")
+            u = res["primary_len"]
+            st.plotly_chart(
+                F.primary_capsules_figure(u, st.session_state.get("primary_i"), height=STAGE_PX + 40),
+                key=PRIMARY_CHART, on_select=_open_primary, selection_mode="points",
+                config={"displayModeBar": False}, alt="The 1152 primary capsule lengths by type and grid position",
+            )  # fmt: skip
+            st.caption(
+                f"|u_i| from {u.min():.2f} (dark) to {u.max():.2f} (yellow); click a capsule to inspect it"
+            )
+
+        bottom = st.columns([1.05, 1.95, 1], gap="small")
+        with bottom[0]:
+            _stage(f"4 · Routing c_i{digit}", f"{T} iteration{'s' if T > 1 else ''}")
+            delta = A.coupling_change(res["coupling"][-1, :, digit])  # (1152,)
+            on_ink = A.field_map(delta, ink=pixels)  # (28, 28), 0 off the ink
+            limit = A.symmetric_limit(on_ink)
+            st.image(picture("signed_overlay_image", pixels, on_ink, limit, px=5), output_format="PNG",
+                     caption=f"Δc to {digit} on the ink: red rose, blue fell")  # fmt: skip
+        with bottom[1]:
+            _stage("5 · DigitCaps v_j", "10 × 16; length = presence")
+            st.plotly_chart(
+                F.digit_capsules_figure(lengths, pred, digit, height=STAGE_PX), key=DIGIT_CHART,
+                on_select=_inspect_digit, selection_mode="points", config={"displayModeBar": False},
+                alt=f"The 10 digit capsule lengths: {pred} is the longest",
+            )  # fmt: skip
+            st.caption(f"|v_j|; click a bar to inspect that capsule (now: {digit})")
+        with bottom[2]:
+            _stage("6 · Decoder", "v → 28×28")
+            st.image(picture("digit_image", recon, 5), output_format="PNG", caption=f"redrawn from v{digit}")
