@@ -223,6 +223,22 @@ def make_optimizer(model: nn.Module, lr: float, speed: Speed) -> torch.optim.Ada
     return torch.optim.Adam(model.parameters(), lr=lr)
 
 
+def rng_state(device: torch.device) -> dict[str, Tensor]:
+    """The global generators dropout draws from (the CPU's, and the device's on CUDA): saved with the
+    resume state so a resumed run draws the masks an uninterrupted one would. Every process seeds
+    them alike and draws alike, so rank 0's state is every rank's."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def match_state_layout(opt: torch.optim.Optimizer) -> None:
     """Give Adam's moments the memory format of their parameters (after a resume that changed
     --channels-last): the fused kernel walks both with the parameter's strides."""
@@ -492,6 +508,10 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
                 file=sys.stderr,
             )
             return 2
+        if "rng" in state:
+            set_rng_state(state["rng"], device)
+        else:  # written before the state was saved: only dropout (the CNNs') is affected
+            say(f"note: {rpath} holds no random-generator state; dropout masks will differ", file=sys.stderr)
         start_epoch, history = int(state["epoch"]), list(state["history"])
         train_seconds = float(state["train_seconds"])
         say(f"resuming after epoch {start_epoch} of {args.epochs} from {rpath}", file=sys.stderr)
@@ -586,6 +606,7 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
                 epoch=epoch + 1,
                 history=history,
                 train_seconds=train_seconds,
+                rng=rng_state(device),
                 val_images=len(val_x),
             )
     distributed.barrier(world)  # nobody leaves before rank 0 has written the last epoch

@@ -94,6 +94,29 @@ def test_arch_cnn_trains_the_baseline_saves_it_in_its_own_format_and_resumes(tin
     assert json.loads(out.with_suffix(".json").read_text())["epochs"] == 2
 
 
+@pytest.mark.parametrize("arch", ["capsnet", "cnn"])  # cnn-unpooled: the same class and dropout as cnn
+def test_a_resumed_run_ends_bit_for_bit_where_an_uninterrupted_one_does(
+    arch, tiny_mnist, tmp_path, one_thread
+):
+    """1 epoch + --resume for a second against 2 epochs in one go: the same weights, every tensor, and
+    the same history (the CNN's dropout masks included)."""
+    from capsnet.checkpoint import read_checkpoint
+
+    whole, parts = tmp_path / "whole.pt", tmp_path / "parts.pt"
+    assert train_main([*tiny_run(tiny_mnist, whole, steps=2), "--arch", arch, "--epochs", "2"]) == 0
+    assert train_main([*tiny_run(tiny_mnist, parts, steps=2), "--arch", arch, "--epochs", "1"]) == 0
+    assert (
+        train_main([*tiny_run(tiny_mnist, parts, steps=2), "--arch", arch, "--epochs", "2", "--resume"]) == 0
+    )
+    a, b = read_checkpoint(whole)["state_dict"], read_checkpoint(parts)["state_dict"]
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    same = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "lr")
+    histories = [json.loads(p.with_suffix(".json").read_text())["history"] for p in (whole, parts)]
+    kept = [[{k: e[k] for k in same} for e in h] for h in histories]
+    assert len(kept[0]) == 2 and kept[0] == kept[1]
+
+
 def test_cnn_loss_is_cross_entropy_and_counts_correct_predictions():
     from capsnet.baseline import BaselineCNN
     from capsnet.train import CrossEntropyLoss
