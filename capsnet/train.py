@@ -42,7 +42,7 @@ from .model import CapsNet, count_parameters, training_loss
 
 VAL_SPLIT_SEED = 2017  # the validation digits are the same for every --seed: runs compare on one set
 SPEED_FLAGS = {
-    "compile": "torch.compile the training step (falls back to eager, with a warning, if it fails)",
+    "compile": "torch.compile the training step (falls back to eager, with a warning, if it cannot compile)",
     "amp": "bf16 autocast in the training step",
     "tf32": "TF32 matmuls and convolutions for what stays fp32 (Ampere or newer)",
     "channels_last": "channels-last memory format for the convolutions",
@@ -312,10 +312,45 @@ def check_resume_format(state: dict, args) -> None:
         raise CheckpointError(f"it holds a different network ({found}) than --arch {args.arch}")
 
 
+def compile_errors() -> tuple[type[BaseException], ...]:
+    """What torch.compile raises when it cannot compile a function (no C++ compiler, no Triton, an
+    unsupported op, a backend that fails): Dynamo's errors, which wrap the backend's, and Inductor's
+    own. Out-of-memory and other errors of running the step are not among them."""
+    try:
+        from torch._dynamo.exc import TorchDynamoException
+        from torch._inductor import exc as inductor
+    except ImportError:  # a torch without them has no compiler to fail either
+        return ()
+    return (
+        TorchDynamoException,
+        inductor.CppCompileError,
+        inductor.InvalidCxxCompiler,
+        inductor.OperatorIssue,
+    )
+
+
+def describe_error(e: BaseException) -> str:
+    """The error as "Type: first line", and its innermost cause (a failing backend's own error)."""
+
+    def line(err: BaseException) -> str:
+        text = str(err).strip()
+        return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
+
+    root = e
+    for _ in range(10):  # BackendCompilerFailed keeps the backend's error as inner_exception
+        inner = getattr(root, "inner_exception", None) or root.__cause__
+        if inner is None:
+            break
+        root = inner
+    return line(e) if root is e else f"{line(e)} <- {line(root)}"
+
+
 class TrainStep:
-    """zero_grad, forward, backward, Adam step. With speed.compile the forward is compiled; if the
-    first compiled step fails (no compiler, unsupported op, old torch) it warns once, records why
-    and goes on eager: nothing was updated yet, so the step is simply redone."""
+    """zero_grad, forward, backward, Adam step. With speed.compile the forward is compiled. If the
+    first compiled step fails to compile (compile_errors()), the step is redone eager (nothing was
+    updated yet): when that works it warns once, records why and goes on eager; when the eager step
+    fails too, the fault is the step's own and its error is raised. Any other error (out of memory,
+    say) is raised as it is, compiled or not."""
 
     def __init__(self, loss_module: nn.Module, opt: torch.optim.Optimizer, speed: Speed, say=print):
         self.eager = loss_module
@@ -332,14 +367,14 @@ class TrainStep:
                     dynamic=False,
                 )
             except Exception as e:  # e.g. "Dynamo is not supported on Python 3.x"
-                self._fall_back(e)
+                self._fall_back(e, "could not be set up")
 
-    def _fall_back(self, e: Exception) -> None:
+    def _fall_back(self, e: BaseException, what: str) -> None:
         self.compiled = None
         self.speed.compile = False
-        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
-        self.speed.notes.append(f"torch.compile failed, trained eager ({why})")
-        self.say(f"warning: torch.compile failed ({why}); continuing eager", file=sys.stderr)
+        why = describe_error(e)
+        self.speed.notes.append(f"torch.compile {what}, trained eager ({why})")
+        self.say(f"warning: torch.compile {what} ({why}); continuing eager", file=sys.stderr)
 
     def _step(self, fn, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         self.opt.zero_grad(set_to_none=True)
@@ -349,14 +384,16 @@ class TrainStep:
         return loss.detach(), correct
 
     def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        if self.compiled is not None and not self.proven:
-            try:
-                result = self._step(self.compiled, x, y)
-                self.proven = True
-                return result
-            except Exception as e:
-                self._fall_back(e)
-        return self._step(self.eager if self.compiled is None else self.compiled, x, y)
+        if self.compiled is None or self.proven:
+            return self._step(self.eager if self.compiled is None else self.compiled, x, y)
+        try:
+            result = self._step(self.compiled, x, y)
+        except compile_errors() as e:
+            result = self._step(self.eager, x, y)  # a fault of the step itself raises here, as itself
+            self._fall_back(e, "failed to compile the training step")
+            return result
+        self.proven = True
+        return result
 
 
 def train_epoch(

@@ -136,21 +136,57 @@ def test_compile_is_used_when_it_works(tiny_mnist, tmp_path, monkeypatch):
     assert calls == [8, 8] and meta["speed"]["compile"] is True and meta["speed"]["notes"] == []
 
 
-def test_a_failing_compile_warns_and_trains_eager(tiny_mnist, tmp_path, monkeypatch, capsys):
-    def broken_compile(module, **kwargs):
-        def compiled(*args):
-            raise RuntimeError("inductor: no C++ compiler found")
+def test_a_step_that_cannot_compile_warns_saying_why_and_trains_eager(
+    tiny_mnist, tmp_path, monkeypatch, capsys
+):
+    real_compile = torch.compile
 
-        return compiled
+    def no_compiler(gm, example_inputs):  # a backend that fails, as Inductor does without a C++ compiler
+        raise RuntimeError("inductor: no C++ compiler found")
 
-    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: real_compile(module, backend=no_compiler))
     meta = run(
         tiny_mnist, tmp_path / "net.pt", "--epochs", 1, "--batch-size", 8, "--max-steps", 2, "--compile"
     )
-    assert "warning: torch.compile failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: torch.compile failed to compile the training step (BackendCompilerFailed" in err
+    assert "RuntimeError: inductor: no C++ compiler found); continuing eager" in err
     assert meta["speed"]["compile"] is False
     assert any("no C++ compiler" in note for note in meta["speed"]["notes"])
     assert np.isfinite(meta["history"][0]["train_loss"])
+
+
+def test_errors_of_the_step_itself_are_raised_not_reported_as_a_compile_failure(monkeypatch, capsys):
+    from capsnet.baseline import BaselineCNN
+
+    torch.manual_seed(0)
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    real_compile = torch.compile
+
+    def step_with(loss_module, compile_fn) -> train.TrainStep:
+        monkeypatch.setattr(torch, "compile", compile_fn)
+        opt = torch.optim.Adam(loss_module.parameters())
+        return train.TrainStep(loss_module, opt, train.Speed(compile=True), say=print)
+
+    def out_of_memory(module, **kw):  # what a compiled step that runs out of device memory raises
+        def compiled(*args):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+        return compiled
+
+    step = step_with(train.TrainingLoss(CapsNet(), 3, 0.0005, False), out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate"):
+        step(x, y)
+    assert step.speed.compile is True and step.speed.notes == []
+
+    # A shape bug (one label too many) through the real torch.compile: Dynamo reports it as its own
+    # error while tracing, the eager step raises it as itself, and nothing claims a compile failure.
+    step = step_with(
+        train.CrossEntropyLoss(BaselineCNN(), False), lambda m, **kw: real_compile(m, backend="eager")
+    )
+    with pytest.raises(ValueError, match=r"input batch_size \(4\) to match target batch_size \(5\)"):
+        step(x, torch.tensor([0, 1, 2, 3, 4]))
+    assert "torch.compile" not in capsys.readouterr().err and step.speed.notes == []
 
 
 @pytest.mark.parametrize("amp", [False, True])
