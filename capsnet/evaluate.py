@@ -89,6 +89,10 @@ class RoutingStats:
         self.capsules = I
 
     def result(self) -> dict:
+        if not self.images:
+            raise ValueError(
+                "RoutingStats.result(): no images yet; pass at least one batch to update() first"
+            )
         c = np.concatenate(self.c_pred)
         median, p90 = np.quantile(c, [0.5, 0.9])
         mean_entropy = self.entropy_sum / (self.images * self.capsules)

@@ -49,6 +49,11 @@ def test_routing_stats_of_a_hand_made_coupling():
     assert r["iterations"] == 2 and r["test_images"] == 2
 
 
+def test_routing_stats_of_no_images_say_so():
+    with pytest.raises(ValueError, match="no images yet"):
+        RoutingStats(3).result()
+
+
 def test_one_traced_pass_gives_the_predictions_of_each_iteration_count():
     torch.manual_seed(0)
     model = CapsNet().eval()
