@@ -10,7 +10,7 @@ Three measurements per model, each on the same transformed images for every mode
   * curves: every test digit under one transform family at a time (rotation, scale, shear,
     translation along x), at `points` evenly spaced values of capsnet.transforms' ranges; the
     middle value is the identity;
-  * affNIST (with --affnist): the MATLAB test file of affNIST (40x40 digits), centre-cropped to the
+  * affNIST (with --affnist; needs scipy): the MATLAB test file of affNIST (40x40 digits), cut to the
     middle 28x28 (rows and columns 6..33, where affNIST's untransformed digits sit), no resizing.
 Without --capsnet and --cnn the shipped CapsNet is evaluated. Accuracies come with their counts:
 {"correct": k, "total": n, "accuracy": k / n}.
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +152,7 @@ def progress_steps(points: int, affnist: bool) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# affNIST: MATLAB level-5 .mat files
+# affNIST: its MATLAB .mat files, through scipy
 
 
 def load_affnist(path: str | Path) -> tuple[Tensor, Tensor]:
@@ -162,29 +160,29 @@ def load_affnist(path: str | Path) -> tuple[Tensor, Tensor]:
 
     The file holds a struct `affNISTdata` with `image` (1600 x N uint8, each column a 40x40 image in
     MATLAB's column-major order) and `label_int` (N labels). Each image is cut to its middle 28x28.
-    Read with scipy.io.loadmat when scipy is installed, otherwise with read_mat below (MATLAB
-    level 5 files, compressed or not; not the HDF5-based -v7.3 files).
+    Read with scipy.io.loadmat: scipy is optional (`pip install scipy`, or capsnet's extra
+    `affnist`); without it this raises ImportError saying so.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"affNIST file not found: {path}")
     try:
         import scipy.io
-    except ImportError:
-        data = read_mat(path).get("affNISTdata")
-        fields = data if isinstance(data, dict) else {}
-        image, label = fields.get("image"), fields.get("label_int")
-    else:
+    except ImportError as e:
+        raise ImportError(
+            "reading affNIST's MATLAB files needs scipy: pip install scipy (or pip install 'capsnet[affnist]')"
+        ) from e
+    try:
         mat = scipy.io.loadmat(str(path), variable_names=["affNISTdata"])
-        data = mat.get("affNISTdata")  # a (1, 1) record array, one object per field
-        names = (data.dtype.names or ()) if isinstance(data, np.ndarray) else ()
-        image = data["image"][0, 0] if "image" in names else None
-        label = data["label_int"][0, 0] if "label_int" in names else None
-    if image is None or label is None:
+    except Exception as e:  # scipy raises ValueError, MatReadError, zlib errors, ... for what it cannot read
+        raise ValueError(f"{path} is not a MATLAB file scipy can read ({type(e).__name__}: {e})") from e
+    data = mat.get("affNISTdata")  # a (1, 1) record array, one object per field
+    names = (data.dtype.names or ()) if isinstance(data, np.ndarray) else ()
+    if "image" not in names or "label_int" not in names:
         raise ValueError(
             f"{path} is not an affNIST file: expected a struct 'affNISTdata' with 'image' and 'label_int'"
         )
-    image, label = np.asarray(image), np.asarray(label).reshape(-1)
+    image, label = np.asarray(data["image"][0, 0]), np.asarray(data["label_int"][0, 0]).reshape(-1)
     side = AFFNIST_SIDE
     if image.ndim != 2 or image.shape[0] != side * side or image.shape[1] != label.shape[0]:
         raise ValueError(
@@ -195,111 +193,6 @@ def load_affnist(path: str | Path) -> tuple[Tensor, Tensor]:
         image.T.reshape(-1, side, side).transpose(0, 2, 1)[:, AFFNIST_CROP, AFFNIST_CROP]
     )
     return torch.from_numpy(images.astype(np.uint8)), torch.from_numpy(label.astype(np.int64))
-
-
-# MAT-file level 5 (MathWorks, "MAT-File Format"): data element types and array classes.
-_MI_NUMERIC = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: "f8", 12: "i8", 13: "u8"}
-_MI_MATRIX, _MI_COMPRESSED, _MI_UTF8, _MI_UTF16 = 14, 15, 16, 17
-_MX_CELL, _MX_STRUCT, _MX_CHAR, _MX_SPARSE = 1, 2, 4, 5
-_MX_NUMERIC = {6: "f8", 7: "f4", 8: "i1", 9: "u1", 10: "i2", 11: "u2", 12: "i4", 13: "u4", 14: "i8", 15: "u8"}
-
-
-def read_mat(path: str | Path) -> dict:
-    """The variables of a MATLAB level-5 .mat file (what `save -v6`/`-v7` writes), for numeric,
-    char, struct and cell arrays: numeric as numpy arrays of the file's dimensions (column-major
-    order respected, a 1600 x N uint8 matrix comes back as a (1600, N) uint8 array), char as str,
-    a 1x1 struct as {field: value}, a larger struct or cell array as a list in MATLAB's element
-    order. Other classes (sparse, objects) come back as None. Raises ValueError for other files.
-    """
-    raw = Path(path).read_bytes()
-    if len(raw) < 128 or raw[:6] == b"\x89HDF\r\n" or raw[:10].startswith(b"MATLAB 7.3"):
-        raise ValueError(f"{path} is not a MATLAB level-5 .mat file (HDF5-based -v7.3 files need h5py)")
-    endian = {b"IM": "<", b"MI": ">"}.get(raw[126:128])
-    if endian is None or not raw.startswith(b"MATLAB 5.0"):
-        raise ValueError(f"{path} is not a MATLAB level-5 .mat file (no 'MATLAB 5.0' header)")
-    out = {}
-    pos = 128
-    buf = memoryview(raw)  # slices of a memoryview share its bytes: no copy of a 500 MB image matrix
-    while pos + 8 <= len(buf):
-        mi, size, data, pos = _element(buf, pos, endian)
-        if mi == _MI_COMPRESSED:
-            mi, size, data, _ = _element(memoryview(zlib.decompress(data)), 0, endian)
-        if mi == _MI_MATRIX and data:
-            name, value = _matrix(data, endian)
-            out[name] = value
-    return out
-
-
-def _element(buf: memoryview, pos: int, e: str) -> tuple[int, int, memoryview, int]:
-    """One data element at `pos`: (type, byte count, data, position of the next element)."""
-    mi, size = struct.unpack_from(e + "II", buf, pos)
-    if mi >> 16:  # small element: type and size in one word, up to 4 data bytes in the next
-        mi, size = mi & 0xFFFF, mi >> 16
-        return mi, size, buf[pos + 4 : pos + 4 + size], pos + 8
-    start = pos + 8
-    if start + size > len(buf):
-        raise ValueError("truncated .mat file")
-    end = start + size
-    if mi != _MI_COMPRESSED:
-        end += -size % 8  # every uncompressed element is padded to 8 bytes
-    return mi, size, buf[start : start + size], end
-
-
-def _numbers(mi: int, data: memoryview, e: str) -> np.ndarray:
-    if mi not in _MI_NUMERIC:
-        raise ValueError(f"unsupported MAT data type {mi}")
-    return np.frombuffer(data, dtype=np.dtype(e + _MI_NUMERIC[mi]))
-
-
-def _matrix(buf: memoryview, e: str):
-    """(name, value) of an miMATRIX element's contents."""
-    pos = 0
-    _, _, flags, pos = _element(buf, pos, e)
-    mx = _numbers(6, flags[:4], e)[0] & 0xFF
-    complex_ = bool(_numbers(6, flags[:4], e)[0] & 0x0800)
-    mi, _, dims, pos = _element(buf, pos, e)
-    shape = tuple(int(d) for d in _numbers(mi, dims, e))
-    _, _, name, pos = _element(buf, pos, e)
-    name = bytes(name).decode("latin-1")
-    count = int(np.prod(shape))
-    if mx in _MX_NUMERIC:
-        mi, _, data, pos = _element(buf, pos, e)
-        # MATLAB may store values in a smaller type than their class (e.g. a double matrix of bytes).
-        values = _numbers(mi, data, e).astype(_MX_NUMERIC[mx], copy=False)
-        if complex_:
-            mi, _, imag, pos = _element(buf, pos, e)
-            values = values + 1j * _numbers(mi, imag, e)
-        return name, values.reshape(shape, order="F")
-    if mx == _MX_CHAR:
-        mi, _, data, pos = _element(buf, pos, e)
-        if mi in (_MI_UTF16, 4):  # MATLAB writes char as 16-bit code units
-            return name, bytes(data).decode("utf-16-le" if e == "<" else "utf-16-be", "replace")
-        return name, bytes(data).decode("utf-8", "replace") if mi in (_MI_UTF8, 1, 2) else None
-    if mx in (_MX_STRUCT, _MX_CELL):
-        fields = []
-        if mx == _MX_STRUCT:
-            mi, _, width, pos = _element(buf, pos, e)
-            width = int(_numbers(mi, width, e)[0])
-            _, _, names, pos = _element(buf, pos, e)
-            fields = [
-                bytes(names[k : k + width]).split(b"\0", 1)[0].decode("latin-1")
-                for k in range(0, len(names), width)
-            ]
-        items = []
-        for _ in range(count):
-            if mx == _MX_STRUCT:
-                item = {}
-                for field in fields:
-                    mi, _, data, pos = _element(buf, pos, e)
-                    item[field] = _matrix(data, e)[1] if data else None
-            else:
-                mi, _, data, pos = _element(buf, pos, e)
-                item = _matrix(data, e)[1] if data else None
-            items.append(item)
-        if mx == _MX_STRUCT and count == 1:
-            return name, items[0]
-        return name, items
-    return name, None  # sparse, objects, function handles: not needed here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +231,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--affnist",
         metavar="PATH",
-        help="an affNIST MATLAB test file (e.g. test_batches/1.mat) to evaluate on too",
+        help="an affNIST MATLAB test file (e.g. test_batches/1.mat) to evaluate on too (needs scipy)",
     )
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
@@ -374,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images, labels = load_mnist(args.data_root, train=False, download=not args.no_download)
         affnist = load_affnist(args.affnist) if args.affnist else None
-    except (RuntimeError, OSError, ValueError) as e:
+    except (RuntimeError, OSError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.limit:
