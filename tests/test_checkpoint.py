@@ -1,4 +1,3 @@
-import gzip
 import json
 import math
 import os
@@ -28,14 +27,6 @@ from capsnet.checkpoint import atomic_write, read_checkpoint
 from capsnet.data import load_mnist, to_float
 
 ROOT = Path(__file__).resolve().parents[1]
-# Real MNIST lives beside the checkout (CI runs a fresh clone with ../shared next to it); read only.
-SHARED_DATA = ROOT.parent / "shared" / "data"
-MNIST_FILES = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-]
 
 
 @pytest.fixture
@@ -302,35 +293,11 @@ def test_shipped_checkpoint_loads_with_metadata():
     assert {k: meta.get(k) for k in embedded} == embedded
 
 
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory) -> Path:
-    """A folder holding MNIST/raw with the four uncompressed IDX files torchvision reads.
-
-    ../shared/data itself when it has them; otherwise its .gz files unpacked into a temp folder
-    (the shared folder is read-only and is never written to)."""
-    raw = SHARED_DATA / "MNIST" / "raw"
-    if all((raw / name).is_file() for name in MNIST_FILES):
-        return SHARED_DATA
-    if all((raw / f"{name}.gz").is_file() for name in MNIST_FILES):
-        root = tmp_path_factory.mktemp("mnist")
-        (root / "MNIST" / "raw").mkdir(parents=True)
-        for name in MNIST_FILES:
-            with gzip.open(raw / f"{name}.gz") as src:
-                (root / "MNIST" / "raw" / name).write_bytes(src.read())
-        return root
-    message = (
-        f"real MNIST not found: expected {raw}/*-ubyte[.gz] (the shared data folder beside the checkout)"
-    )
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def test_shipped_weights_reach_their_recorded_accuracy_on_real_mnist(mnist_root):
+def test_shipped_weights_reach_their_recorded_accuracy_on_real_mnist(real_mnist):
     """Evaluate the weights on real test digits instead of trusting the JSON's number."""
     meta = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
     claimed = meta["test_accuracy"]
-    images, labels = load_mnist(str(mnist_root), train=False, download=False)
+    images, labels = load_mnist(str(real_mnist), train=False, download=False)
     assert images.shape == (10_000, 28, 28) and labels.shape == (10_000,)
     # Every 10th test digit: 1000 images spread over both halves of the test set (the first 5000
     # are the cleaner ones), so the subset is a fair sample of what the claim was measured on.
@@ -374,11 +341,11 @@ def test_shipped_baseline_cnn_has_its_metadata_and_the_capsnets_training_budget(
         load_model(SHIPPED_CNN)
 
 
-def test_shipped_baseline_cnn_reaches_its_recorded_accuracy_on_real_mnist(mnist_root):
+def test_shipped_baseline_cnn_reaches_its_recorded_accuracy_on_real_mnist(real_mnist):
     from capsnet.baseline import load_baseline
 
     claimed = json.loads(SHIPPED_CNN.with_suffix(".json").read_text())["test_accuracy"]
-    images, labels = load_mnist(str(mnist_root), train=False, download=False)
+    images, labels = load_mnist(str(real_mnist), train=False, download=False)
     images, labels = images[5::10], labels[5::10]  # 1000 digits across the whole test set
     cnn = load_baseline(SHIPPED_CNN)
     with torch.no_grad():

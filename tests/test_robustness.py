@@ -17,7 +17,6 @@ from capsnet.data import load_mnist, to_float
 from capsnet.transforms import affine
 
 ENV = {**os.environ, "PYTHONPATH": os.getcwd()}
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_affnist_images() -> np.ndarray:
@@ -250,15 +249,9 @@ def test_table_has_a_column_per_model_and_a_row_per_measurement(
     assert rows[7] == ["scale", "1", "factor", "100.00%", "50.00%"]  # scale 1 is the identity
 
 
-def test_shipped_capsnet_reads_real_digits_and_loses_accuracy_under_rotation():
+def test_shipped_capsnet_reads_real_digits_and_loses_accuracy_under_rotation(real_mnist):
     """The real prediction path (CapsNet, argmax of lengths, 3 iterations) on 100 real test digits."""
-    root = ROOT.parent / "shared" / "data"
-    if not (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file():
-        message = f"real MNIST not found under {root}/MNIST/raw (the shared data folder beside the checkout)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    images, labels = load_mnist(str(root), train=False, download=False)
+    images, labels = load_mnist(str(real_mnist), train=False, download=False)
     images, labels = images[:100], labels[:100]
     models = {"capsnet": load_model()}
     assert rb.accuracy_under(models, images, labels)["capsnet"]["correct"] >= 97  # 99.17% on all 10,000

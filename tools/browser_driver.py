@@ -1,5 +1,7 @@
 """Drive the app in a real Chromium: start a server, draw, wait for runs. Used by
-tests/app/test_browser.py and tools/bench_browser.py (see /work/shared/docs/browser-testing.md).
+tests/app/test_browser.py and tools/bench_browser.py. What it relies on is in the constants below:
+Debian's Chromium (never `playwright install`), a run is over when stApp's script state is
+notRunning, and strokes are drawn with the mouse on the canvas' upper-canvas layer.
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """Regenerate app/samples.npz: a few MNIST test digits per class for the app's sample picker.
 
-    python tools/make_samples.py --data-root /work/shared/data --out app/samples.npz
+    python tools/make_samples.py --data-root ../shared/data --out app/samples.npz
 
---data-root is the folder holding MNIST/raw (torchvision's layout); the raw IDX files may be
-plain or gzipped. The picks are deterministic for a given --seed.
+--data-root is the folder holding MNIST/raw (torchvision's layout; default: $CAPSNET_DATA, as for
+the tests); the raw IDX files may be plain or gzipped. The picks are deterministic for a given --seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -45,7 +46,14 @@ def pick(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, required=True, help="folder containing MNIST/raw")
+    data = os.environ.get("CAPSNET_DATA")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=data,
+        required=not data,
+        help="folder containing MNIST/raw (default: $CAPSNET_DATA)",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parents[1] / "app" / "samples.npz"
     )
