@@ -20,7 +20,7 @@ import streamlit as st
 import torch
 
 import capsnet
-from app import cache
+from app import cache, views
 from app.sections import figure4, lab, overview, pose, routing
 from app.sections import input as digit_input
 
@@ -91,8 +91,8 @@ if pixels is None:
     st.stop()
 
 # ---------------------------------------------------------------- details on demand: only the open view runs
-tabs = st.tabs(list(digit_input.VIEWS.values()), key=digit_input.VIEW_KEY, on_change="rerun")
-for name, tab in zip(digit_input.VIEWS, tabs):
+tabs = st.tabs(list(views.VIEWS.values()), key=views.VIEW_KEY, on_change="rerun")
+for name, tab in zip(views.VIEWS, tabs):
     if not tab.open:
         continue
     with tab:

@@ -15,6 +15,7 @@ import streamlit as st
 from app import analysis as A
 from app import inputs
 from app.canvas import drawing_canvas
+from app.views import DEFAULT_PART, DEFAULT_VIEW, PART_KEY, PARTS, VIEW_KEY, VIEWS, part, view
 from capsnet.model import NUM_PRIMARY
 from capsnet.preprocess import to_mnist
 
@@ -22,17 +23,6 @@ MAX_ITERATIONS = 5
 DRAW, SAMPLE, UPLOAD = "Draw", "MNIST sample", "Upload a photo"
 SOURCES = [DRAW, SAMPLE, UPLOAD]
 AUTO = "auto"
-
-# The detailed views: share-link name -> tab label. The first is the default.
-VIEWS = {"routing": "Routing by agreement", "pose": "Pose explorer", "figure4": "Figure 4: every dimension",
-         "lab": "Equivariance lab"}  # fmt: skip
-DEFAULT_VIEW = "routing"
-VIEW_KEY = "view"  # the tabs' key: session state holds the open tab's label
-# The routing view's parts: share-link name -> label. Only the chosen part is computed.
-PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Parse tree",
-         "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
-DEFAULT_PART = "change"
-PART_KEY = "routing_part"
 
 
 @dataclass(frozen=True)
@@ -81,25 +71,6 @@ def _read_query_params(n_samples: int) -> None:
         st.session_state[PART_KEY] = PARTS[qp["part"]]
     if qp.get("primary", "").isdigit() and int(qp["primary"]) < NUM_PRIMARY:
         st.session_state.primary_i = int(qp["primary"])
-
-
-def view() -> str:
-    """The open view's share-link name."""
-    label = st.session_state.get(VIEW_KEY)
-    return next((name for name, text in VIEWS.items() if text == label), DEFAULT_VIEW)
-
-
-def part() -> str:
-    """The routing view's chosen part, by share-link name."""
-    label = st.session_state.get(PART_KEY)
-    return next((name for name, text in PARTS.items() if text == label), DEFAULT_PART)
-
-
-def open_primary(i: int) -> None:
-    """Open the routing view with its inspector on primary capsule i (call from a callback)."""
-    st.session_state.primary_i = int(i)
-    st.session_state[PART_KEY] = PARTS["inspector"]
-    st.session_state[VIEW_KEY] = VIEWS["routing"]
 
 
 def _clear_canvas() -> None:

@@ -14,8 +14,8 @@ import streamlit as st
 
 from app import analysis as A
 from app import figures as F
+from app import views
 from app.cache import picture
-from app.sections import input as state
 
 PRIMARY_CHART, DIGIT_CHART = "overview_primary", "overview_digits"
 STAGE_PX = 150  # height of every stage's picture or chart
@@ -32,7 +32,7 @@ def _open_primary() -> None:
     """A click on a PrimaryCaps cell: the routing view, its inspector on that capsule."""
     points = [p for p in st.session_state[PRIMARY_CHART].selection.points if p.get("customdata")]
     if points:
-        state.open_primary(int(points[0]["customdata"][0]))
+        views.open_primary(int(points[0]["customdata"][0]))
 
 
 def _stage(title: str, shape: str) -> None:

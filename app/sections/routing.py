@@ -20,8 +20,8 @@ import streamlit as st
 import capsnet
 from app import analysis as A
 from app import figures as F
+from app import views
 from app.cache import forward, picture
-from app.sections import input as state
 
 ITER_COUPLING_WIDTH = 760  # px: the absolute coupling picture of an iteration
 MAX_GAIN = 20.0
@@ -41,9 +41,9 @@ def show(model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict,
                 f"|v{digit}| = {res['lengths'][digit]:.2f}."
             )
         move = A.coupling_move(res["coupling"], digit)
-        st.segmented_control("Part", list(state.PARTS.values()), key=state.PART_KEY, required=True,
+        st.segmented_control("Part", list(views.PARTS.values()), key=views.PART_KEY, required=True,
                              label_visibility="collapsed")  # fmt: skip
-        part = state.part()
+        part = views.part()
         if part == "change":
             _how_c_changed(pixels, res, digit, move)
         elif part == "votes":

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
 import capsnet
-from app import inputs
+from app import inputs, views
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 
@@ -78,6 +78,31 @@ def iteration_headers(at) -> list[str]:
     return [h.value for h in at.subheader if h.value.startswith("Iteration ")]
 
 
+def open_view(at, name: str):
+    """What a click on a view's tab does: the tabs' state becomes its label, and the page reruns."""
+    at.session_state[views.VIEW_KEY] = views.VIEWS[name]
+    return at.run()
+
+
+def open_part(at, name: str):
+    """A click on one of the routing view's parts."""
+    at.session_state[views.PART_KEY] = views.PARTS[name]
+    return at.run()
+
+
+def shown(at, key: str) -> bool:
+    """Whether the page drew the keyed container `key` in its last run."""
+    try:
+        return bool(at.container(key=key).children)
+    except KeyError:
+        return False
+
+
+def stages(at) -> list[str]:
+    """The overview's stage headings, in page order."""
+    return [m.value.split("**")[1] for m in at.container(key="overview").markdown if m.value.startswith("**")]
+
+
 def test_blank_canvas_shows_hint_and_no_prediction(shipped):
     at = new_app().run()
     assert not at.exception
@@ -94,32 +119,27 @@ def test_drawing_gives_prediction_and_three_iterations(shipped):
     metric = at.container(key="prediction").metric[0]
     assert metric.label == "Prediction" and metric.value == "7"  # the drawing is a 7
     assert metric.delta.startswith("|v7| = ") and float(metric.delta.split("= ")[1]) > 0.5
+    assert stages(at) == ["1 · Input x", "2 · Conv1", "3 · PrimaryCaps u_i", "4 · Routing c_i7",
+                          "5 · DigitCaps v_j", "6 · Decoder"]  # fmt: skip
+    # The overview's two clickable stages are Plotly; the default view (routing, how c changed)
+    # is pictures only.
+    assert {c.key for c in at.get("plotly_chart")} == {"overview_primary", "overview_digits"}
     assert iteration_headers(at) == ["Iteration 1", "Iteration 2", "Iteration 3"]
-    # Pictures by default, light for any browser; Plotly only where it does what a picture cannot:
-    # the votes' animation, the parse tree, the ablation and the accuracy chart.
-    charts = {c.key for c in at.get("plotly_chart")}
-    assert charts == {"votes_chart", "parse_tree_chart", "ablation_chart", "iteration_accuracy_chart"}
     change = at.container(key="routing_change")
     pictures = [len(el.proto.imgs) for el in change.get("image")]
-    assert pictures == [3, 3, 3, 3, 1, 1, 1]  # colour bars, 3 per iteration, entropy, lengths, evidence
-    assert dict(at.query_params) == {"iters": "3", "capsule": "auto"}
+    assert pictures == [1] * 3 + [1] * 9 + [
+        1,
+        1,
+        1,
+    ]  # colour bars, 3 per iteration, entropy, lengths, evidence
+    assert dict(at.query_params) == {"iters": "3", "capsule": "auto", "view": "routing", "part": "change"}
 
-    at.toggle(key="interactive").set_value(True).run()  # hover versions, for researchers
-    assert not at.exception
-    charts = {c.key for c in at.get("plotly_chart")}
-    assert {"lengths_bar", "entropy_chart", "lengths_chart", "evidence_chart"} <= charts
-    per_iteration = {
-        f"{name}_{t}" for name in ("delta_types", "delta_field", "logits_types") for t in range(3)
-    }
-    assert per_iteration <= charts  # hover versions of every iteration's maps, each with its own key
     at.toggle(key="absolute_c").set_value(True).run()
     assert not at.exception
-    charts = {c.key for c in at.get("plotly_chart")}
-    assert {f"{name}_{t}" for name in ("coupling", "coupling_position") for t in range(3)} <= charts
-    heatmaps = [
-        c for c in at.get("plotly_chart") if c.key.startswith("coupling_") and '"zmax":1.0' in c.proto.spec
+    captions = [
+        img.caption for el in at.container(key="routing_change").get("image") for img in el.proto.imgs
     ]
-    assert len(heatmaps) == 3  # one coupling heatmap per iteration, all on the fixed 0..1 scale
+    assert sum(c.startswith("c_ij: rows are digits") for c in captions) == 3  # one 0..1 picture per iteration
 
 
 def test_sample_iterations_pose_and_reset(shipped):
@@ -140,6 +160,9 @@ def test_sample_iterations_pose_and_reset(shipped):
     at.selectbox(key="capsule").select(3).run()
     assert not at.exception
     assert at.query_params["capsule"] == "3"
+    assert not shown(at, "pose")  # the pose view is closed: not drawn
+    open_view(at, "pose")
+    assert not at.exception and at.query_params["view"] == "pose"
     data, element_id = pose_data(at)
     assert element_id.endswith("pose_3")  # capsule 3's own sliders
     assert data["values"] == [0.0] * 16 and data["limit"] == 0.25 and data["wide"] is False
@@ -171,11 +194,15 @@ def test_sample_iterations_pose_and_reset(shipped):
 
 def test_share_link_restores_capsule(shipped):
     at = new_app()
-    at.query_params.update({"sample": "3", "capsule": "8", "iters": "4"})
+    at.query_params.update({"sample": "3", "capsule": "8", "iters": "4", "view": "pose"})
     at.run()
     assert not at.exception
     assert at.selectbox(key="capsule").value == 8 and at.slider(key="iterations").value == 4
     assert pose_data(at)[1].endswith("pose_8")
+    assert stages(at)[3] == "4 · Routing c_i8"  # the overview follows the inspected capsule too
+    assert "redrawn from v8" in [
+        i.caption for el in at.container(key="overview").get("image") for i in el.proto.imgs
+    ]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a torch file at all" * 50], ids=["empty", "garbage"])
@@ -231,7 +258,11 @@ def test_shipped_samples_read_as_their_labels(shipped, index):
     at.run()
     assert not at.exception
     assert at.metric[0].value == str(LABELS[index])
-    assert f"MNIST label: {LABELS[index]} (correct)" in " ".join(c.value for c in at.caption)
+    assert f"MNIST label: {LABELS[index]} (correct)" in " ".join(
+        m.value for m in at.container(key="prediction").markdown
+    )
+    assert at.selectbox(key="sample").value == index
+    assert f"#{index}:" in inputs.sample_label(index, LABELS)  # the share link's number, shown as is
 
 
 def test_a_good_upload_is_read(shipped):
@@ -263,9 +294,9 @@ def test_clear_button_empties_the_canvas(shipped):
 @pytest.mark.parametrize(
     "params",
     [
-        {"sample": "999", "iters": "0", "capsule": "12"},
-        {"sample": "-1", "iters": "3.5", "capsule": "<script>"},
-        {"sample": "1e3", "iters": "99999999999999999999", "capsule": "auto; drop"},
+        {"sample": "999", "iters": "0", "capsule": "12", "view": "figure5", "part": "x", "primary": "1152"},
+        {"sample": "-1", "iters": "3.5", "capsule": "<script>", "view": "<b>lab</b>", "primary": "-3"},
+        {"sample": "1e3", "iters": "99999999999999999999", "capsule": "auto; drop", "view": "Routing"},
     ],
 )
 def test_invalid_share_link_parameters_are_ignored(shipped, params):
@@ -275,7 +306,8 @@ def test_invalid_share_link_parameters_are_ignored(shipped, params):
     assert not at.exception and not at.error
     assert at.radio(key="source").value == "Draw"
     assert at.slider(key="iterations").value == 3 and at.selectbox(key="capsule").value == "auto"
-    assert dict(at.query_params) == {"iters": "3", "capsule": "auto"}  # the link is rewritten clean
+    # The link is rewritten clean, with the default view.
+    assert dict(at.query_params) == {"iters": "3", "capsule": "auto", "view": "routing", "part": "change"}
 
 
 def votes_figure(at) -> dict:
@@ -285,22 +317,29 @@ def votes_figure(at) -> dict:
 
 def test_routing_views_follow_iterations_and_the_gain(shipped):
     at = new_app()
-    at.query_params.update({"sample": "11", "iters": "3"})
+    at.query_params.update({"sample": "11", "iters": "3", "part": "votes"})
     at.run()
     assert not at.exception
-    for key in ("votes", "routing_change", "parse_tree", "routing_ablation", "inspector"):
-        assert at.container(key=key).markdown, f"view {key} is empty"
+    assert at.container(key="votes").markdown
     assert len(votes_figure(at)["frames"]) == 3
+    for part, key in (("change", "routing_change"), ("tree", "parse_tree"), ("ablation", "routing_ablation"),
+                      ("inspector", "inspector")):  # fmt: skip
+        open_part(at, part)
+        assert not at.exception and at.container(key=key).markdown, f"part {part} is empty"
+        assert not shown(at, "votes")  # one part at a time
 
     # Sample 11 (a 2) reads as a 7 without routing and as a 2 with 3 iterations: the ablation says so.
+    open_part(at, "ablation")
     ablation = " ".join(m.value for m in at.container(key="routing_ablation").markdown)
-    assert "routing changed the prediction from 7 to 2" in ablation
+    assert "routing changed the answer** from 7 to 2" in ablation
     assert "99.22% with 1 iteration, 99.17% with 3" in ablation  # from the checkpoint's metadata
+    assert "routing changed the answer** from 7 to 2" in at.container(key="prediction").markdown[0].value
 
+    open_part(at, "votes")
     at.slider(key="iterations").set_value(5).run()
     assert not at.exception
     frames = votes_figure(at)["frames"]
-    assert len(frames) == 5 and iteration_headers(at) == [f"Iteration {t}" for t in range(1, 6)]
+    assert len(frames) == 5 and at.query_params["part"] == "votes"
     before = frames[-1]["data"][0]["marker"]["color"]
 
     at.slider(key="routing_gain").set_value(10.0).run()  # the experiment: much sharper routing
@@ -308,7 +347,7 @@ def test_routing_views_follow_iterations_and_the_gain(shipped):
     assert any("Experiment, not the paper" in w.value for w in at.warning)
     after = votes_figure(at)["frames"][-1]["data"][0]["marker"]["color"]
     assert after != before  # c moved differently
-    assert at.metric[0].value == "2"  # section 1 keeps the paper's routing
+    assert at.metric[0].value == "2"  # the overview keeps the paper's routing
 
 
 def test_absolute_scale_and_parse_tree_controls(shipped):
@@ -324,6 +363,7 @@ def test_absolute_scale_and_parse_tree_controls(shipped):
     )
     assert "0..1" in caption
 
+    open_part(at, "tree")
     at.radio(key="tree_group").set_value("type").run()
     at.selectbox(key="tree_iteration").select(1).run()
     assert not at.exception
@@ -333,7 +373,7 @@ def test_absolute_scale_and_parse_tree_controls(shipped):
 
 def test_primary_capsule_inspector(shipped):
     at = new_app()
-    at.query_params.update({"sample": "0", "iters": "3"})
+    at.query_params.update({"sample": "0", "iters": "3", "part": "inspector"})
     at.run()
     at.selectbox(key="primary_i").select(5).run()  # capsule i = 5: type 0, grid (0, 5)
     assert not at.exception
@@ -341,3 +381,54 @@ def test_primary_capsule_inspector(shipped):
     assert "c, iteration 3" in text and "b, iteration 3" in text
     (img,) = [i for el in at.container(key="inspector").get("image") for i in el.proto.imgs]
     assert "rows 0–16, columns 10–26" in img.caption  # receptive_field(0, 5)
+    assert at.query_params["primary"] == "5" and at.query_params["part"] == "inspector"
+
+
+def test_share_link_opens_the_inspector_on_a_primary_capsule(shipped):
+    """What a click on a primary capsule in the overview leads to, as a share link."""
+    at = new_app()
+    at.query_params.update({"sample": "11", "view": "routing", "part": "inspector", "primary": "737"})
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="primary_i").value == 737
+    assert "i = 737 (type 20, grid (2, 5))" in at.selectbox(key="primary_i").format_func(737)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("routing", "routing"), ("pose", "pose"), ("figure4", "grid"), ("lab", "lab")]
+)
+def test_view_share_link_opens_that_view_and_only_that_one(shipped, name, key):
+    at = new_app()
+    at.query_params.update({"sample": "7", "view": name})
+    at.run()
+    assert not at.exception and at.query_params["view"] == name
+    assert {k for k in ("routing", "pose", "grid", "lab") if shown(at, k)} == {key}
+    assert at.session_state[views.VIEW_KEY] == views.VIEWS[name]
+
+
+def test_closed_views_compute_nothing_on_a_stroke(shipped, monkeypatch):
+    """A stroke with the default view open runs the overview and how c changed, nothing else: no
+    votes animation, Sankey, pose decode, Figure 4 grid or lab transform."""
+    from app import cache
+    from app import figures as F
+    from app.sections import figure4, pose
+
+    calls = []
+
+    def spy(name, real):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for owner, name in ((F, "votes_animation"), (F, "parse_tree_sankey"), (F, "ablation_bars"), (cache, "lab_transform"),
+                        (cache, "lab_sweep"), (figure4, "perturbation_grid"), (pose, "decode")):  # fmt: skip
+        monkeypatch.setattr(owner, name, spy(name, getattr(owner, name)))
+    at = new_app()
+    at.session_state["canvas"] = canvas_value(drawing_rgba())
+    at.run()
+    assert not at.exception and at.metric[0].value == "7"
+    assert calls == []
+    open_view(at, "figure4")  # the check can fail: opening a view does call its builder
+    assert calls == ["perturbation_grid"]

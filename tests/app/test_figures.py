@@ -7,89 +7,10 @@ from app import analysis as A
 from app import figures as F
 
 
-def test_lengths_bar_highlights_winner_and_draws_margins():
-    lengths = np.linspace(0.05, 0.5, 10)
-    lengths[7] = 0.95
-    fig = F.lengths_bar(lengths, winner=7)
-    (bar,) = fig.data
-    assert bar.type == "bar"
-    np.testing.assert_allclose(bar.y, lengths)
-    assert list(bar.x) == [str(j) for j in range(10)]
-    assert bar.marker.color[7] == F.WINNER
-    assert all(c == F.OTHER for j, c in enumerate(bar.marker.color) if j != 7)
-    assert sorted(s.y0 for s in fig.layout.shapes) == [0.1, 0.9]
-    assert all(s.y0 == s.y1 for s in fig.layout.shapes)  # horizontal lines
-    assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] >= 1
-
-
-def test_lengths_over_iterations_one_line_per_digit():
-    lpi = np.random.default_rng(0).random((4, 10))
-    fig = F.lengths_over_iterations(lpi, winner=2)
-    assert len(fig.data) == 10
-    for j, tr in enumerate(fig.data):
-        assert list(tr.x) == [1, 2, 3, 4]
-        np.testing.assert_allclose(tr.y, lpi[:, j])
-    assert fig.data[2].line.width > fig.data[0].line.width
-
-
-def test_entropy_line_one_point_per_iteration():
-    fig = F.entropy_line(np.array([3.32, 2.0, 1.1]))
-    (tr,) = fig.data
-    assert list(tr.x) == [1, 2, 3]
-    assert [s.y0 for s in fig.layout.shapes] == [np.log2(10)]
-
-
-def test_coupling_heatmap_fixed_range_and_orientation():
-    c = np.random.default_rng(1).random((1152, 10))
-    fig = F.coupling_heatmap(c, highlight=3)
-    (hm,) = fig.data
-    assert hm.zmin == 0 and hm.zmax == 1
-    assert np.asarray(hm.z).shape == (10, 1152)
-    np.testing.assert_allclose(np.asarray(hm.z), c.T)
-    assert hm.colorscale is not None
-    (rect,) = fig.layout.shapes
-    assert rect.y0 == 2.5 and rect.y1 == 3.5
-
-
-def test_position_map_and_overlay_ranges():
-    fig = F.position_map(np.ones((6, 6)), vmax=4.0)
-    assert np.asarray(fig.data[0].z).shape == (6, 6) and fig.data[0].zmax == 4.0
-    ov = F.evidence_overlay(np.zeros((28, 28)), np.ones((28, 28)), vmax=2.0)
-    img, heat = ov.data
-    assert np.asarray(img.z).shape == (28, 28) and img.zmin == 0 and img.zmax == 1
-    assert heat.zmax == 2.0 and heat.colorscale[0][1].endswith(",0)")  # transparent at zero
-    assert ov.layout.yaxis.autorange == "reversed"  # image rows go down
-
-
-def test_entropy_line_axis_includes_every_value_and_the_uniform_line():
-    uniform = np.log2(10)
-    for entropy in (
-        [3.3219, 3.3, 3.1],
-        [3.32, 3.9, 4.2],
-        [0.2, -0.1],
-    ):  # the last two cannot happen, but show
-        lo, hi = F.entropy_line(np.array(entropy)).layout.yaxis.range
-        assert lo <= min(0.0, *entropy) and hi > max(uniform, *entropy)
-        assert hi - max(uniform, *entropy) >= 0.002  # a margin, so the top point is not cut in half
-    zoomed = F.entropy_line(np.array([3.3219, 3.3212, 3.3205]), zoom=True)
-    lo, hi = zoomed.layout.yaxis.range
-    assert 3.0 < lo < 3.3205 and uniform < hi < 3.4  # hundredths of a bit fill the axis
-    assert "zoomed, not from 0" in zoomed.layout.yaxis.title.text
-
-
 # ---------------------------------------------------------------- routing views (issue 10)
 def _title_limit(title: str) -> float:
     """The number printed after '±' in a colour bar title."""
     return float(title.split("±")[1].split("<br>")[0])
-
-
-def test_nice_limit_rounds_up_to_two_significant_digits():
-    assert F.nice_limit(0.01234) == 0.013
-    assert F.nice_limit(0.3) == 0.3 and F.nice_limit(0.26) == 0.26 and F.nice_limit(7.01) == 7.1
-    assert 0 < F.nice_limit(0.0) <= 1e-6 and 0 < F.nice_limit(float("nan")) <= 1e-6
-    for x in np.random.default_rng(0).uniform(-8, 2, 500):
-        value = 10.0**x
-        assert value <= F.nice_limit(value) <= value * 1.1 + 1e-300
 
 
 def _votes_inputs(T: int, seed: int = 0):
@@ -111,7 +32,7 @@ def test_votes_animation_frames_colours_and_scale():
     votes, trail = fig.data
     assert votes.type == "scattergl" and len(votes.x) == 1152
     assert [f.name for f in fig.frames] == ["1", "2", "3"]
-    L = F.nice_limit(0.3)
+    L = 0.3  # the largest |delta c| (the default range): nothing beyond it
     for t, frame in enumerate(fig.frames):
         marker = frame.data[0].marker
         np.testing.assert_allclose(np.asarray(marker.color), delta[t], atol=1e-7)  # colour is delta c
@@ -120,6 +41,7 @@ def test_votes_animation_frames_colours_and_scale():
         np.testing.assert_allclose(frame.data[1].y, path[: t + 1, 1])
     np.testing.assert_allclose(np.asarray(votes.marker.color), delta[-1], atol=1e-7)  # opens on the last
     assert _title_limit(votes.marker.colorbar.title.text) == votes.marker.cmax == L
+    assert "beyond" not in votes.marker.colorbar.title.text
     assert list(votes.marker.colorbar.tickvals) == [-L, 0.0, L]
 
 
@@ -150,10 +72,13 @@ def test_votes_animation_controls_axes_and_hover():
     for axis, values in ((fig.layout.xaxis, np.r_[x, path[:, 0]]), (fig.layout.yaxis, np.r_[y, path[:, 1]])):
         lo, hi = axis.range
         assert axis.autorange is False and lo < values.min() and hi > values.max()
-    # a limit below the largest change: the colour bar says how many points it clips
+    # a limit below the largest change: the colour bar says how many points it clips, in the
+    # last iteration (whose colours the figure opens on), with the limit printed as the text prints it
     bar = fig.data[0].marker.colorbar.title.text
     assert _title_limit(bar) == 0.01 == fig.data[0].marker.cmax
-    assert f"{int((np.abs(delta) > 0.01).sum())} beyond" in bar
+    assert f"{int((np.abs(delta[-1]) > 0.01).sum())} beyond<br>in iteration {T}" in bar
+    given = F.votes_animation(x, y, contribution, delta, path, u_len, digit=2, limit=0.0123, beyond=7)
+    assert "±0.012<br>7 beyond" in given.data[0].marker.colorbar.title.text  # a count given is printed as is
     custom = np.asarray(fig.data[0].customdata)
     assert custom.shape == (1152, 5 + T)
     np.testing.assert_allclose(custom[179, :4], [179, 4, 5, 5])  # i, type, row, col
@@ -161,19 +86,6 @@ def test_votes_animation_controls_axes_and_hover():
     np.testing.assert_allclose(custom[:, 5:], (delta + 0.1).T, atol=1e-7)  # c per iteration
     assert all(f"customdata[{5 + t}]" in fig.data[0].hovertemplate for t in range(T))
     assert len(fig.to_json()) < 200_000  # typed float32 arrays, frames hold only what changes
-
-
-def test_signed_heatmaps_are_symmetric_around_zero():
-    rng = np.random.default_rng(2)
-    delta = rng.normal(size=(1152, 10)) * 0.003
-    delta[5, 2] = -0.02
-    grid = A.type_grid(A.type_maps(delta[:, 2]))
-    tg = F.change_type_grid_figure(grid, limit=0.005).data[0]
-    assert np.asarray(tg.z).shape == (27, 55) and tg.zmin == -0.005 and tg.zmax == 0.005
-    assert "beyond" in tg.colorbar.title.text  # -0.02 lies outside ±0.005
-    ov = F.signed_field_overlay(np.zeros((28, 28)), A.field_map(delta[:, 2])).data
-    assert ov[1].zmid == 0 and ov[1].zmin == -ov[1].zmax
-    assert ov[1].colorscale[1][1].endswith(",0)")  # transparent at zero: the digit shows through
 
 
 def test_parse_tree_sankey_draws_the_flows():
@@ -222,3 +134,38 @@ def test_iteration_accuracy_chart_sets_ours_beside_the_paper():
     assert fig.layout.yaxis.range[0] == 0 and fig.layout.yaxis.range[1] > 0.90
     with pytest.raises(ValueError, match="fractions"):
         F.iteration_accuracy_chart({3: 99.17})
+
+
+def test_primary_capsules_figure_places_every_capsule_on_its_type_panel():
+    u = np.linspace(0.2, 1.0, 1152)
+    fig = F.primary_capsules_figure(u, inspected=737)
+    heat, cells = fig.data
+    grid = np.asarray(heat.z, dtype=float)
+    assert grid.shape == (27, 55) and heat.zmin == pytest.approx(0.2) and heat.zmax == pytest.approx(1.0)
+    custom = np.asarray(cells.customdata, dtype=float)
+    x, y = np.asarray(cells.x), np.asarray(cells.y)
+    # i = 737: type 20 (panel row 2, column 4), grid row 2, column 5 -> cell (y, x) = (2*7 + 2, 4*7 + 5)
+    np.testing.assert_allclose(custom[737, :4], [737, 20, 2, 5])
+    assert (y[737], x[737]) == (16, 33)
+    assert grid[16, 33] == pytest.approx(u[737], rel=1e-6)  # the marker sits on its own colour
+    for i in (0, 35, 36, 1151):  # every marker on the heatmap cell holding its |u_i|
+        assert grid[y[i], x[i]] == pytest.approx(u[i], rel=1e-6)
+    assert np.isnan(grid[6, :]).all() and np.isnan(grid[:, 6]).all()  # gaps between panels
+    (box,) = fig.layout.shapes
+    assert box.x0 < 33 < box.x1 and box.y0 < 16 < box.y1  # the inspected capsule outlined
+    assert "click" in cells.hovertemplate
+
+
+def test_digit_capsules_figure_marks_prediction_and_inspected():
+    lengths = np.linspace(0.05, 0.5, 10)
+    lengths[7] = 0.95
+    fig = F.digit_capsules_figure(lengths, prediction=7, inspected=3)
+    (bar,) = fig.data
+    np.testing.assert_allclose(bar.y, lengths)
+    assert list(bar.x) == [str(j) for j in range(10)]
+    assert bar.marker.color[7] == F.WINNER and all(
+        c == F.OTHER for j, c in enumerate(bar.marker.color) if j != 7
+    )
+    widths = [c != "rgba(0,0,0,0)" for c in bar.marker.line.color]
+    assert widths == [j == 3 for j in range(10)]  # only the inspected capsule is outlined
+    assert sorted(s.y0 for s in fig.layout.shapes) == [0.1, 0.9]  # the margin-loss targets

@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image
 
 from app import analysis as A
-from app import figures as F
 from app import images as I
+from app import palette as P
 
 
 def hex_rgb(h):
@@ -16,9 +16,9 @@ def hex_rgb(h):
 
 def test_colorize_uses_the_fixed_range_and_the_scale_ends():
     z = np.array([[0.0, 1.0, 2.0, -1.0, np.nan]])
-    rgba = I.colorize(z, 0.0, 1.0, F.HEAT_SCALE)
-    assert tuple(rgba[0, 0, :3].round()) == hex_rgb(F.HEAT_SCALE[0][1])
-    assert tuple(rgba[0, 1, :3].round()) == hex_rgb(F.HEAT_SCALE[-1][1])
+    rgba = I.colorize(z, 0.0, 1.0, P.HEAT_SCALE)
+    assert tuple(rgba[0, 0, :3].round()) == hex_rgb(P.HEAT_SCALE[0][1])
+    assert tuple(rgba[0, 1, :3].round()) == hex_rgb(P.HEAT_SCALE[-1][1])
     np.testing.assert_array_equal(rgba[0, 2], rgba[0, 1])  # clipped above
     np.testing.assert_array_equal(rgba[0, 3], rgba[0, 0])  # clipped below
     assert rgba[0, 4, 3] == 0  # NaN is transparent
@@ -39,7 +39,7 @@ def test_coupling_image_same_value_same_colour_in_every_iteration():
 
 def test_coupling_image_outlines_the_chosen_digit():
     img = I.coupling_image(np.full((1152, 10), 0.1), highlight=7)
-    winner = np.array(hex_rgb(F.WINNER))
+    winner = np.array(hex_rgb(P.WINNER))
     outlined_rows = {
         y for y in range(img.shape[0]) if (np.abs(img[y, 30:1100].astype(int) - winner).sum(1) < 30).all()
     }
@@ -61,8 +61,8 @@ def test_evidence_image_shows_the_digit_where_there_is_no_evidence():
 def test_position_image():
     pos = I.position_image(np.arange(36.0).reshape(6, 6) + 10, vmax=45.0, vmin=10.0, px=32)
     assert pos.shape == (192, 192, 3)
-    assert tuple(pos[0, 0]) == hex_rgb(F.HEAT_SCALE[0][1])  # the smallest value: the lightest colour
-    assert tuple(pos[-1, -1]) == hex_rgb(F.HEAT_SCALE[-1][1])  # the largest: the darkest
+    assert tuple(pos[0, 0]) == hex_rgb(P.HEAT_SCALE[0][1])  # the smallest value: the lightest colour
+    assert tuple(pos[-1, -1]) == hex_rgb(P.HEAT_SCALE[-1][1])  # the largest: the darkest
 
 
 def test_perturbation_grid_image_lays_out_16_by_11_labelled_digits():
@@ -85,24 +85,24 @@ def test_bar_chart_highlights_the_winner_with_heights_on_the_0_to_1_axis():
     lengths = np.full(10, 0.05)
     lengths[7], lengths[3] = 0.95, 0.45
     img = I.bar_chart_image(lengths, winner=7)
-    win = colour_mask(img, F.WINNER)
+    win = colour_mask(img, P.WINNER)
     cols = np.nonzero(win.any(0))[0]
     assert cols.min() > img.shape[1] * 0.6 and cols.max() < img.shape[1] * 0.8  # bar 7 of 0..9 only
-    other = colour_mask(img, F.OTHER)
+    other = colour_mask(img, P.OTHER)
     h_win, h_3 = win.sum(0).max(), other.sum(0).max()
     assert abs(h_3 / h_win - 0.45 / 0.95) < 0.02  # bar heights proportional to the lengths
-    threshold_rows = np.nonzero(colour_mask(img, F.THRESHOLD).sum(1) > img.shape[1] * 0.3)[0]
+    threshold_rows = np.nonzero(colour_mask(img, P.THRESHOLD).sum(1) > img.shape[1] * 0.3)[0]
     assert len(threshold_rows) >= 2  # the dashed m+ and m- lines
 
 
 def test_entropy_drop_and_length_charts_draw_their_series():
     ent = I.entropy_drop_image(np.array([3.32, 1.0, 0.2]))
-    ys, xs = np.nonzero(colour_mask(ent, F.WINNER))
+    ys, xs = np.nonzero(colour_mask(ent, P.WINNER))
     assert ys[xs.argmin()] > ys[xs.argmax()]  # the drop below uniform grows from left to right
     lpi = np.array([[0.1] * 10, [0.1] * 10])
     lpi[:, 4] = [0.3, 0.9]
     img = I.lengths_over_iterations_image(lpi, winner=4)
-    ys, xs = np.nonzero(colour_mask(img, F.WINNER))
+    ys, xs = np.nonzero(colour_mask(img, P.WINNER))
     assert ys[xs.argmin()] > ys[xs.argmax()]  # the winner's line rises
 
 
@@ -169,3 +169,33 @@ def test_field_image_outlines_the_receptive_field():
     np.testing.assert_array_equal(out[26, 20], winner)
     assert out[2, 2].max() < 120  # dimmed outside the field
     np.testing.assert_array_equal(out[15, 12], 255)  # inside, as it is
+
+
+def test_type_grid_image_numbers_each_panel_and_colours_its_cells():
+    """Panel t of the 32 sits at row t // 8, column t % 8 (6 px cells, 6 px gaps, a 13 px heading
+    with its number); +limit is the diverging scale's red end, -limit its blue end."""
+    maps = np.zeros((32, 6, 6))
+    maps[20, 2, 5] = 0.01  # type 20, grid (2, 5): panel row 2, column 4
+    maps[0, 0, 0] = -0.05  # beyond the range: clipped to the blue end
+    img = I.type_grid_image(maps, limit=0.01, px=6)
+    panel, gap, head = 36, 6, 13
+    assert img.shape == (4 * (panel + head + gap) - gap, 8 * (panel + gap) - gap, 3)
+    y0, x0 = 2 * (panel + head + gap) + head, 4 * (panel + gap)
+    red, blue = (204, 26, 38), (33, 77, 191)
+    assert tuple(img[y0 + 2 * 6 + 3, x0 + 5 * 6 + 3]) == red
+    assert tuple(img[head + 3, 3]) == blue
+    assert (img[y0 + 3, x0 + 3] >= 254).all()  # zero is white
+    heading = img[y0 - head : y0 - 1, x0 : x0 + panel]
+    assert (heading.sum(-1) < 400).any()  # the panel's number is written above it
+    blank = img[y0 - head : y0 - 1, x0 + panel + 1 : x0 + panel + gap - 1]
+    assert (blank == 255).all()  # nothing between the panels
+
+
+def test_activation_mosaic_image_scales_zero_to_vmax():
+    mosaic = np.array([[0.0, 2.0, 4.0, np.nan]])
+    img = I.activation_mosaic_image(mosaic, vmax=2.0, px=2)
+    assert img.shape == (2, 8, 3)
+    assert tuple(img[0, 0]) == (0, 0, 4)  # Inferno's dark end: a silent unit
+    np.testing.assert_array_equal(img[0, 2], img[0, 4])  # above vmax: clipped to the bright end
+    assert img[0, 2].sum() > 500  # the bright end (near yellow)
+    assert tuple(img[0, 6]) == (255, 255, 255)  # NaN gaps between maps: the page's background

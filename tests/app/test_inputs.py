@@ -282,4 +282,5 @@ def test_shipped_samples():
     images, labels = inputs.load_samples()
     assert images.shape == (40, 28, 28) and images.dtype == np.uint8
     assert sorted(np.bincount(labels, minlength=10)) == [4] * 10
-    assert inputs.sample_label(0, labels) == f"#1: a {labels[0]}"
+    assert inputs.sample_label(0, labels) == f"#0: a {labels[0]}"  # the number ?sample= takes
+    assert inputs.sample_label(13, labels) == f"#13: a {labels[13]}"

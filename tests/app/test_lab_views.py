@@ -6,8 +6,8 @@ import pytest
 from test_images import colour_mask
 
 from app import analysis as A
-from app import figures as F
 from app import images as I
+from app import palette as P
 
 
 def test_pose_dims_are_ranked_by_how_far_they_move_with_their_correlation():
@@ -57,8 +57,8 @@ def test_bar_chart_without_thresholds_for_probabilities():
     probs = np.full(10, 0.02)
     probs[4] = 0.82
     img = I.bar_chart_image(probs, 4, ylabel="probability", thresholds=False)
-    assert not (colour_mask(img, F.THRESHOLD).sum(1) > img.shape[1] * 0.3).any()  # no m+ / m- lines
-    assert colour_mask(img, F.WINNER).any()
+    assert not (colour_mask(img, P.THRESHOLD).sum(1) > img.shape[1] * 0.3).any()  # no m+ / m- lines
+    assert colour_mask(img, P.WINNER).any()
 
 
 def test_sweep_lines_draw_the_followed_digit_and_the_marker():
@@ -66,7 +66,7 @@ def test_sweep_lines_draw_the_followed_digit_and_the_marker():
     series = np.full((31, 10), 0.05)
     series[:, 6] = np.linspace(0.9, 0.1, 31)  # the followed digit falls from left to right
     img = I.sweep_lines_image(values, series, 6, "rotation, degrees", "length |v_j|", marker=30.0)
-    ys, xs = np.nonzero(colour_mask(img, F.WINNER))
+    ys, xs = np.nonzero(colour_mask(img, P.WINNER))
     x0, x1 = xs.min(), xs.max()  # the line's ends (x1 includes the "6" label printed at its end)
     assert x1 - x0 > img.shape[1] * 0.6  # across the whole range
     q1, q3 = x0 + (x1 - x0) // 4, x0 + 3 * (x1 - x0) // 4
@@ -80,7 +80,7 @@ def test_sweep_lines_draw_the_followed_digit_and_the_marker():
     assert np.abs(np.diff(axis[:, cols].any(1).astype(int))).sum() >= 20  # dashed, not solid
     series[:, 2] = 0.5  # another digit ends above the followed 6: the thick line is still 6's
     img2 = I.sweep_lines_image(values, series, 6, "x", "y")
-    assert np.ptp(np.nonzero(colour_mask(img2, F.WINNER))[0]) > img2.shape[0] * 0.4
+    assert np.ptp(np.nonzero(colour_mask(img2, P.WINNER))[0]) > img2.shape[0] * 0.4
     without = I.sweep_lines_image(values, series, 6, "x", "y", marker=None)
     assert not (colour_mask(without, "#787c87").sum(0) > img.shape[0] * 0.2).any()
 
@@ -126,17 +126,6 @@ def test_image_strip_lays_out_every_step_in_named_rows():
     assert white[20:36, 8:16].all() and white.sum() == 16 * 8
 
 
-def test_interactive_sweep_lines_have_ten_traces_and_the_marker():
-    values = np.linspace(0.5, 1.5, 31)
-    fig = F.sweep_lines(values, np.full((31, 10), 0.1), 3, "scale", "probability", marker=1.2)
-    assert (
-        len(fig.data) == 10 and fig.data[-1].name == "3" and fig.data[-1].line.width > fig.data[0].line.width
-    )
-    assert fig.layout.shapes[0].x0 == 1.2 and list(fig.layout.yaxis.range) == [0, 1.02]
-    assert fig.data[-1].line.color == F.WINNER and all(t.line.color != F.WINNER for t in fig.data[:-1])
-    assert all(t.x is not None and list(t.x) == list(values) for t in fig.data)
-
-
 def robustness_result(caps: float, cnn: float) -> dict:
     return {"images": 10_000, "models": {"capsnet": {"random_affine": {"accuracy": caps}},
                                           "cnn": {"random_affine": {"accuracy": cnn}}}}  # fmt: skip
@@ -155,8 +144,8 @@ def test_accuracy_curves_draw_both_models_and_keep_their_labels_apart():
     caps = np.array([0.3, 0.6, 0.85, 0.97, 0.99, 0.97, 0.85, 0.6, 0.30])
     cnn = caps + 0.005  # nearly the same line: the end labels must not overlap
     img = I.accuracy_curves_image(values, caps, cnn, "rotation, degrees")
-    win = colour_mask(img, F.WINNER)
-    other = colour_mask(img, F.OTHER)
+    win = colour_mask(img, P.WINNER)
+    other = colour_mask(img, P.OTHER)
     assert win.sum() > 200 and other.sum() > 50
     right = img.shape[1] - 56 * 2 + 12  # the label margin (at twice the size), past the last dot
     rows_w = np.nonzero(win[:, right:].any(1))[0]

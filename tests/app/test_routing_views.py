@@ -328,44 +328,72 @@ def _ablation(off, on, iterations=3, gain=1.0) -> A.Ablation:
     return A.Ablation(np.asarray(off, dtype=float), np.asarray(on, dtype=float), iterations, gain)
 
 
-def _coupling_with(small: float, medium: float, large: float) -> np.ndarray:
-    """(2, 1152, 10): iteration 2 moves c by ±small, except 300 of the 11520 (2.6%, so the 99th
-    percentile but not the 90th) by `medium` and ten by `large`."""
-    c = np.full((2, 1152, 10), 0.1)
-    c[1] += small * np.where(np.arange(10) % 2 == 0, 1.0, -1.0)
-    c[1, :300, 1] = 0.1 - medium
-    c[1, :10, 0] = 0.1 + large
+def _coupling_moved() -> np.ndarray:
+    """(3, 1152, 10): in iteration 3, c to digit 4 rises by 0.05 for capsules 0..4, by 0.02 for
+    5..14, falls by 0.03 for 15..17 and by 0.005 for 18..1151; the other digits absorb it."""
+    c = np.full((3, 1152, 10), 0.1)
+    delta = np.full(1152, -0.005)
+    delta[0:5], delta[5:15], delta[15:18] = 0.05, 0.02, -0.03
+    c[2, :, 4] += delta
+    c[2, :, 5] -= delta  # each capsule's c still sums to 1
     return c
 
 
-def test_routing_summary_sentence_same_prediction():
+def test_coupling_move_by_hand():
+    m = A.coupling_move(_coupling_moved(), digit=4)
+    assert (m.digit, m.iteration, m.n) == (4, 3, 1152)
+    # |delta| sorted: 1134 x 0.005, 10 x 0.02, 3 x 0.03, 5 x 0.05. The 99th percentile (numpy's linear
+    # interpolation at rank 0.99 * 1151 = 1139.49) lies among the 0.02s: 0.02.
+    assert m.limit == pytest.approx(0.02)
+    assert m.beyond == 8  # the three 0.03s and five 0.05s lie outside ±0.02
+    assert (m.rose, m.fell) == (15, 3)  # beyond ±0.01: 5 + 10 rose, 3 fell; the 0.005s count as neither
+    assert m.largest_rise == pytest.approx(0.05) and m.largest_fall == pytest.approx(-0.03)
+    other = A.coupling_move(_coupling_moved(), digit=5)  # the mirror image
+    assert (other.rose, other.fell) == (3, 15) and other.largest_fall == pytest.approx(-0.05)
+    none = A.coupling_move(np.full((1, 1152, 10), 0.1), digit=0)
+    assert (none.rose, none.fell, none.beyond, none.largest_rise, none.largest_fall) == (0, 0, 0, 0.0, 0.0)
+
+
+def test_move_sentence_states_the_numbers():
+    text = A.move_sentence(A.coupling_move(_coupling_moved(), digit=4))
+    assert text.startswith(
+        "In iteration 3, $c_{i4}$ lies within ±0.020 of 0.1 for 99% of the 1152 primary capsules"
+    )
+    assert "8 lie beyond it" in text and "15 rose and 3 fell by more than 0.01" in text
+    assert "the largest rise is +0.050, the largest fall −0.030." in text
+    one = A.move_sentence(A.coupling_move(np.full((1, 1152, 10), 0.1), digit=2))
+    assert one == "With 1 iteration there is no routing: $c_{i2} = 0.1$ for all 1152 primary capsules."
+
+
+def test_outcome_and_overview_sentences():
     off = np.full(10, 0.05)
     off[7] = 0.95
     on = off.copy()
-    on[7] = 0.97
-    text = A.routing_summary_sentence(_coupling_with(0.004, 0.0123, 0.3), _ablation(off, on))
-    assert "less than ±0.012" in text and "by ±0.30" in text
-    assert "3 iterations give 7 (|v| = 0.97), no routing gives 7 (|v| = 0.95)" in text
-    assert "routing did not change the prediction; it made |v_7| 0.02 longer." in text
-    same = A.routing_summary_sentence(_coupling_with(0.004, 0.0123, 0.3), _ablation(off, off))
-    assert same.endswith("|v_7| stays about the same.")
+    on[7], on[1] = 0.97, 0.30
+    text = A.outcome_sentence(_ablation(off, on))
+    assert text.startswith("With 3 iterations of routing the network reads 7 (|v_7| = 0.97); without routing")
+    assert "it reads 7 (|v_7| = 0.95): routing did not change the answer; it made |v_7| 0.02 longer." in text
+    assert A.outcome_sentence(_ablation(off, off)).endswith("and |v_7| stays about the same.")
+    overview = A.overview_sentence(_ablation(off, on))
+    assert overview.startswith(
+        "The network reads **7**: its digit capsule is the longest, |v_7| = 0.97 (above m⁺"
+    )
+    assert "the runner-up is 1 (|v_1| = 0.30)" in overview and overview.endswith(text)
 
-
-def test_routing_summary_sentence_changed_prediction_and_no_routing():
-    off = np.full(10, 0.05)
     off[4], off[9] = 0.60, 0.55
     on = off.copy()
-    on[4], on[9] = 0.50, 0.80
-    text = A.routing_summary_sentence(
-        _coupling_with(0.0004, 0.00004, 0.2), _ablation(off, on, iterations=5, gain=3.0)
+    on[4], on[9], on[7] = 0.50, 0.80, 0.05
+    changed = A.outcome_sentence(_ablation(off, on, iterations=5, gain=3.0))
+    assert "With 5 iterations of routing with gain 3 the network reads 9 (|v_9| = 0.80)" in changed
+    assert "it reads 7 (|v_7| = 0.95): **routing changed the answer** from 7 to 9." in changed
+    assert "fairly sure" in A.overview_sentence(
+        _ablation(off, on)
+    ) and "runner-up is 4" in A.overview_sentence(_ablation(off, on))
+    one = A.outcome_sentence(_ablation(off, off, iterations=1))
+    assert (
+        one
+        == "With 1 iteration there is no routing (c = 0.1 everywhere): the network reads 7 (|v_7| = 0.95)."
     )
-    assert "less than ±0.00040" in text  # 99% of the c moved by ±0.0004
-    assert "routing with gain 3 moved" in text
-    assert "5 iterations give 9 (|v| = 0.80), no routing gives 4 (|v| = 0.60)" in text
-    assert text.endswith("routing changed the prediction from 4 to 9.")
-    assert "did not" not in text
-    one = A.routing_summary_sentence(np.full((1, 1152, 10), 0.1), _ablation(off, off, iterations=1))
-    assert one.startswith("With 1 iteration there is no routing") and "prediction is 4 (|v| = 0.60)" in one
 
 
 def test_vote_growth_by_hand():
