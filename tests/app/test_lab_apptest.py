@@ -41,7 +41,7 @@ def plotly_array(value) -> np.ndarray:
 def test_share_link_values_are_clamped_to_the_sliders_and_written_back(shipped):
     at = new_app()
     at.query_params.update(
-        {"sample": "11", "rot": "1000", "scale": "abc", "shear": "-inf", "tx": "nan", "ty": "-2.26",
+        {"sample": "11", "view": "lab", "rot": "1000", "scale": "abc", "shear": "-inf", "tx": "nan", "ty": "-2.26",
          "sweep": "<script>"}
     )  # fmt: skip
     at.run()
@@ -56,7 +56,7 @@ def test_share_link_values_are_clamped_to_the_sliders_and_written_back(shipped):
 
 def test_untransformed_digit_reads_its_label_in_both_networks_and_the_sliders_act(shipped):
     at = new_app()
-    at.query_params.update({"sample": "12"})
+    at.query_params.update({"sample": "12", "view": "lab"})
     at.run()
     assert not at.exception and not at.warning
     label = int(LABELS[12])
@@ -81,7 +81,7 @@ def test_the_lab_shows_what_the_library_computes_for_the_transformed_input(shipp
     """Wiring: the slider values reach capsnet.transforms.affine on the image the page feeds the
     network, and both shipped models' answers are the ones shown."""
     at = new_app()
-    at.query_params.update({"sample": "5", "rot": "-35", "scale": "0.8", "tx": "2"})
+    at.query_params.update({"sample": "5", "view": "lab", "rot": "-35", "scale": "0.8", "tx": "2"})
     at.run()
     assert not at.exception
     x = torch.from_numpy(to_mnist(SAMPLES[5])).float().reshape(1, 1, 28, 28)
@@ -95,25 +95,21 @@ def test_the_lab_shows_what_the_library_computes_for_the_transformed_input(shipp
     assert f"The CNN reads **{k}** (probability {probs[k]:.2f})" in text
 
 
-def test_the_sweep_family_and_interactive_charts(shipped):
+def test_the_sweep_family(shipped):
     at = new_app()
-    at.query_params.update({"sample": "3", "tx": "-3", "sweep": "translation"})
+    at.query_params.update({"sample": "3", "view": "lab", "tx": "-3", "sweep": "translation"})
     at.run()
     assert not at.exception
     assert at.radio(key="lab_family").value == "translation"
     assert "Across translation from -6 px to 6 px" in lab_text(at)
+    keys = ("lab_sweep_capsnet", "lab_sweep_cnn")
+    before = [image_urls(at, key) for key in keys]
     at.radio(key="lab_family").set_value("scale").run()
-    assert at.query_params["sweep"] == "scale" and "Across scale from 0.5× to 1.5×" in lab_text(at)
-
-    at.toggle(key="interactive").set_value(True).run()
     assert not at.exception
-    for key in ("lab_sweep_capsnet", "lab_sweep_cnn"):
-        (chart,) = at.container(key=key).get("plotly_chart")
-        spec = json.loads(chart.proto.spec)
-        assert len(spec["data"]) == 10
-        xs = plotly_array(spec["data"][0]["x"])
-        assert xs[0] == 0.5 and xs[-1] == 1.5 and len(xs) == 31
-        assert spec["layout"]["shapes"][0]["x0"] == 1.0  # the scale slider stands at 1
+    assert at.query_params["sweep"] == "scale" and "Across scale from 0.5× to 1.5×" in lab_text(at)
+    after = [image_urls(at, key) for key in keys]
+    assert all(len(urls) == 1 for urls in after)  # one picture each
+    assert all(a != b for a, b in zip(after, before))  # redrawn for the new family
 
 
 @pytest.mark.parametrize("content", [None, b"not a checkpoint"])
@@ -123,7 +119,7 @@ def test_without_a_usable_cnn_the_lab_says_so_and_shows_capsnet(shipped, tmp_pat
         path.write_bytes(content)
     monkeypatch.setenv("CAPSNET_CNN_CHECKPOINT", str(path))
     at = new_app()
-    at.query_params.update({"sample": "12"})
+    at.query_params.update({"sample": "12", "view": "lab"})
     at.run()
     assert not at.exception and not at.error
     (warning,) = at.container(key="lab").get("warning")
@@ -140,7 +136,7 @@ def test_the_measured_comparison_is_shown_for_the_checkpoints_it_was_measured_on
 ):
     result = json.loads(ROBUSTNESS.read_text())
     at = new_app()
-    at.query_params.update({"sample": "12"})
+    at.query_params.update({"sample": "12", "view": "lab"})
     at.run()
     assert not at.exception
     text = "\n".join(m.value for m in at.container(key="lab_measured").get("markdown"))
@@ -155,7 +151,7 @@ def test_the_measured_comparison_is_shown_for_the_checkpoints_it_was_measured_on
     other.write_bytes(CNN.read_bytes())
     monkeypatch.setenv("CAPSNET_CNN_CHECKPOINT", str(other))
     at = new_app()
-    at.query_params.update({"sample": "12"})
+    at.query_params.update({"sample": "12", "view": "lab"})
     at.run()
     assert not at.exception
     assert "CNN reads" in lab_text(at)

@@ -127,7 +127,7 @@ def test_file_is_named_after_its_content_and_written_once(shipped_model, random_
 def test_page_sends_the_file_pose_and_digit(static_dir, monkeypatch, random_checkpoint, shipped_model):
     monkeypatch.setenv("CAPSNET_CHECKPOINT", str(capsnet.DEFAULT_CHECKPOINT))
     at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update({"sample": "12", "capsule": "3", "iters": "2"})
+    at.query_params.update({"sample": "12", "capsule": "3", "iters": "2", "view": "pose"})
     at.run()
     assert not at.exception
     live = pose_data(at)["live"]
@@ -140,7 +140,7 @@ def test_page_sends_the_file_pose_and_digit(static_dir, monkeypatch, random_chec
 
     monkeypatch.setenv("CAPSNET_CHECKPOINT", str(random_checkpoint))
     at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update({"sample": "12"})
+    at.query_params.update({"sample": "12", "view": "pose"})
     at.run()
     assert not at.exception
     other = pose_data(at)["live"]["weights"]
@@ -154,7 +154,7 @@ def test_without_static_serving_the_page_says_why(static_dir, monkeypatch):
     st_config.set_option("server.enableStaticServing", False)
     try:
         at = AppTest.from_file(APP, default_timeout=60)
-        at.query_params["sample"] = "12"
+        at.query_params.update({"sample": "12", "view": "pose"})
         at.run()
     finally:
         st_config.set_option("server.enableStaticServing", was)
