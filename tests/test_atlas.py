@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from mnist_files import make_mnist_root, write_idx
-from test_checkpoint import mnist_root  # noqa: F401  (the real-MNIST fixture, shared)
 
 from capsnet import DEFAULT_CHECKPOINT, CapsNet, load_model, save_checkpoint
 from capsnet import atlas as A
@@ -404,12 +403,14 @@ def slopes_by_hand(model, images: np.ndarray, digit: int) -> dict[str, list[floa
 
 @pytest.fixture
 def tiny_run(tmp_path):
-    """A random-weight CapsNet with a decoder that reacts, and a test set of 3 digits per class
-    but one of class 9; returns (checkpoint, data root, test images, test labels)."""
+    """A random-weight CapsNet with a decoder that reacts and votes large enough for routing to
+    change the poses, and a test set of 3 digits per class but one of class 9; returns
+    (checkpoint, data root, test images, test labels)."""
     torch.manual_seed(3)
     model = CapsNet()
     with torch.no_grad():
         model.decoder[-2].weight.mul_(30)
+        model.digit_caps.W.mul_(100)
     ckpt = tmp_path / "ckpt" / "tiny.pt"
     save_checkpoint(ckpt, model)
     root = make_mnist_root(tmp_path / "data")
@@ -567,10 +568,10 @@ def test_shipped_atlas_follows_the_schema_and_matches_the_shipped_weights():
             assert c["effects"]["local"] <= 0.5 and c["change"] >= 2
 
 
-def test_shipped_atlas_averages_are_those_of_the_shipped_weights_on_real_digits(mnist_root):  # noqa: F811
+def test_shipped_atlas_averages_are_those_of_the_shipped_weights_on_real_digits(real_mnist):
     """Class 7's ink and x slopes, from its first per_digit real test digits, measured by hand."""
     atlas = json.loads(A.DEFAULT_ATLAS.read_text())
-    images, labels = load_mnist(str(mnist_root), train=False, download=False)
+    images, labels = load_mnist(str(real_mnist), train=False, download=False)
     sevens = images[labels == 7][: atlas["per_digit"]].numpy()
     model = load_model()
     want = slopes_by_hand(model, sevens, 7)
