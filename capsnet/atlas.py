@@ -118,7 +118,7 @@ class AtlasError(ValueError):
 
 def _images(images) -> Tensor:
     """(..., H, W) float64 on the CPU, checked: finite, in [0, 1], some ink in every image."""
-    images = torch.as_tensor(images).detach().to("cpu", torch.float64)
+    images = torch.as_tensor(images).detach().cpu().to(torch.float64)  # MPS has no float64
     if images.dim() < 2 or min(images.shape[-2:]) < 1:
         raise ValueError(f"expected images of shape (..., H, W), got {tuple(images.shape)}")
     if not bool(torch.isfinite(images).all()):
@@ -525,7 +525,8 @@ def format_table(atlas: dict) -> str:
     """16 rows (dimensions) by 10 columns (digits): each cell's label, short, and strength."""
     lines = [
         f"pose atlas of {atlas['checkpoint']}: first {atlas['per_digit']} test digits per class, offset "
-        f"+-{atlas['offset']:g}; strength in px per unit (local: share)",
+        f"+-{atlas['offset']:g}. Rows: pose dimension; columns: digit class; label, then strength in "
+        "px per unit of pose offset (local: the unexplained share)",
         "dim " + "".join(f"{j:>11}" for j in range(NUM_DIGITS)),
     ]
     for d in range(DIGIT_DIM):
