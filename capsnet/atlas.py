@@ -48,6 +48,22 @@ length and base height are means over the digits (the standardised effects are f
 means), `local` pools the energies (sum of residual energy / sum of change energy), and
 `agreement` is the share of the class's digits whose own label (the same rule, one digit) is the
 cell's label.
+
+A cell (per digit class and dimension in the atlas; per dimension of one capsule, live):
+    dim, label, strength
+    second_label, second_strength   the largest global effect the label does not name (the
+                                    "thickness" of a "scale and thickness" dimension)
+    effects        {ink, x, y, width, height, slant: slopes per unit; local: share 0..1}
+    standardised   {ink, x, y, width, height, slant: px per unit}, what the label compares
+    change, outline, base_height    (and `agreement` in the atlas)
+Dimension d of one digit's capsule and dimension d of another's are unrelated (the decoder reads
+each capsule through its own weights), so every digit has its own row of names.
+
+For a page: measure_capsule(model, poses (10, 16), digit) gives the 16 cells of one input's
+capsule from one decoder call of 33 images, measure_dimension(...) one cell from 3 images;
+load_atlas(path, checkpoint) reads the file and refuses (AtlasError, a ValueError) one that is
+missing, malformed or measured on other weights (sha256 of the checkpoint file); describe(cell)
+is a slider's name, e.g. "thicker strokes (+31 ink per unit)".
 """
 
 from __future__ import annotations
