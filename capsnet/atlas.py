@@ -83,7 +83,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, atomic_write_json, load_model
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, atomic_write_json, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
 from .evaluate import select_device
 from .model import DIGIT_DIM, NUM_DIGITS, CapsNet
@@ -439,14 +439,18 @@ def file_sha256(path: str | Path) -> str:
 
 
 def load_atlas(path: str | Path | None = None, checkpoint: str | Path | None = None) -> dict:
-    """Read and check the atlas at `path` (default: pose_atlas.json beside `checkpoint`, which
-    defaults to the shipped weights) and that it was measured on `checkpoint`'s weights.
+    """Read and check the atlas at `path` (default: pose_atlas.json beside `checkpoint`) and that it
+    was measured on `checkpoint`'s weights; `checkpoint` None is the file load_model(None) loads
+    (capsnet.resolve_checkpoint: $CAPSNET_CHECKPOINT, else the shipped weights).
 
     Raises AtlasError (a ValueError) saying what is wrong and how to make a good file when the
     atlas or the checkpoint is missing, the atlas is not valid JSON or not of this schema, or its
     recorded sha256 is not that of the checkpoint file.
     """
-    checkpoint = Path(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
+    try:
+        checkpoint = resolve_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise AtlasError(f"No weights to check a pose atlas against: {e}") from e
     path = checkpoint.with_name(DEFAULT_ATLAS.name) if path is None else Path(path)
     how = HOW_TO_MAKE.format(checkpoint=checkpoint)
     if not path.is_file():
@@ -563,7 +567,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "reconstruction (ink, position, size, slant, local change) and write the pose atlas.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="weights to measure")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="weights to measure (default: $CAPSNET_CHECKPOINT, else the shipped weights: "
+        "checkpoints/capsnet_mnist.pt in a checkout, else the copy installed with the package)",
+    )
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
     p.add_argument("--per-digit", type=int, default=100, help="first N test digits of each class")
@@ -587,14 +596,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    checkpoint = Path(args.checkpoint)
-    out = Path(args.out) if args.out else checkpoint.with_name(DEFAULT_ATLAS.name)
     try:
+        checkpoint = resolve_checkpoint(args.checkpoint)
         model = load_model(checkpoint, device=device)
         images, labels = load_mnist(args.data_root, train=False, download=not args.no_download)
     except (CheckpointError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+    out = Path(args.out) if args.out else checkpoint.with_name(DEFAULT_ATLAS.name)
 
     from tqdm import tqdm
 

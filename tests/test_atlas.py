@@ -515,6 +515,22 @@ def test_load_atlas_refuses_other_weights_even_under_the_same_name(atlas_file):
     assert "python -m capsnet.atlas" in str(e.value) and isinstance(e.value, ValueError)
 
 
+def test_load_atlas_and_the_cli_default_to_the_weights_load_model_uses(
+    atlas_file, tiny_run, monkeypatch, capsys
+):
+    path, ckpt = atlas_file
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(ckpt))  # what load_model(None) then loads
+    assert A.load_atlas()["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    _, root, _, _ = tiny_run
+    out = path.with_name("again.json")  # named, so a CLI that ignored the variable writes no repo file
+    assert A.main(["--data-root", str(root), "--per-digit", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert json.loads(out.read_text())["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(ckpt.with_name("gone.pt")))
+    with pytest.raises(A.AtlasError, match="No weights to check a pose atlas against"):
+        A.load_atlas()
+
+
 def test_load_atlas_refuses_a_missing_or_malformed_file(atlas_file):
     path, ckpt = atlas_file
     good = json.loads(path.read_text())
