@@ -71,7 +71,7 @@ def primary_capsules_figure(
         fig.add_shape(type="rect", x0=x[inspected] - 0.6, x1=x[inspected] + 0.6, y0=y[inspected] - 0.6,
                       y1=y[inspected] + 0.6, line=dict(color=WINNER, width=2))  # fmt: skip
     _image_axes(fig)
-    return _layout(fig, height, margin=dict(l=2, r=2, t=2, b=2), showlegend=False)
+    return _layout(fig, height, margin=dict(l=2, r=2, t=2, b=2), showlegend=False, dragmode=False)
 
 
 def digit_capsules_figure(

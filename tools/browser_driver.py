@@ -107,6 +107,23 @@ def stroke(page, points: list[tuple[float, float]]) -> None:
     page.mouse.up()
 
 
+def touch_stroke(page, cdp, points: list[tuple[float, float]], steps: int = 5) -> None:
+    """One finger stroke, as a tablet sends it, through points given as fractions of the canvas:
+    touchStart, touchMoves and touchEnd through the Chrome DevTools Protocol (`cdp`, from
+    context.new_cdp_session(page); the context needs has_touch=True)."""
+    box = page.locator(CANVAS).first.bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+
+    def touch(kind: str, points: list) -> None:
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch("touchStart", [{"x": xy[0][0], "y": xy[0][1]}])
+    for (x0, y0), (x1, y1) in zip(xy, xy[1:]):
+        for k in range(1, steps + 1):
+            touch("touchMove", [{"x": x0 + (x1 - x0) * k / steps, "y": y0 + (y1 - y0) * k / steps}])
+    touch("touchEnd", [])
+
+
 # A 7 whose top bar starts in the canvas' top-right corner (inside the 35 px the toolbar covered).
 SEVEN = [(0.95, 0.04), (0.55, 0.05), (0.2, 0.06), (0.95, 0.05), (0.7, 0.5), (0.5, 0.95)]
 

@@ -6,15 +6,18 @@ One local server (127.0.0.1, started here so its pid is known), one Chromium, on
 per session. Sessions arrive one by one over --ramp seconds; once every session has opened the page,
 the timed phase (--seconds) starts and each, after the same ramp offset, loops with small seeded
 random pauses:
-- drawing sessions (even numbers): clear the canvas, draw a digit with the mouse, wait for the
-  prediction (must be a digit); press an arrow key on a pose slider and wait for the new
-  reconstruction; drag a pose slider with the mouse (down, moves, up: the page redraws the
-  reconstruction itself and must send the server nothing until the release, whose run is then
-  waited for); sometimes step the routing-iteration slider and wait for the run to finish;
-- sample sessions (odd numbers) open `?sample=K` with their own K and only move sliders. Their
-  prediction is computed here beforehand (for every iteration count); after every action the page
-  must still show that value, their own sample and their own iteration count: one session's input
-  never shows up in another session.
+- drawing sessions (even numbers) stay on the page's default view (the overview and the routing
+  view): clear the canvas, draw a digit with the mouse, wait for the prediction (must be a digit);
+  sometimes step the routing-iteration slider and wait for the run to finish;
+- sample sessions (odd numbers) open `?sample=K&view=pose` with their own K: press an arrow key on
+  a pose slider and wait for the new reconstruction; drag a pose slider with the mouse (down,
+  moves, up: the page redraws the reconstruction itself and must send the server nothing until the
+  release, whose run is then waited for); sometimes step the iteration slider. Their prediction is
+  computed here beforehand (for every iteration count); after every action the page must still
+  show that value, their own sample and their own iteration count: one session's input never
+  shows up in another session.
+With --rounds N each session instead does its actions in a fixed order N times (drawing: draw,
+iterations; sample: pose, drag, iterations) and stops: the counts no longer depend on timing.
 Latencies are taken on the page's own clock (the input event's timestamp to the first frame painted
 after the result is in the page, as tools/bench_browser.py does); the driver's wall time is printed as
 an upper bound. The server also times its own share of every run, from the page's request to the
@@ -116,9 +119,9 @@ COND_RECON = "const e = document.querySelectorAll(%s)[1]; return e && e.src !== 
 )
 COND_ITERATIONS = (
     "if (!document.querySelector(%s)) return false;"
-    " const n = [...document.querySelectorAll('.st-key-routing h3')]"
-    ".filter(h => /^Iteration \\d+/.test(h.textContent.trim())).length;"
-    " return n === arg;" % json.dumps(IDLE)
+    " return [...document.querySelectorAll('.st-key-overview p')]"
+    ".some(p => new RegExp('^4 · Routing c_i[0-9]+ · ' + arg + ' iterations?$').test(p.textContent.trim()));"
+    % json.dumps(IDLE)
 )
 
 # Digit-like strokes as fractions of the canvas (jittered per use).
@@ -300,7 +303,7 @@ class Session:
         self.context = await self.browser.new_context(viewport=VIEWPORT)
         self.page = await self.context.new_page()
         self.page.on("websocket", lambda ws: ws.on("framesent", self.count_sent))
-        query = "" if self.sample is None else f"/?sample={self.sample}"
+        query = "" if self.sample is None else f"/?sample={self.sample}&view=pose"
         t0 = time.perf_counter()
         await self.page.goto(self.url + query, timeout=self.tmo)
         if self.sample is None:
@@ -508,22 +511,25 @@ class Session:
             self.error(f"after {after}: sample {self.sample} with {self.iterations} iterations shows "
                        f"prediction {shown!r}, expected {want}")  # fmt: skip
         picker = await page.locator(".st-key-sample input").first.input_value(timeout=self.tmo)
-        if f"#{self.sample + 1}: a {self.label}" not in picker:
+        if f"#{self.sample}: a {self.label}" not in picker:
             self.stats.mismatches += 1
-            self.error(f"after {after}: sample picker shows {picker.strip()[:60]!r}, not #{self.sample + 1}")
+            self.error(f"after {after}: sample picker shows {picker.strip()[:60]!r}, not #{self.sample}")
+
+    def plan(self) -> list[str] | None:
+        """The fixed order of actions of --rounds, or None for the timed, random loop."""
+        one = ["draw", "iterations"] if self.sample is None else ["pose", "drag", "iterations"]
+        return one * self.args.rounds if self.args.rounds else None
+
+    def next_action(self) -> str:
+        if self.sample is None:
+            return "draw" if not self.drawn else self.rng.choice(["draw", "draw", "iterations"])
+        return "drag" if not self.dragged else self.rng.choice(["pose", "drag", "pose", "iterations"])
 
     async def loop(self, deadline: float) -> None:
         await asyncio.sleep(self.delay)
-        while time.monotonic() < deadline:
-            if self.sample is None and not self.drawn:
-                kind = "draw"
-            elif not self.dragged:
-                kind = "drag"
-            else:
-                choices = ["pose", "drag", "pose", "iterations"] + (
-                    ["draw", "draw"] if self.sample is None else []
-                )
-                kind = self.rng.choice(choices)
+        fixed = self.plan()
+        while (fixed is None and time.monotonic() < deadline) or fixed:
+            kind = fixed.pop(0) if fixed else self.next_action()
             try:
                 actions = {
                     "draw": self.draw,
@@ -604,7 +610,7 @@ async def run(
         cpu0 = (cpu_seconds([server_pid]), machine_busy(), time.monotonic())
         result["timed_from"] = cpu0[2]
         deadline = time.monotonic() + args.seconds
-        hard = args.seconds + 2 * args.action_timeout + 30
+        hard = (args.seconds if not args.rounds else 0) + (2 + 3 * args.rounds) * args.action_timeout + 30
         tasks = [asyncio.create_task(s.loop(deadline)) for s in live]
         done, pending = await asyncio.wait(tasks, timeout=hard)
         for t, s in zip(tasks, live):
@@ -717,6 +723,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="many concurrent browser sessions against one app server")
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the timed phase")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="instead of --seconds: each session does its actions in a fixed order this many times")  # fmt: skip
     parser.add_argument(
         "--checkpoint",
         default=None,

@@ -30,9 +30,10 @@ def _inspect_digit() -> None:
 
 def _open_primary() -> None:
     """A click on a PrimaryCaps cell: the routing view, its inspector on that capsule."""
-    points = [p for p in st.session_state[PRIMARY_CHART].selection.points if p.get("customdata")]
+    # The markers are the figure's second trace, one per capsule in the order i = 0..1151.
+    points = [p for p in st.session_state[PRIMARY_CHART].selection.points if p.get("curve_number") == 1]
     if points:
-        views.open_primary(int(points[0]["customdata"][0]))
+        views.open_primary(int(points[0]["point_index"]))
 
 
 def _stage(title: str, shape: str) -> None:
@@ -47,7 +48,7 @@ def show(col, pixels: np.ndarray, res: dict, conv1: np.ndarray, recon: np.ndarra
     result = A.Ablation(res["lengths_per_iter"][0], lengths, T, 1.0)  # iteration 1 is uniform c
     with col:
         with st.container(key="prediction"):
-            left, right = st.columns([0.2, 0.8], gap="small", vertical_alignment="center")
+            left, right = st.columns([0.24, 0.76], gap="small", vertical_alignment="center")
             left.metric("Prediction", str(pred), delta=f"|v{pred}| = {lengths[pred]:.2f}", delta_color="off",
                         delta_arrow="off", border=True)  # fmt: skip
             note = (

@@ -1,17 +1,42 @@
-"""The real page in Chromium: draw with the mouse, read the prediction, move a pose slider.
+"""The real page in Chromium: draw with the mouse and with a finger, read the prediction, the
+overview on one screen, the views by share link and by click, no overlaps at three widths.
 
 Needs Debian's chromium (the `chromium` fixture in conftest.py says what happens without it).
 The README's screenshot is made on purpose by tools/screenshot.py, never by a test.
 """
 
 import os
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 import capsnet
-from tools.browser_driver import CANVAS, METRIC, SEVEN, launch, open_app, serve, stroke, wait_idle
+from app.views import PARTS, VIEWS
+from tools.browser_driver import (
+    CANVAS,
+    METRIC,
+    SEVEN,
+    launch,
+    open_app,
+    serve,
+    stroke,
+    touch_stroke,
+    wait_idle,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+STAGES = [
+    "1 · Input x",
+    "2 · Conv1",
+    "3 · PrimaryCaps u_i",
+    "4 · Routing c_i",
+    "5 · DigitCaps v_j",
+    "6 · Decoder",
+]
+ONE = [(0.55, 0.08), (0.5, 0.5), (0.45, 0.93)]
+# Every picture and chart the page draws, whatever view is open.
+DRAWN = "[data-testid='stImage'] img, [data-testid='stPlotlyChart'], [data-testid='stBidiComponentIsolated'] canvas.upper-canvas"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +57,40 @@ def server():
         yield url
 
 
+def query(page) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+def overview_images(page) -> list[str]:
+    return page.locator(".st-key-overview [data-testid='stImage'] img").evaluate_all(
+        "es => es.map(e => e.src)"
+    )
+
+
+def wait_loaded(page, selector: str) -> None:
+    """Until every picture under `selector` has loaded (a new src is fetched after the run)."""
+    page.wait_for_function(
+        "s => { const es = [...document.querySelectorAll(s)]; return es.length && es.every(e => e.complete); }",
+        arg=selector,
+        timeout=30_000,
+    )
+
+
+def click_center(page, locator) -> None:
+    """A real click where an element of a Plotly chart is drawn (Plotly's drag layer lies on top
+    and takes the click, as it does for a person)."""
+    box = locator.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def open_sample(browser, server, q: str, width: int = 1400, height: int = 1000):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(server + q)
+    page.wait_for_selector(METRIC, timeout=60_000)
+    wait_idle(page)
+    return page
+
+
 def test_draw_predict_route_and_pose(browser, server):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     open_app(page, server)
@@ -50,31 +109,130 @@ def test_draw_predict_route_and_pose(browser, server):
                             .data.filter((v, k) => k % 4 === 0 && v > 200).length; }"""
     )
     assert corner_ink > 0, "the stroke starting in the top-right corner did not reach the canvas"
-
     routing = page.locator(".st-key-routing")
     assert routing.get_by_text("Iteration 3", exact=True).count() == 1
     assert routing.get_by_text("Iteration 4", exact=True).count() == 0
 
-    recon = page.locator(".st-key-reconstruction")
-    recon.scroll_into_view_if_needed()
-    before = recon.screenshot()
+    # A second stroke (after Clear) updates every stage of the overview.
+    seven = overview_images(page)
+    page.get_by_role("button", name="Clear the canvas").click()
+    page.wait_for_selector(METRIC, state="detached", timeout=30_000)
+    wait_idle(page)
+    stroke(page, ONE)
+    page.wait_for_selector(METRIC, timeout=30_000)
+    wait_idle(page)
+    assert page.locator(METRIC).inner_text().strip() == "1"
+    one = overview_images(page)
+    assert len(one) == len(seven) == 4 and all(a != b for a, b in zip(one, seven))
+
+    # The pose view, opened by its tab: a key press on a slider redraws the server's picture.
+    page.get_by_role("tab", name=VIEWS["pose"]).click()
+    page.wait_for_selector(".st-key-pose input[type='range']", timeout=30_000)
+    wait_idle(page)
+    assert query(page)["view"] == "pose" and page.locator(".st-key-routing").count() == 0
+    recon = ".st-key-reconstruction [data-testid='stImage'] img"
+    wait_loaded(page, recon)
+    before = page.locator(recon).nth(1).get_attribute("src")
     slider = page.locator(".st-key-pose input[type='range']").first
     slider.focus()
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("ArrowRight")
-    page.wait_for_timeout(400)  # each key sends the slider's value; the last run wins
-    wait_idle(page)
-    assert slider.input_value() == "0.15"
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
     page.wait_for_function(
         "() => [...document.querySelectorAll('.st-key-reconstruction [data-testid=\"stImage\"]')]"
         ".some(e => e.textContent.includes('(1 moved)'))",
         timeout=15_000,
     )
-    page.wait_for_timeout(300)  # let the new image paint
-    assert recon.screenshot() != before
+    wait_idle(page)
+    assert slider.input_value() == "0.15"
+    wait_loaded(page, recon)
+    assert page.locator(recon).nth(1).get_attribute("src") != before
     assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
 
+
+def test_overview_fits_one_screen_with_all_six_stages(browser, server):
+    page = open_sample(browser, server, "?sample=11&iters=3")
+    wait_loaded(page, ".st-key-overview [data-testid='stImage'] img")
+    box = page.locator(".st-key-overview").bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 1000, box  # no scrolling needed
+    headings = page.locator(".st-key-overview p strong").all_inner_texts()
+    for stage in STAGES:
+        assert any(h.startswith(stage) for h in headings), (stage, headings)
+    for chart in ("overview_primary", "overview_digits"):  # the two clickable stages are drawn
+        assert page.locator(f".st-key-{chart} .main-svg").count() >= 1
+    page.close()
+
+
+@pytest.mark.parametrize("name", [*VIEWS, "nonsense"])
+def test_share_link_opens_the_view(browser, server, name):
+    page = open_sample(browser, server, f"?sample=4&view={name}")
+    want = name if name in VIEWS else "routing"  # an unknown name: the default view
+    selected = page.locator("[role='tab'][aria-selected='true']").inner_text().strip()
+    assert selected == VIEWS[want] and query(page)["view"] == want
+    key = {"routing": "routing", "pose": "pose", "figure4": "grid", "lab": "lab"}[want]
+    page.wait_for_selector(f".st-key-{key}", timeout=30_000)
+    for other in {"routing", "pose", "grid", "lab"} - {key}:
+        assert page.locator(f".st-key-{other}").count() == 0
+    page.close()
+
+
+def test_clicking_a_digit_capsule_inspects_it(browser, server):
+    page = open_sample(browser, server, "?sample=11&iters=3")  # reads 2, runner-up 7
+    click_center(page, page.locator(".st-key-overview_digits .bars .point").nth(7))
+    page.wait_for_function(
+        "() => new URLSearchParams(location.search).get('capsule') === '7'", timeout=30_000
+    )
+    wait_idle(page)
+    assert page.locator(".st-key-overview").get_by_text("4 · Routing c_i7").count() == 1
+    assert page.locator(".st-key-routing").get_by_text("Shown for digit capsule 7").count() == 1
+    assert "redrawn from v7" in page.locator(".st-key-overview").inner_text()
+    page.close()
+
+
+def test_clicking_a_primary_capsule_opens_it_in_the_routing_view(browser, server):
+    page = open_sample(browser, server, "?sample=11&iters=3&view=lab")
+    i = 737  # type 20, grid (2, 5)
+    click_center(page, page.locator(".st-key-overview_primary .scatterlayer .trace .point").nth(i))
+    page.wait_for_selector(".st-key-inspector", timeout=30_000)
+    wait_idle(page)
+    q = query(page)
+    assert (q["view"], q["part"], q["primary"]) == ("routing", "inspector", str(i))
+    assert page.locator("[role='tab'][aria-selected='true']").inner_text().strip() == VIEWS["routing"]
+    chosen = page.locator(".st-key-primary_i input").first.input_value()
+    assert f"i = {i} (type 20, grid (2, 5))" in chosen
+    assert PARTS["inspector"] in page.locator(".st-key-routing_part [aria-checked='true'], "
+                                              ".st-key-routing_part [kind='segmented_controlActive']").first.inner_text()  # fmt: skip
+    page.close()
+
+
+def test_touch_drawing_on_a_tablet(browser, server):
+    context = browser.new_context(viewport={"width": 1024, "height": 1366}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    open_app(page, server)
+    touch_stroke(page, context.new_cdp_session(page), SEVEN)
+    page.wait_for_selector(METRIC, timeout=30_000)
+    wait_idle(page)
+    assert page.locator(METRIC).inner_text().strip() == "7"
+    context.close()
+
+
+@pytest.mark.parametrize("width", [1024, 1400, 1920])
+def test_nothing_is_drawn_over_anything_else(browser, server, width):
+    """At each width, on the overview and the routing view's default part: no two pictures or charts
+    overlap, and none reaches past the window's right edge."""
+    page = open_sample(browser, server, "?sample=11&iters=3", width=width)
+    wait_loaded(page, "[data-testid='stImage'] img")
+    boxes = page.locator(DRAWN).evaluate_all(
+        "es => es.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
+    )
+    boxes = [b for b in boxes if b[2] - b[0] > 1 and b[3] - b[1] > 1]
+    assert len(boxes) >= 12
+    for k, a in enumerate(boxes):
+        assert a[2] <= width + 0.5, f"drawn past the right edge at {width} px: {a}"
+        for b in boxes[k + 1 :]:
+            overlap_w = min(a[2], b[2]) - max(a[0], b[0])
+            overlap_h = min(a[3], b[3]) - max(a[1], b[1])
+            assert overlap_w <= 0.5 or overlap_h <= 0.5, f"overlap at {width} px: {a} and {b}"
     page.close()
 
 
@@ -82,7 +240,7 @@ def test_votes_animation_plays_in_the_browser(browser, server):
     """The votes view steps through the iterations in the page itself: pressing play shows
     iteration 1, 2, 3 in turn (read from Plotly's own slider label) without rerunning the app."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server + "?sample=11&iters=3")
+    page.goto(server + "?sample=11&iters=3&part=votes")
     page.wait_for_selector(METRIC, timeout=60_000)
     wait_idle(page)
     votes = page.locator(".st-key-votes")

@@ -88,8 +88,9 @@ def model():
 
 
 def open_page(context, url: str, query: str, live: str = "ready"):
+    """A page of the pose view (?view=pose) for the share-link parameters in `query`."""
     page = context.new_page()
-    page.goto(url + query)
+    page.goto(url + query + "&view=pose")
     page.wait_for_selector(METRIC, timeout=90_000)
     wait_idle(page, timeout=90_000)
     page.wait_for_selector(f".st-key-reconstruction [data-live='{live}']", state="attached", timeout=60_000)
@@ -193,7 +194,12 @@ def test_drag_redraws_before_release_without_a_rerun(browser, server, model):
     page.mouse.down()
     for k in range(1, 9):
         page.mouse.move(x0 + k * box["width"] * 0.05, y, steps=3)
-        page.wait_for_timeout(50)
+        # The page has drawn the pose the slider now shows (it decodes on every value change).
+        page.wait_for_function(
+            "h => { const host = document.querySelector(h), inputs = host.shadowRoot.querySelectorAll('.grid input');"
+            " return host.capsnetLive.values[6] === Number(inputs[6].value); }",
+            arg=HOST, timeout=10_000,
+        )  # fmt: skip
     during = page.evaluate(READ)
     states_during = page.evaluate("window.__states.map(s => s[1])")
     sent_during = len(sent) - n_sent
