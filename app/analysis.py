@@ -10,9 +10,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from capsnet.atlas import describe
 from capsnet.model import DIGIT_DIM, NUM_DIGITS, NUM_PRIMARY, receptive_field  # noqa: F401 (re-exported)
 from capsnet.model import NUM_PRIMARY_TYPES as NUM_TYPES
 from capsnet.model import PRIMARY_GRID as GRID
+
+
+def dimension_names(atlas: dict | None, digit: int) -> list[str]:
+    """The 16 pose dimensions of digit capsule `digit` named by what each measurably does to that
+    digit in the pose atlas (capsnet.atlas), e.g. "dim 12 · wider (+6.7 px per unit)"; without an
+    atlas, just "dim 12"."""
+    if atlas is None:
+        return [f"dim {d}" for d in range(DIGIT_DIM)]
+    return [f"dim {d} · {describe(cell)}" for d, cell in enumerate(atlas["digits"][digit])]
 
 
 def perturbation_steps(wide: bool = False) -> np.ndarray:

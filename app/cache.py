@@ -17,12 +17,17 @@ import capsnet
 from app import analysis as A
 from app import images as I
 from app import inputs
+from capsnet import atlas
 from capsnet.baseline import load_baseline, predict_proba
 from capsnet.transforms import affine, sweep
 
 
 def checkpoint_path() -> Path:
-    return Path(os.environ.get("CAPSNET_CHECKPOINT") or capsnet.DEFAULT_CHECKPOINT)
+    """The weights the page runs: $CAPSNET_CHECKPOINT as given (weights loaded from it keep serving
+    if the file later goes away), else capsnet.resolve_checkpoint(): the checkout's file, else the
+    installed copy; CheckpointError, saying what was tried, when there is none."""
+    env = os.environ.get(capsnet.checkpoint.CHECKPOINT_ENV)
+    return Path(env) if env else capsnet.resolve_checkpoint()
 
 
 def cnn_checkpoint_path() -> Path:
@@ -43,6 +48,42 @@ def load_model(path: str) -> capsnet.CapsNet:
 def load_cnn(path: str):
     """Like load_model, for capsnet.baseline's CNN (raises CheckpointError the same way)."""
     return load_baseline(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _pose_atlas(checkpoint: str, atlas_stat: tuple, weights_stat: tuple) -> dict | str:
+    """The pose atlas beside `checkpoint` if it was measured on those very weights, else why not.
+    Cached per file state (modification time and size of both files): hashing 33 MB of weights
+    on every run would cost ~70 ms."""
+    try:
+        return atlas.load_atlas(checkpoint=checkpoint)
+    except atlas.AtlasError as e:
+        return str(e)
+
+
+def pose_atlas(checkpoint: Path) -> dict | str:
+    """capsnet.atlas.load_atlas for the page's weights (never mutate what it returns), or the
+    reason there is none, which says how to make one."""
+
+    def stat(path: Path) -> tuple:
+        try:
+            st_ = path.stat()
+            return st_.st_mtime_ns, st_.st_size
+        except OSError:
+            return None, None
+
+    return _pose_atlas(
+        str(checkpoint), stat(checkpoint.with_name(atlas.DEFAULT_ATLAS.name)), stat(checkpoint)
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def capsule_measures(_model, version: str, pixels: bytes, iterations: int, digit: int) -> list[dict]:
+    """The pose atlas's measures for this input's capsule `digit`, all 16 dimensions: one decoder
+    call of 33 images (capsnet.atlas.measure_capsule)."""
+    poses = torch.from_numpy(forward(_model, version, pixels, iterations)["poses"])
+    with torch.no_grad():
+        return atlas.measure_capsule(_model, poses, digit)
 
 
 @st.cache_resource

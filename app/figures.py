@@ -317,3 +317,84 @@ def iteration_accuracy_chart(
     fig.update_xaxes(title="routing iterations", tickmode="array", tickvals=sorted(set(iters) | {1, 3}))
     fig.update_yaxes(range=[0, 1.15 * max(errors)], title="MNIST test error (%)")
     return _layout(fig, 320, legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+
+
+# ---------------------------------------------------------------- pose atlas
+# What a dimension mostly does, by family (capsnet.atlas's labels), each with a light and a dark end:
+# the darker, the stronger the effect.
+ATLAS_FAMILIES = {
+    "position": (("moves right", "moves left", "moves down", "moves up"), "#e3ecf8", "#5b8fd0"),
+    "slant": (("leans right", "leans left"), "#fbe8d5", "#e08a3c"),
+    "size": (("wider", "narrower", "taller", "shorter"), "#e2f2de", "#5fae55"),
+    "thickness": (("thicker strokes", "thinner strokes"), "#ece3f5", "#9a6cc8"),
+    "local part": (("local part",), "#f8dede", "#d65c5c"),
+    "no visible change": (("no visible change",), "#f2f2f2", "#f2f2f2"),
+}
+ATLAS_SHORT = {
+    "moves right": "→", "moves left": "←", "moves down": "↓", "moves up": "↑", "leans right": "lean R",
+    "leans left": "lean L", "wider": "wider", "narrower": "narrower", "taller": "taller", "shorter": "shorter",
+    "thicker strokes": "thicker", "thinner strokes": "thinner", "local part": "local", "no visible change": "–",
+}  # fmt: skip
+
+
+def _atlas_scale() -> list:
+    """A colour scale with one band per family: z in [k, k + 1) runs from family k's light end to its dark end."""
+    n, eps = len(ATLAS_FAMILIES), 1e-6
+    stops = []
+    for k, (_, light, dark) in enumerate(ATLAS_FAMILIES.values()):
+        stops += [[k / n, light], [(k + 1) / n - eps, dark]]
+    stops[-1][0] = 1.0
+    return stops
+
+
+def pose_atlas_figure(
+    atlas: dict, digit: int | None = None, dim: int | None = None, height: int = 430
+) -> go.Figure:
+    """capsnet.atlas's 10 x 16 map: one row per digit capsule, one column per pose dimension, each
+    cell coloured by the family of what that dimension mostly does to that digit (position, slant,
+    size, thickness, a local part), darker when stronger, with its short label and strength; the
+    hover gives every slope. An invisible marker per cell (point index digit * 16 + dim) carries the
+    click. `digit`, `dim`: the cell to outline."""
+    family = {label: k for k, (labels, _, _) in enumerate(ATLAS_FAMILIES.values()) for label in labels}
+    cells = [c for row in atlas["digits"] for c in row]
+    top = max(
+        [c["strength"] for c in cells if c["label"] not in ("local part", "no visible change")] + [1e-9]
+    )
+    rows, cols = len(atlas["digits"]), len(atlas["digits"][0])
+    z = np.zeros((rows, cols))
+    text = np.empty((rows, cols), dtype=object)
+    hover = []
+    for j, row in enumerate(atlas["digits"]):
+        for d, c in enumerate(row):
+            strength = c["strength"] if c["label"] == "local part" else c["strength"] / top
+            z[j, d] = family[c["label"]] + 0.999 * min(max(strength, 0.0), 1.0)
+            shown = f"{c['strength']:.0%}" if c["label"] == "local part" else f"{c['strength']:.1f}"
+            text[j, d] = ATLAS_SHORT[c["label"]] + (
+                "" if c["label"] == "no visible change" else f"<br>{shown}"
+            )
+            e = c["effects"]
+            hover.append(
+                f"digit {j}, dim {d}: <b>{c['label']}</b> ({c['strength']:.3g}; {c.get('agreement', 0):.0%} of the "
+                f"digits agree)<br>per unit of pose offset: ink {e['ink']:+.1f}, x {e['x']:+.2f} px, y {e['y']:+.2f} px,"
+                f"<br>width {e['width']:+.2f} px, height {e['height']:+.2f} px, slant {e['slant']:+.3f}; "
+                f"local {e['local']:.0%}<br>click: explore it"
+            )
+    heat = go.Heatmap(
+        z=z, zmin=0, zmax=len(ATLAS_FAMILIES), colorscale=_atlas_scale(), showscale=False, text=text,
+        texttemplate="%{text}", textfont=dict(size=10, color=LABEL), hoverinfo="skip", xgap=2, ygap=2,
+    )  # fmt: skip
+    jj, dd = np.divmod(np.arange(rows * cols), cols)
+    marks = go.Scatter(
+        x=dd, y=jj, mode="markers", marker=dict(size=22, color="rgba(0,0,0,0)", symbol="square"),
+        hovertext=hover, hoverinfo="text", selected=dict(marker=dict(opacity=1)),
+        unselected=dict(marker=dict(opacity=1)),
+    )  # fmt: skip
+    fig = go.Figure([heat, marks])
+    if digit is not None and dim is not None:
+        fig.add_shape(type="rect", x0=dim - 0.5, x1=dim + 0.5, y0=digit - 0.5, y1=digit + 0.5,
+                      line=dict(color=THRESHOLD, width=3))  # fmt: skip
+    fig.update_xaxes(tickmode="array", tickvals=list(range(cols)), ticktext=[f"dim {d}" for d in range(cols)],
+                     side="top", showgrid=False, zeroline=False, fixedrange=True)  # fmt: skip
+    fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=[f"digit {j}" for j in range(rows)],
+                     autorange="reversed", showgrid=False, zeroline=False, fixedrange=True)  # fmt: skip
+    return _layout(fig, height, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, dragmode=False)

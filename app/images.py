@@ -162,23 +162,26 @@ def evidence_image(image: np.ndarray, evidence: np.ndarray, vmax: float, px: int
 
 
 def perturbation_grid_image(
-    grid: np.ndarray, steps: np.ndarray, size: int = 28, scale: int = 2
+    grid: np.ndarray, steps: np.ndarray, size: int = 28, scale: int = 2, names: tuple[str, ...] | None = None
 ) -> np.ndarray:
-    """The paper's Fig. 4: rows "dim d", columns the offsets, (16*28, S*28) greys in [0, 1]."""
+    """The paper's Fig. 4: (16*28, S*28) greys in [0, 1], columns the offsets, rows named by
+    `names` (default "dim d"), the name column as wide as the longest name."""
     g = np.clip(np.asarray(grid, dtype=np.float64), 0, 1)
     rows, cols = g.shape[0] // size, g.shape[1] // size
+    names = tuple(names) if names is not None else tuple(f"dim {d}" for d in range(rows))
     cell = size * scale
     body = _cells((g * 255 + 0.5).astype(np.uint8), scale, scale)
-    left, top = 52, 22
+    font = _font(12)
+    left, top = 12 + max(int(font.getlength(n)) for n in names), 22
     img = _canvas(left + body.shape[1] + 4, top + body.shape[0] + 4)
     img.paste(Image.fromarray(body, mode="L").convert("RGB"), (left, top))
     draw = ImageDraw.Draw(img)
     for s in range(cols):
         draw.text(
-            (left + s * cell + cell / 2, top / 2), f"{steps[s]:+.2f}", fill=TEXT, font=_font(12), anchor="mm"
+            (left + s * cell + cell / 2, top / 2), f"{steps[s]:+.2f}", fill=TEXT, font=font, anchor="mm"
         )
     for d in range(rows):
-        draw.text((4, top + d * cell + cell / 2), f"dim {d}", fill=TEXT, font=_font(12), anchor="lm")
+        draw.text((4, top + d * cell + cell / 2), names[d], fill=TEXT, font=font, anchor="lm")
     return np.asarray(img)
 
 

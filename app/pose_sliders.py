@@ -53,7 +53,9 @@ CSS = """
 .pose { font-family: var(--st-font, sans-serif); color: var(--st-text-color, #31333f); font-size: 0.875rem; }
 .grid { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 0.35rem 1.5rem; }
 .cell { display: flex; flex-direction: column; }
-.cell .head { display: flex; justify-content: space-between; }
+.cell .head { display: flex; justify-content: space-between; gap: 0.4rem; align-items: baseline; }
+.cell .name { font-size: 0.8rem; line-height: 1.2; }
+.cell.chosen { outline: 2px solid var(--st-primary-color, #ff4b4b); outline-offset: 3px; border-radius: 4px; }
 .cell output { font-variant-numeric: tabular-nums; color: var(--st-primary-color, #ff4b4b); }
 .cell input { width: 100%; margin: 0.2rem 0 0.3rem; accent-color: var(--st-primary-color, #ff4b4b); }
 .bar { display: flex; gap: 1.5rem; align-items: center; margin-top: 0.6rem; }
@@ -207,11 +209,18 @@ export default function (component) {
     for (let k = 0; k < n; k++) {
       const cell = document.createElement("label");
       cell.className = "cell";
-      cell.innerHTML = `<span class="head"><span>dim ${k}</span><output></output></span>` +
-                       `<input type="range" aria-label="dim ${k}">`;
+      cell.innerHTML = `<span class="head"><span class="name"></span><output></output></span>` +
+                       `<input type="range">`;
       grid.appendChild(cell);
     }
   }
+  // Names (what each dimension measurably does, from the pose atlas) and the chosen dimension.
+  [...grid.children].forEach((cell, k) => {
+    const name = (data.names && data.names[k]) || `dim ${k}`;
+    cell.querySelector(".name").textContent = name;
+    cell.querySelector("input").ariaLabel = name;
+    cell.classList.toggle("chosen", data.chosen === k);
+  });
   const inputs = [...grid.querySelectorAll("input")];
   const outputs = [...grid.querySelectorAll("output")];
   const limit = data.limit;
@@ -337,18 +346,25 @@ def clean_pose(raw, dims: int) -> tuple[np.ndarray, bool]:
     return out, wide
 
 
-def pose_sliders(key: str, dims: int = 16, live: dict | None = None) -> np.ndarray:
+def pose_sliders(
+    key: str,
+    dims: int = 16,
+    live: dict | None = None,
+    names: list[str] | None = None,
+    chosen: int | None = None,
+) -> np.ndarray:
     """Show the sliders for one capsule (its own `key`, so each capsule keeps its offsets) and
     return the `dims` offsets they set. `live`: {"weights": URL of the decoder file or None,
     "why": why there is none, "pose": the capsule's `dims` numbers, "digit": its index} to redraw
-    in the browser while a slider moves; without it, only the sliders."""
+    in the browser while a slider moves; without it, only the sliders. `names`: each slider's
+    name (default "dim d"); `chosen`: a dimension to outline."""
     state = st.session_state.get(key)
     offsets, wide = clean_pose(state.get("pose") if state is not None else None, dims)
     _COMPONENT(
         key=key,
         data={"values": [round(float(v), 2) for v in offsets], "wide": wide, "step": STEP,
               "limit": WIDE if wide else NARROW, "narrow_limit": NARROW, "wide_limit": WIDE,
-              "diff_limit": DIFF_LIMIT, "live": live},
+              "diff_limit": DIFF_LIMIT, "live": live, "names": names, "chosen": chosen},
         on_pose_change=lambda: None,
     )  # fmt: skip
     return offsets

@@ -25,7 +25,6 @@ from app.sections import figure4, lab, overview, pose, routing
 from app.sections import input as digit_input
 
 INPUT_PX = 290  # the overview's input column: the 280 px canvas and its margin
-TRAIN_CMD = "python -m capsnet.train --data-root DIR --out checkpoints/capsnet_mnist.pt --overwrite"
 
 st.set_page_config(page_title="Capsule Network, live", page_icon=":material/neurology:", layout="wide")
 # One torch thread: a batch of one gains nothing from two (12 ms vs 120 ms when the cores are
@@ -42,15 +41,13 @@ st.html('<style>[data-testid="stMainBlockContainer"] { padding-top: 2rem; }</sty
 st.title("Capsule Network, live")
 
 # ---------------------------------------------------------------- the model
-path = cache.checkpoint_path()
-version = str(path)  # cache key of every per-input result: the weights loaded from this path
 try:
+    path = cache.checkpoint_path()
+    version = str(path)  # cache key of every per-input result: the weights loaded from this path
     model = cache.load_model(version)
-except capsnet.CheckpointError as e:
+except capsnet.CheckpointError as e:  # the library's message says what is wrong and how to fix it
     st.error(
         f"**The CapsNet weights could not be loaded.**\n\n{e}\n\n"
-        "Restore the shipped weights, or train your own:\n\n"
-        f"```\ngit checkout -- checkpoints/\n{TRAIN_CMD}\n```\n\n"
         "To use another file, start the app with `CAPSNET_CHECKPOINT=/path/to/file.pt`."
     )
     st.stop()
@@ -99,8 +96,8 @@ for name, tab in zip(views.VIEWS, tabs):
         if name == "routing":
             routing.show(model, version, pixel_bytes, pixels, res, digit, controls.iterations, meta)
         elif name == "pose":
-            pose.show(model, res, digit)
+            pose.show(model, version, pixel_bytes, controls.iterations, res, digit, path)
         elif name == "figure4":
-            figure4.show(model, version, pixel_bytes, controls.iterations, digit)
+            figure4.show(model, version, pixel_bytes, controls.iterations, digit, path)
         else:
             lab.show(model, version, pixel_bytes, controls.iterations)

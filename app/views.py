@@ -16,6 +16,7 @@ PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Par
          "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
 DEFAULT_PART = "change"
 PART_KEY = "routing_part"
+DIM_KEY = "pose_dim"  # the pose view's chosen dimension (measured, outlined among the sliders)
 
 
 def view() -> str:

@@ -1,23 +1,34 @@
-"""The Figure 4 view: the paper's Fig. 4 for the inspected capsule, every pose dimension at once."""
+"""The Figure 4 view: the paper's Fig. 4 for the inspected capsule, every pose dimension at once,
+each row named as the pose explorer's sliders are (from the pose atlas, when there is one for
+these weights)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from app import analysis as A
+from app import cache
 from app.cache import perturbation_grid, picture
 
 
-def show(model, version: str, pixel_bytes: bytes, iterations: int, digit: int) -> None:
+def show(model, version: str, pixel_bytes: bytes, iterations: int, digit: int, checkpoint) -> None:
+    atlas = cache.pose_atlas(checkpoint)
+    names = A.dimension_names(None if isinstance(atlas, str) else atlas, digit)
     with st.container(key="grid"):
         st.subheader(f"Every dimension of capsule {digit} at once (the paper's Fig. 4)")
         st.markdown(
             f"Row $d$ decodes $v_{{{digit}}}$ with its dimension $d$ shifted by −0.25, −0.20, …, +0.25 "
-            "(11 columns). All 176 images come from one batched call of the decoder."
+            "(11 columns). All 176 images come from one batched call of the decoder. "
+            + (
+                f"Each row is named by what that dimension does to a {digit} on average (the pose atlas, "
+                "in the pose explorer's view)."
+                if not isinstance(atlas, str)
+                else f"The rows are not named: {atlas}"
+            )
         )
         grid = perturbation_grid(model, version, pixel_bytes, iterations, digit)
         st.image(
-            picture("perturbation_grid_image", grid, A.perturbation_steps()),
+            picture("perturbation_grid_image", grid, A.perturbation_steps(), names=tuple(names)),
             output_format="PNG",
             caption=f"16 by 11 reconstructions of digit {digit}: rows are pose dimensions, columns offsets",
         )

@@ -1,7 +1,7 @@
 """The overview's left column: where the digit comes from (canvas, MNIST sample, upload) and the
 controls every view follows; and the page's state in the share link.
 
-The share link (?sample=&capsule=&iters=&view=&part=&primary=, plus the lab's values) sets the
+The share link (?sample=&capsule=&iters=&view=&part=&primary=&dim=, plus the lab's values) sets the
 state on a session's first run, invalid values ignored, and follows it afterwards.
 """
 
@@ -15,8 +15,8 @@ import streamlit as st
 from app import analysis as A
 from app import inputs
 from app.canvas import drawing_canvas
-from app.views import DEFAULT_PART, DEFAULT_VIEW, PART_KEY, PARTS, VIEW_KEY, VIEWS, part, view
-from capsnet.model import NUM_PRIMARY
+from app.views import DEFAULT_PART, DEFAULT_VIEW, DIM_KEY, PART_KEY, PARTS, VIEW_KEY, VIEWS, part, view
+from capsnet.model import DIGIT_DIM, NUM_PRIMARY
 from capsnet.preprocess import to_mnist
 
 MAX_ITERATIONS = 5
@@ -71,6 +71,8 @@ def _read_query_params(n_samples: int) -> None:
         st.session_state[PART_KEY] = PARTS[qp["part"]]
     if qp.get("primary", "").isdigit() and int(qp["primary"]) < NUM_PRIMARY:
         st.session_state.primary_i = int(qp["primary"])
+    if qp.get("dim", "").isdigit() and int(qp["dim"]) < DIGIT_DIM:
+        st.session_state[DIM_KEY] = int(qp["dim"])
 
 
 def _clear_canvas() -> None:
@@ -131,6 +133,8 @@ def write_query_params(choice: Choice, ctl: Controls, extra: dict[str, str] | No
         params["part"] = part()
         if params["part"] == "inspector" and "primary_i" in st.session_state:
             params["primary"] = str(st.session_state.primary_i)
+    if params["view"] == "pose":
+        params["dim"] = str(st.session_state.get(DIM_KEY, 0))
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 

@@ -1,6 +1,9 @@
 """The pose view: the pose explorer. 16 sliders nudge the inspected capsule's pose and the decoder
 redraws it, beside the unperturbed reconstruction and the difference: in the browser while a
-slider moves (app/pose_sliders.py), and here when it is released."""
+slider moves (app/pose_sliders.py), and here when it is released. Each slider is named by what
+it measurably does to that digit (the pose atlas, capsnet.atlas, when it was measured on these
+weights); below, the same measures on this input's capsule for one dimension beside the atlas's
+average, and the atlas's 10 x 16 map, whose cells open that digit and dimension here."""
 
 from __future__ import annotations
 
@@ -8,10 +11,17 @@ import numpy as np
 import streamlit as st
 
 from app import analysis as A
+from app import cache
+from app import figures as F
 from app import images as I
 from app.cache import decode, picture
 from app.decoder_weights import browser_copy
 from app.pose_sliders import DIFF_LIMIT, pose_sliders
+from app.views import DIM_KEY
+from capsnet.atlas import describe
+
+MEASURE_ROWS = [("ink", "ink"), ("x", "px"), ("y", "px"), ("width", "px"), ("height", "px"), ("slant", "px/px"),
+                ("local", "share of the change")]  # fmt: skip
 
 # The server's pictures are the reconstruction until the page runs the decoder itself; then its
 # own canvases show the same three pictures, live, and these would only repeat them.
@@ -21,12 +31,12 @@ HIDE_WHEN_LIVE = """<style>
 
 
 @st.fragment
-def _explorer(model, poses: np.ndarray, d: int) -> None:
+def _explorer(model, poses: np.ndarray, d: int, names: list[str], chosen: int) -> None:
     """Reruns alone when a slider is released (the forward pass is not redone)."""
     weights, why = browser_copy(model)
     with st.container(key="reconstruction"):
         live = {"weights": weights, "why": why, "pose": [float(v) for v in poses[d]], "digit": d}
-        offsets = pose_sliders(f"pose_{d}", A.DIGIT_DIM, live=live)
+        offsets = pose_sliders(f"pose_{d}", A.DIGIT_DIM, live=live, names=names, chosen=chosen)
         moved = poses.copy()
         moved[d] += offsets
         base, new = decode(model, np.stack([poses, moved]), [d, d])
@@ -40,19 +50,88 @@ def _explorer(model, poses: np.ndarray, d: int) -> None:
         )  # fmt: skip
 
 
-def show(model, res: dict, digit: int) -> None:
+def _pick_cell() -> None:
+    """A click on a cell of the atlas map: explore that digit's capsule and that dimension."""
+    points = [p for p in st.session_state["pose_atlas_chart"].selection.points if p.get("curve_number") == 1]
+    if points:
+        digit, dim = divmod(int(points[0]["point_index"]), A.DIGIT_DIM)
+        st.session_state.capsule = digit
+        st.session_state[DIM_KEY] = dim
+
+
+def show(model, version: str, pixel_bytes: bytes, iterations: int, res: dict, digit: int, checkpoint) -> None:
     lengths, pred = res["lengths"], res["prediction"]
+    atlas = cache.pose_atlas(checkpoint)
+    why = atlas if isinstance(atlas, str) else None
+    atlas = None if why else atlas
+    names = A.dimension_names(atlas, digit)
     with st.container(key="pose"):
         st.subheader(f"What the 16 numbers of capsule {digit} encode")
         as_if = (
             "" if digit == pred
             else f" The network says {pred}; decoding capsule {digit} shows the input *as if* it were a {digit}."
         )  # fmt: skip
+        named = (
+            f" Each slider is named by what it measurably does to a {digit} on average, from the pose atlas "
+            "below." if atlas else ""
+        )  # fmt: skip
         st.markdown(
             f"The decoder (three fully connected layers) redraws the input from $v_{{{digit}}}$ alone, "
             f"all other capsules masked to zero. Nudge one of its 16 dimensions and watch what it "
-            f"controls: stroke width, slant, scale, a local part. |v{digit}| = {lengths[digit]:.2f}.{as_if} "
+            f"controls. |v{digit}| = {lengths[digit]:.2f}.{as_if}{named} "
             "Right: the change, red where the new image is brighter, blue where it is darker."
         )
+        if why:
+            st.warning(f"**The sliders are not named:** {why}")
+        st.session_state.setdefault(DIM_KEY, 0)
+        chosen = int(st.session_state[DIM_KEY])
         st.html(HIDE_WHEN_LIVE)
-        _explorer(model, res["poses"], digit)
+        _explorer(model, res["poses"], digit, names, chosen)
+        _this_input(model, version, pixel_bytes, iterations, digit, atlas, names)
+        if atlas:
+            _atlas_map(atlas, digit, chosen)
+
+
+def _this_input(model, version: str, pixel_bytes: bytes, iterations: int, digit: int, atlas: dict | None,
+                names: list[str]) -> None:  # fmt: skip
+    """The atlas's measures on this input's capsule for the chosen dimension, beside the average."""
+    with st.container(key="pose_measure"):
+        st.markdown("**Measured on your digit**")
+        d = st.selectbox(
+            "Dimension", range(A.DIGIT_DIM), key=DIM_KEY, format_func=lambda k: names[k], width=420
+        )
+        live = cache.capsule_measures(model, version, pixel_bytes, iterations, digit)[d]
+        avg = atlas["digits"][digit][d] if atlas else None
+        text = f"Moving dim {d} of this input's capsule {digit} by ±0.25: **{describe(live)}**."
+        if avg:
+            n = atlas["per_digit_used"][digit]
+            same = "the same change" if avg["label"] == live["label"] else "a different change"
+            text += f" On average over {n} test {digit}s: **{describe(avg)}**, so your digit shows {same}."
+        st.markdown(text)
+        head = "| per unit of pose offset | your digit |" + (" atlas average |" if avg else "") + "\n"
+        head += "|---|---|" + ("---|" if avg else "") + "\n"
+        rows = "".join(
+            f"| {m} ({unit}) | {_effect(m, live)} |" + (f" {_effect(m, avg)} |" if avg else "") + "\n"
+            for m, unit in MEASURE_ROWS
+        )
+        st.markdown(head + rows)
+
+
+def _effect(measure: str, cell: dict) -> str:
+    v = cell["effects"][measure]
+    return f"{v:.0%}" if measure == "local" else f"{v:+.3f}" if measure == "slant" else f"{v:+.2f}"
+
+
+def _atlas_map(atlas: dict, digit: int, dim: int) -> None:
+    with st.container(key="pose_atlas"):
+        st.markdown(
+            f"**The pose atlas:** what each dimension of each digit capsule does, measured over the first "
+            f"{atlas['per_digit']} test digits of each class (`{atlas['checkpoint']}`, decoded with each "
+            "dimension moved by ±0.25; `python -m capsnet.atlas`). Colour: position (blue), slant (orange), "
+            "size (green), stroke thickness (purple), a local part (red); darker is stronger; the number is "
+            "pixels per unit of pose offset (the share of the change for a local part). Hover for every "
+            "slope; click a cell to explore it above."
+        )
+        st.plotly_chart(F.pose_atlas_figure(atlas, digit, dim), key="pose_atlas_chart", on_select=_pick_cell,
+                        selection_mode="points", config={"displayModeBar": False},
+                        alt="The pose atlas: what each of the 16 dimensions does to each digit")  # fmt: skip

@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 import capsnet
 from app import inputs, views
+from capsnet.checkpoint import how_to_fix
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 
@@ -212,15 +213,18 @@ def test_broken_checkpoint_shows_how_to_fix(tmp_path, monkeypatch, content):
     monkeypatch.setenv("CAPSNET_CHECKPOINT", str(path))
     at = new_app().run()
     assert not at.exception
-    assert at.error and "python -m capsnet.train" in at.error[0].value
-    assert "git checkout -- checkpoints/" in at.error[0].value
+    # The library's advice, word for word: tests/test_checkpoint.py runs the command it gives, with
+    # the broken file still in place, and it succeeds.
+    assert at.error and how_to_fix(path) in at.error[0].value
+    assert f"--out {path} --overwrite" in at.error[0].value
     assert len(at.metric) == 0
 
 
 def test_missing_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPSNET_CHECKPOINT", str(tmp_path / "nope.pt"))
     at = new_app().run()
-    assert not at.exception and "python -m capsnet.train" in at.error[0].value
+    assert not at.exception and "Checkpoint not found" in at.error[0].value
+    assert how_to_fix(tmp_path / "nope.pt") in at.error[0].value
 
 
 def test_bad_upload_is_an_error_not_a_traceback(shipped):

@@ -79,6 +79,7 @@ def wait_loaded(page, selector: str) -> None:
 def click_center(page, locator) -> None:
     """A real click where an element of a Plotly chart is drawn (Plotly's drag layer lies on top
     and takes the click, as it does for a person)."""
+    locator.scroll_into_view_if_needed()
     box = locator.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 
@@ -263,4 +264,28 @@ def test_votes_animation_plays_in_the_browser(browser, server):
     assert seen.index("iteration 1") < seen.index("iteration 2", seen.index("iteration 1")), seen
     assert page.evaluate("window.__runs") == 0  # the animation ran in the browser, no rerun
     assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_clicking_an_atlas_cell_selects_that_digit_and_dimension(browser, server):
+    page = open_sample(browser, server, "?sample=11&view=pose")
+    page.wait_for_selector(".st-key-pose_atlas .main-svg", timeout=30_000)
+    digit, dim = 5, 8
+    click_center(
+        page, page.locator(".st-key-pose_atlas_chart .scatterlayer .trace .point").nth(digit * 16 + dim)
+    )
+    page.wait_for_function(
+        "() => { const q = new URLSearchParams(location.search); return q.get('capsule') === '5' && q.get('dim') === '8'; }",
+        timeout=30_000,
+    )
+    wait_idle(page)
+    chosen = page.locator(".st-key-reconstruction [data-live]").evaluate(
+        "h => [...h.shadowRoot.querySelectorAll('.cell')].map(c => c.classList.contains('chosen'))"
+    )
+    assert chosen == [d == dim for d in range(16)]  # that dimension's slider is outlined
+    assert page.locator(".st-key-pose_dim input").first.input_value().startswith(f"dim {dim} · ")
+    assert (
+        page.locator(".st-key-pose").get_by_text(f"What the 16 numbers of capsule {digit} encode").count()
+        == 1
+    )
     page.close()

@@ -169,3 +169,36 @@ def test_digit_capsules_figure_marks_prediction_and_inspected():
     widths = [c != "rgba(0,0,0,0)" for c in bar.marker.line.color]
     assert widths == [j == 3 for j in range(10)]  # only the inspected capsule is outlined
     assert sorted(s.y0 for s in fig.layout.shapes) == [0.1, 0.9]  # the margin-loss targets
+
+
+def _atlas_cell(label: str, strength: float) -> dict:
+    effects = dict(ink=1.0, x=0.5, y=0.0, width=0.0, height=0.0, slant=0.0, local=0.1)
+    return {"label": label, "strength": strength, "effects": effects, "agreement": 0.9}
+
+
+def test_pose_atlas_figure_colours_cells_by_family_and_strength():
+    digits = [[_atlas_cell("no visible change", 0.0) for _ in range(16)] for _ in range(10)]
+    digits[3][12] = _atlas_cell("wider", 6.0)  # the strongest geometric cell: darkest of its band
+    digits[3][2] = _atlas_cell("wider", 3.0)
+    digits[7][5] = _atlas_cell("local part", 0.6)
+    digits[0][0] = _atlas_cell("moves left", 1.5)
+    fig = F.pose_atlas_figure({"digits": digits}, digit=3, dim=12)
+    heat, marks = fig.data
+    z = np.asarray(heat.z, dtype=float)
+    bands = {name: k for k, name in enumerate(F.ATLAS_FAMILIES)}
+    assert z.shape == (10, 16)
+    assert bands["size"] + 0.99 <= z[3, 12] < bands["size"] + 1  # strongest: the band's dark end
+    assert z[3, 2] == pytest.approx(bands["size"] + 0.999 * 0.5)  # half as strong: half way
+    assert z[7, 5] == pytest.approx(bands["local part"] + 0.999 * 0.6)  # a local part: its share
+    assert z[0, 0] == pytest.approx(bands["position"] + 0.999 * 0.25)
+    assert z[9, 15] == bands["no visible change"]
+    assert (
+        heat.text[3][12] == "wider<br>6.0"
+        and heat.text[7][5] == "local<br>60%"
+        and heat.text[0][0] == "←<br>1.5"
+    )
+    # The click: marker k is digit k // 16, dimension k % 16, drawn on its cell.
+    assert (marks.x[3 * 16 + 12], marks.y[3 * 16 + 12]) == (12, 3)
+    assert marks.hovertext[3 * 16 + 12].startswith("digit 3, dim 12: <b>wider</b>")
+    (box,) = fig.layout.shapes
+    assert (box.x0, box.x1, box.y0, box.y1) == (11.5, 12.5, 2.5, 3.5)

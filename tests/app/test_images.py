@@ -70,11 +70,18 @@ def test_perturbation_grid_image_lays_out_16_by_11_labelled_digits():
     grid = np.zeros((16 * 28, 11 * 28))
     grid[28 * 3 : 28 * 4, 28 * 5 : 28 * 6] = 1.0  # dim 3, offset 0.00
     img = I.perturbation_grid_image(grid, steps, scale=2)
-    assert img.shape == (22 + 16 * 56 + 4, 52 + 11 * 56 + 4, 3)
-    body = img[22 : 22 + 16 * 56, 52 : 52 + 11 * 56, 0]
+    assert img.shape[0] == 22 + 16 * 56 + 4
+    left = img.shape[1] - 4 - 11 * 56  # the name column, then the 11 columns of 56 px
+    assert 30 < left < 80
+    body = img[22 : 22 + 16 * 56, left : left + 11 * 56, 0]
     bright = np.argwhere(body == 255)
     assert (bright.min(0) == [3 * 56, 5 * 56]).all() and (bright.max(0) == [4 * 56 - 1, 6 * 56 - 1]).all()
-    assert (img[:22, 52:] < 128).any() and (img[22:, :52] < 128).any()  # offset and "dim d" labels drawn
+    assert (img[:22, left:] < 128).any() and (img[22:, :left] < 128).any()  # offset and "dim d" labels drawn
+    # Named rows (the pose atlas's names): the name column widens to the longest name.
+    names = tuple(f"dim {d} · moves right (+5.4 px per unit)" for d in range(16))
+    named = I.perturbation_grid_image(grid, steps, scale=2, names=names)
+    assert named.shape[1] - img.shape[1] > 150
+    assert (named[22 : 22 + 56, left : named.shape[1] - 4 - 11 * 56] < 128).any()  # the name reaches on
 
 
 def colour_mask(img, hex_colour, tol=20):
