@@ -1,0 +1,110 @@
+"""Every number the routing view's text states is the analysis functions' output for this input:
+two shipped samples, each routing part, the forward pass redone here with the library.
+
+The page quotes one definition of how far c moved (analysis.coupling_move: the 1152 primary
+capsules, the inspected digit, the last iteration) wherever it appears; a part that computed its
+own statistic, or rounded it another way, fails here.
+"""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from test_apptest import SAMPLES, new_app, open_part
+
+import capsnet
+from app import analysis as A
+from capsnet.preprocess import to_mnist
+
+NUMBER = r"([+−-]?\d+(?:\.\d+)?(?:e-?\d+)?)"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return capsnet.load_model(capsnet.DEFAULT_CHECKPOINT)
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(capsnet.DEFAULT_CHECKPOINT))
+
+
+def traced(model, index: int) -> dict:
+    x = torch.from_numpy(to_mnist(SAMPLES[index]).astype(np.float32))[None, None]
+    with torch.no_grad():
+        out = model(x, iterations=3, trace=True)
+    return {
+        "coupling": out.coupling[:, 0].numpy(),
+        "u_hat": out.u_hat[0].numpy(),
+        "v": out.poses_per_iter[:, 0].numpy(),
+        "lengths_per_iter": out.lengths_per_iter[:, 0].double().numpy(),
+        "prediction": int(out.prediction[0]),
+    }
+
+
+def move_numbers(text: str) -> dict:
+    """The numbers of analysis.move_sentence, as the page printed them."""
+    m = re.search(
+        r"In iteration (\d+), \$c_\{i(\d)\}\$ lies within ±"
+        + NUMBER
+        + r" of 0\.1 for 99% of the (\d+) primary "
+        r"capsules \(the colour range of the Δc views; (\d+) lie beyond it\)\. (\d+) rose and (\d+) fell by more "
+        r"than " + NUMBER + r"; the largest rise is " + NUMBER + r", the largest fall " + NUMBER + r"\.",
+        text,
+    )
+    assert m, f"no move sentence in: {text}"
+    it, digit, limit, n, beyond, rose, fell, thr, rise, fall = m.groups()
+    return dict(iteration=int(it), digit=int(digit), limit=limit, n=int(n), beyond=int(beyond), rose=int(rose),
+                fell=int(fell), threshold=float(thr), rise=rise, fall=fall)  # fmt: skip
+
+
+def expected_move(move: A.CouplingMove) -> dict:
+    return dict(iteration=move.iteration, digit=move.digit, limit=A.fmt2(move.limit), n=move.n, beyond=move.beyond,
+                rose=move.rose, fell=move.fell, threshold=move.threshold, rise=A.fmt_signed(move.largest_rise),
+                fall=A.fmt_signed(move.largest_fall))  # fmt: skip
+
+
+@pytest.mark.parametrize("index", [11, 4])
+def test_every_number_in_the_routing_text_is_the_analysis_output(shipped, model, index):
+    r = traced(model, index)
+    digit = r["prediction"]
+    move = A.coupling_move(r["coupling"], digit)
+    assert move.rose + move.fell > 0 and move.beyond > 0  # a case where the numbers say something
+    want = expected_move(move)
+    at = new_app()
+    at.query_params.update({"sample": str(index), "iters": "3"})
+    at.run()
+    assert not at.exception and at.metric[0].value == str(digit)
+
+    # How c changed: the sentence, the colour range of the per-type pictures and its clipping count.
+    change = at.container(key="routing_change")
+    text = " ".join(m.value for m in change.markdown)
+    assert move_numbers(text) == want
+    assert f"on the 6×6 grid, on ±{A.fmt2(move.limit)}" in text
+    captions = [i.caption for el in change.get("image") for i in el.proto.imgs]
+    assert f"Δc: ±{A.fmt2(move.limit)}" in captions
+    assert f"Δc to {digit} per type; {move.beyond} beyond ±{A.fmt2(move.limit)}" in captions  # iteration 3
+    on_ink = [
+        A.field_map(A.coupling_change(r["coupling"][t, :, digit]), ink=to_mnist(SAMPLES[index]))
+        for t in range(3)
+    ]
+    assert f"Δc on the ink: ±{A.fmt2(A.symmetric_limit(np.stack(on_ink)))}" in captions
+
+    # Votes and agreement: the same sentence and the same colour range, the growth of |s_j|.
+    open_part(at, "votes")
+    text = " ".join(m.value for m in at.container(key="votes").markdown)
+    assert move_numbers(text) == want and f"red rose, blue fell, on ±{A.fmt2(move.limit)}" in text
+    g = A.vote_growth(r["coupling"], r["u_hat"], r["v"], digit)
+    assert f"|s_{digit}| grows {g.s_first:.2f} → {g.s_last:.2f} (+{g.along:.2f} along v_{digit})" in text
+    assert f"give {g.top_share:.0%} of it, and half of it comes from {g.half_from} of the 1152" in text
+
+    # Does routing matter: the outcome from the lengths with and without routing, and the same sentence.
+    open_part(at, "ablation")
+    text = " ".join(m.value for m in at.container(key="routing_ablation").markdown)
+    assert move_numbers(text) == want
+    lpi = r["lengths_per_iter"]
+    off = int(np.argmax(lpi[0]))
+    assert f"the network reads {digit} (|v_{digit}| = {lpi[-1, digit]:.2f})" in text
+    assert f"it reads {off} (|v_{off}| = {lpi[0, off]:.2f})" in text
+    assert ("routing changed the answer" in text) == (off != digit)
