@@ -171,3 +171,20 @@ def test_an_unwritable_folder_leaves_the_server_pictures(tmp_path, monkeypatch, 
     monkeypatch.setattr(W, "STATIC_DIR", blocker / "static")
     weights, why = W.browser_copy(shipped_model)
     assert weights is None and "could not be written" in why
+
+
+def test_the_static_folder_ships_with_the_checkout():
+    """server.enableStaticServing needs app/static/ to exist when the server starts, or it warns
+    "no static folder found" on a fresh checkout; the decoder files the app writes there stay out
+    of git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    tracked = subprocess.run(
+        ["git", "ls-files", "app/static"], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert tracked.stdout.split() == ["app/static/.gitignore"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "app/static/decoder-0123456789abcdef.bin.gz"], cwd=root
+    )
+    assert ignored.returncode == 0
