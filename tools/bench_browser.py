@@ -122,7 +122,7 @@ def p95(xs: list[float]) -> float:
 def open_live(context, url: str, query: str):
     """A new page of `context` on `url + query`, once its run is over and the live preview is ready."""
     page = context.new_page()
-    page.goto(url + query)
+    page.goto(url + query + "&view=pose")  # the pose explorer's view
     page.wait_for_selector(METRIC, timeout=90_000)
     wait_idle(page)
     page.wait_for_selector(f"{LIVE}[data-live='ready']", state="attached", timeout=60_000)
@@ -227,7 +227,7 @@ def main(argv=None) -> None:
         context.close()
 
         page = browser.new_page(viewport=VIEWPORT)
-        open_app(page, url)
+        open_app(page, url, "?view=pose")  # strokes, then the pose sliders of the same page
         predict, predict_driver = [], []
         for k, pts in enumerate(strokes(args.strokes)):
             page.locator("button", has_text="Clear the canvas").click()

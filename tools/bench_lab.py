@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         page = browser.new_page(viewport=VIEWPORT)
         page.add_init_script(RECORD_SENDS)
         t0 = time.perf_counter()
-        page.goto(url + "/" + args.query.lstrip("/"))
+        page.goto(url + "/" + args.query.lstrip("/") + "&view=lab")  # the lab's view
         page.wait_for_selector(STRIP_IMG, timeout=180_000)
         wait_idle(page, 180_000)
         first_load = time.perf_counter() - t0
