@@ -117,6 +117,14 @@ def type_grid(maps: np.ndarray, cols: int = 8, gap: int = 1) -> np.ndarray:
     return stitch(maps, len(maps) // cols, cols, gap=gap, fill=np.nan)
 
 
+def max_pool(maps: np.ndarray, k: int) -> np.ndarray:
+    """(..., H, W) -> (..., H // k, W // k): the largest value of each k x k block."""
+    maps = np.asarray(maps)
+    *lead, h, w = maps.shape
+    blocks = maps[..., : h - h % k, : w - w % k].reshape(*lead, h // k, k, w // k, k)
+    return blocks.max(axis=(-3, -1))
+
+
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement, so a 28x28 digit stays crisp on screen."""
     return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)  # (H*f, W*f, ...)

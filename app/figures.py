@@ -1,8 +1,9 @@
 """The page's interactive views as Plotly figures, built from numpy arrays. Pure: no Streamlit.
 
-Plotly where the interaction is the point: the overview's clickable capsules, the votes
+Plotly where the interaction is the point and the view is off the stroke's path: the votes
 animation, the parse tree's Sankey (hover per link) and the routing charts compared with the
-paper. Everything else is a picture (app/images.py): no view is drawn both ways.
+paper. The clickable capsule maps are a small component (app/capsule_map.py); everything else is
+a picture (app/images.py): no view is drawn two ways.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from app.analysis import fmt2, type_grid, type_maps
+from app.analysis import fmt2
 from app.palette import (
     DIGIT_COLORS,
     DIVERGING,
@@ -19,85 +20,43 @@ from app.palette import (
     M_PLUS,
     NO_ROUTING,
     OTHER,
-    PRIMARY_SCALE,
     ROUTED,
     THRESHOLD,
     WINNER,
 )
 
 FONT = dict(size=12)
+GRIDLINES = "#ebf0f8"
+
+
+def _figure(data=None, **kw) -> go.Figure:
+    """go.Figure with no template: a figure built with one (Plotly's default, or "plotly_white")
+    spends 10-50 ms of the server's time validating the template's hundreds of properties. The
+    few styles the charts need are set in _layout."""
+    return go.Figure(data, layout=go.Layout(template="none"), **kw)
 
 
 def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
     kw.setdefault("margin", dict(l=10, r=10, t=30, b=10))
-    fig.update_layout(height=height, template="plotly_white", font=FONT, **kw)
+    axis = dict(gridcolor=GRIDLINES, zerolinecolor=GRIDLINES, linecolor=GRIDLINES)
+    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", paper_bgcolor="white", xaxis=axis,
+                      yaxis=axis, **kw)  # fmt: skip
     return fig
 
 
-def _image_axes(fig: go.Figure, row=None, col=None) -> None:
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=row, col=col)
-    fig.update_yaxes(
-        showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
-        scaleanchor="x", row=row, col=col,
+def _hlines(fig: go.Figure, lines: list[tuple[float, str]], dash: str = "dash", where: str = "right") -> None:
+    """Labelled horizontal reference lines across the plot, set in one layout update (Plotly's
+    add_hline costs ~9 ms each). where: "right" (label beside the line's right end), "left" or
+    "top right" (label above the line, at that end)."""
+    x, anchor, shift = {"right": (1.0, "left", 0), "left": (0.0, "left", 8), "top right": (1.0, "right", 8)}[
+        where
+    ]
+    fig.update_layout(
+        shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=y, y1=y, line=dict(color=THRESHOLD, dash=dash, width=1))
+                for y, _ in lines],
+        annotations=[dict(xref="paper", x=x, y=y, text=text, showarrow=False, xanchor=anchor, yshift=shift,
+                          font=dict(color=THRESHOLD, size=11)) for y, text in lines],
     )  # fmt: skip
-
-
-def primary_capsules_figure(
-    primary_len: np.ndarray, inspected: int | None = None, height: int = 220
-) -> go.Figure:
-    """PrimaryCaps for one input: the 1152 capsule lengths |u_i| (colour from their least to their
-    largest, since most are close to 1) on the 32 type panels of
-    6x6, eight to a row as in the routing view's grids. The colours are a heatmap; an invisible
-    marker over every cell carries the hover and the click (Plotly selects points, never heatmap
-    cells). `inspected`: a primary capsule to outline."""
-    u = np.asarray(primary_len, dtype=float)  # (1152,)
-    grid = type_grid(type_maps(u))  # (27, 55), NaN between panels
-    i = np.arange(u.size)
-    kind, rest = np.divmod(i, 36)
-    row, col = np.divmod(rest, 6)
-    x, y = (kind % 8) * 7 + col, (kind // 8) * 7 + row  # the cell of capsule i in `grid`
-    heat = go.Heatmap(z=grid.astype(np.float32), zmin=float(u.min()), zmax=max(float(u.max()), float(u.min()) + 1e-6),
-                      colorscale=PRIMARY_SCALE, showscale=False,
-                      hoverinfo="skip")  # fmt: skip
-    cells = go.Scatter(
-        x=x, y=y, mode="markers", marker=dict(size=9, color="rgba(0,0,0,0)", symbol="square"),
-        customdata=np.column_stack([i, kind, row, col, u]).astype(np.float32),
-        hovertemplate="primary capsule i = %{customdata[0]}: type %{customdata[1]}, grid (%{customdata[2]}, "
-        "%{customdata[3]})<br>|u_i| = %{customdata[4]:.3f}<br>click: open it in the routing view<extra></extra>",
-        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
-    )  # fmt: skip
-    fig = go.Figure([heat, cells])
-    if inspected is not None:
-        fig.add_shape(type="rect", x0=x[inspected] - 0.6, x1=x[inspected] + 0.6, y0=y[inspected] - 0.6,
-                      y1=y[inspected] + 0.6, line=dict(color=WINNER, width=2))  # fmt: skip
-    _image_axes(fig)
-    return _layout(fig, height, margin=dict(l=2, r=2, t=2, b=2), showlegend=False, dragmode=False)
-
-
-def digit_capsules_figure(
-    lengths: np.ndarray, prediction: int, inspected: int, height: int = 220
-) -> go.Figure:
-    """DigitCaps for one input: the 10 lengths |v_j| as bars (0..1), the prediction in the winner
-    colour, the inspected capsule outlined, the margin-loss targets 0.9 and 0.1 dashed. A click
-    on a bar selects that digit (st.plotly_chart(on_select=...))."""
-    lengths = np.asarray(lengths, dtype=float)
-    digits = [str(j) for j in range(len(lengths))]
-    fig = go.Figure(
-        go.Bar(
-            x=digits, y=lengths, text=[f"{v:.2f}" for v in lengths], textposition="outside",
-            marker=dict(color=[WINNER if j == prediction else OTHER for j in range(len(lengths))],
-                        line=dict(color=[THRESHOLD if j == inspected else "rgba(0,0,0,0)" for j in range(len(lengths))],
-                                  width=2.5)),
-            hovertemplate="digit capsule %{x}: |v| = %{y:.3f}<br>click: inspect it<extra></extra>",
-            selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
-        )
-    )  # fmt: skip
-    for y, name in ((M_PLUS, "m⁺"), (M_MINUS, "m⁻")):
-        fig.add_hline(y=y, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text=name,
-                      annotation_position="right", annotation_font=dict(color=THRESHOLD, size=11))  # fmt: skip
-    fig.update_yaxes(range=[0, 1.15], showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_xaxes(type="category", tickfont=dict(size=12), fixedrange=True)
-    return _layout(fig, height, margin=dict(l=2, r=24, t=2, b=2), showlegend=False, dragmode=False)
 
 
 # ---------------------------------------------------------------- routing by agreement, made visible
@@ -192,7 +151,7 @@ def votes_animation(
     # A frame holds only what changes (Plotly.js merges it into the traces): markers and the path.
     frames = [go.Frame(name=str(t + 1), data=[go.Scattergl(marker=marker(t)), trail_of(t)], traces=[0, 1])
               for t in range(T)]  # fmt: skip
-    fig = go.Figure(data=[votes, trail_of(last)], frames=frames)
+    fig = _figure([votes, trail_of(last)], frames=frames)
     xs, ys = np.concatenate([x, path[:, 0]]), np.concatenate([y, path[:, 1]])
     fig.update_xaxes(
         range=_padded(xs), autorange=False, title=f"along v_{digit} (last iteration)", zeroline=True
@@ -239,7 +198,7 @@ def parse_tree_sankey(flows) -> go.Figure:
     n_src = len(flows.sources)
     colours = [OTHER] * n_src + ["#c9d1dc"] + [DIGIT_COLORS[j] for j in flows.digits]
     target_digit = [flows.digits[t - n_src - 1] for t in flows.link_target]
-    fig = go.Figure(
+    fig = _figure(
         go.Sankey(
             arrangement="snap", valueformat=".3f",
             node=dict(label=list(flows.labels), color=colours, pad=10, thickness=14,
@@ -260,7 +219,7 @@ def ablation_bars(
     side, each trace naming the digit it predicts; margin-loss thresholds as dashed lines."""
     off, on = np.asarray(lengths_no_routing, dtype=float), np.asarray(lengths_routed, dtype=float)
     gain = "" if routing_gain == 1.0 else f", gain {routing_gain:g}"
-    fig = go.Figure()
+    fig = _figure()
     for values, colour, name in (
         (off, NO_ROUTING, f"no routing (1 iteration) → {int(np.argmax(off))}"),
         (on, ROUTED, f"{iterations} iterations{gain} → {int(np.argmax(on))}"),
@@ -270,9 +229,7 @@ def ablation_bars(
             text=[f"{v:.2f}" for v in values], textposition="outside", textangle=-90, textfont=dict(size=10),
             hovertemplate=f"{name}<br>digit %{{x}}: |v| = %{{y:.3f}}<extra></extra>",
         ))  # fmt: skip
-    for y, label in ((M_PLUS, "m⁺ = 0.9"), (M_MINUS, "m⁻ = 0.1")):
-        fig.add_hline(y=y, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text=label,
-                      annotation_position="top left", annotation_font_color=THRESHOLD)  # fmt: skip
+    _hlines(fig, [(M_PLUS, "m⁺ = 0.9"), (M_MINUS, "m⁻ = 0.1")], where="left")
     fig.update_yaxes(range=[0, 1.22], title="length |v_j|")
     fig.update_xaxes(title="digit capsule j (legend: → the predicted digit)", type="category")
     return _layout(fig, 320, barmode="group", legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
@@ -291,7 +248,7 @@ def iteration_accuracy_chart(
         raise ValueError(f"model_acc holds accuracies as fractions in 0..1, got {model_acc}")
     iters = sorted(accs)
     ours = [100.0 * (1.0 - accs[k]) for k in iters]
-    fig = go.Figure(go.Scatter(
+    fig = _figure(go.Scatter(
         x=iters, y=ours, mode="lines+markers+text", name="this checkpoint", line=dict(color=WINNER, width=3),
         text=[f"{e:.2f}%" for e in ours], textposition="top center",
         hovertemplate="this checkpoint, %{x} iterations: %{y:.2f}% error<extra></extra>",
@@ -310,91 +267,7 @@ def iteration_accuracy_chart(
         ))  # fmt: skip
     if baseline is not None:
         errors.append(baseline)
-        fig.add_hline(
-            y=baseline, line=dict(color=THRESHOLD, dash="dot", width=1),
-            annotation_text=f"paper's CNN baseline {baseline:.2f}%", annotation_position="top right",
-        )  # fmt: skip
+        _hlines(fig, [(baseline, f"paper's CNN baseline {baseline:.2f}%")], dash="dot", where="top right")
     fig.update_xaxes(title="routing iterations", tickmode="array", tickvals=sorted(set(iters) | {1, 3}))
     fig.update_yaxes(range=[0, 1.15 * max(errors)], title="MNIST test error (%)")
     return _layout(fig, 320, legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
-
-
-# ---------------------------------------------------------------- pose atlas
-# What a dimension mostly does, by family (capsnet.atlas's labels), each with a light and a dark end:
-# the darker, the stronger the effect.
-ATLAS_FAMILIES = {
-    "position": (("moves right", "moves left", "moves down", "moves up"), "#e3ecf8", "#5b8fd0"),
-    "slant": (("leans right", "leans left"), "#fbe8d5", "#e08a3c"),
-    "size": (("wider", "narrower", "taller", "shorter"), "#e2f2de", "#5fae55"),
-    "thickness": (("thicker strokes", "thinner strokes"), "#ece3f5", "#9a6cc8"),
-    "local part": (("local part",), "#f8dede", "#d65c5c"),
-    "no visible change": (("no visible change",), "#f2f2f2", "#f2f2f2"),
-}
-ATLAS_SHORT = {
-    "moves right": "→", "moves left": "←", "moves down": "↓", "moves up": "↑", "leans right": "lean R",
-    "leans left": "lean L", "wider": "wider", "narrower": "narrower", "taller": "taller", "shorter": "shorter",
-    "thicker strokes": "thicker", "thinner strokes": "thinner", "local part": "local", "no visible change": "–",
-}  # fmt: skip
-
-
-def _atlas_scale() -> list:
-    """A colour scale with one band per family: z in [k, k + 1) runs from family k's light end to its dark end."""
-    n, eps = len(ATLAS_FAMILIES), 1e-6
-    stops = []
-    for k, (_, light, dark) in enumerate(ATLAS_FAMILIES.values()):
-        stops += [[k / n, light], [(k + 1) / n - eps, dark]]
-    stops[-1][0] = 1.0
-    return stops
-
-
-def pose_atlas_figure(
-    atlas: dict, digit: int | None = None, dim: int | None = None, height: int = 430
-) -> go.Figure:
-    """capsnet.atlas's 10 x 16 map: one row per digit capsule, one column per pose dimension, each
-    cell coloured by the family of what that dimension mostly does to that digit (position, slant,
-    size, thickness, a local part), darker when stronger, with its short label and strength; the
-    hover gives every slope. An invisible marker per cell (point index digit * 16 + dim) carries the
-    click. `digit`, `dim`: the cell to outline."""
-    family = {label: k for k, (labels, _, _) in enumerate(ATLAS_FAMILIES.values()) for label in labels}
-    cells = [c for row in atlas["digits"] for c in row]
-    top = max(
-        [c["strength"] for c in cells if c["label"] not in ("local part", "no visible change")] + [1e-9]
-    )
-    rows, cols = len(atlas["digits"]), len(atlas["digits"][0])
-    z = np.zeros((rows, cols))
-    text = np.empty((rows, cols), dtype=object)
-    hover = []
-    for j, row in enumerate(atlas["digits"]):
-        for d, c in enumerate(row):
-            strength = c["strength"] if c["label"] == "local part" else c["strength"] / top
-            z[j, d] = family[c["label"]] + 0.999 * min(max(strength, 0.0), 1.0)
-            shown = f"{c['strength']:.0%}" if c["label"] == "local part" else f"{c['strength']:.1f}"
-            text[j, d] = ATLAS_SHORT[c["label"]] + (
-                "" if c["label"] == "no visible change" else f"<br>{shown}"
-            )
-            e = c["effects"]
-            hover.append(
-                f"digit {j}, dim {d}: <b>{c['label']}</b> ({c['strength']:.3g}; {c.get('agreement', 0):.0%} of the "
-                f"digits agree)<br>per unit of pose offset: ink {e['ink']:+.1f}, x {e['x']:+.2f} px, y {e['y']:+.2f} px,"
-                f"<br>width {e['width']:+.2f} px, height {e['height']:+.2f} px, slant {e['slant']:+.3f}; "
-                f"local {e['local']:.0%}<br>click: explore it"
-            )
-    heat = go.Heatmap(
-        z=z, zmin=0, zmax=len(ATLAS_FAMILIES), colorscale=_atlas_scale(), showscale=False, text=text,
-        texttemplate="%{text}", textfont=dict(size=10, color=LABEL), hoverinfo="skip", xgap=2, ygap=2,
-    )  # fmt: skip
-    jj, dd = np.divmod(np.arange(rows * cols), cols)
-    marks = go.Scatter(
-        x=dd, y=jj, mode="markers", marker=dict(size=22, color="rgba(0,0,0,0)", symbol="square"),
-        hovertext=hover, hoverinfo="text", selected=dict(marker=dict(opacity=1)),
-        unselected=dict(marker=dict(opacity=1)),
-    )  # fmt: skip
-    fig = go.Figure([heat, marks])
-    if digit is not None and dim is not None:
-        fig.add_shape(type="rect", x0=dim - 0.5, x1=dim + 0.5, y0=digit - 0.5, y1=digit + 0.5,
-                      line=dict(color=THRESHOLD, width=3))  # fmt: skip
-    fig.update_xaxes(tickmode="array", tickvals=list(range(cols)), ticktext=[f"dim {d}" for d in range(cols)],
-                     side="top", showgrid=False, zeroline=False, fixedrange=True)  # fmt: skip
-    fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=[f"digit {j}" for j in range(rows)],
-                     autorange="reversed", showgrid=False, zeroline=False, fixedrange=True)  # fmt: skip
-    return _layout(fig, height, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, dragmode=False)

@@ -368,17 +368,36 @@ def type_grid_image(maps: np.ndarray, limit: float, px: int = 6, cols: int = 8) 
     -limit..+limit, white at 0. RGB uint8."""
     maps = np.asarray(maps, dtype=np.float64)
     n, grid = maps.shape[0], maps.shape[1]
-    rows = n // cols
-    panel, gap, head = grid * px, 6, 13  # a panel, the space between panels, its number above it
+    limit = max(float(limit), 1e-12)
+    img = _type_grid_frame(n, grid, px, cols).copy()  # numbers and outlines, drawn once
+    panels = _cells(
+        _over(colorize(maps.reshape(n * grid, grid), -limit, limit, DIVERGING), BACKGROUND), px, px
+    )
+    panel, gap, head = grid * px, TYPE_GAP, TYPE_HEAD
+    for t in range(n):
+        r, c = divmod(t, cols)
+        x, y = c * (panel + gap), r * (panel + head + gap) + head
+        img[y : y + panel, x : x + panel] = panels[t * panel : (t + 1) * panel]
+    return img
+
+
+TYPE_GAP, TYPE_HEAD = 6, 13  # px between type panels; the heading with a panel's number
+
+
+@lru_cache(maxsize=8)
+def _type_grid_frame(n: int, grid: int, px: int, cols: int) -> np.ndarray:
+    """type_grid_image without its colours: each panel's number above it and a light outline."""
+    rows, panel, gap, head = n // cols, grid * px, TYPE_GAP, TYPE_HEAD
     img = _canvas(cols * (panel + gap) - gap, rows * (panel + head + gap) - gap)
     draw = ImageDraw.Draw(img)
     for t in range(n):
         r, c = divmod(t, cols)
         x, y = c * (panel + gap), r * (panel + head + gap)
         draw.text((x + panel / 2, y + head / 2), str(t), fill=TEXT, font=_font(11), anchor="mm")
-        img.paste(Image.fromarray(diverging_grid_image(maps[t], limit, px)), (x, y + head))
         draw.rectangle([x - 1, y + head - 1, x + panel, y + head + panel], outline=FRAME)
-    return np.asarray(img)
+    frame = np.asarray(img)
+    frame.flags.writeable = False  # shared by every call: copied before it is coloured
+    return frame
 
 
 def activation_mosaic_image(mosaic: np.ndarray, vmax: float, px: int = 1) -> np.ndarray:

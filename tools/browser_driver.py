@@ -32,18 +32,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict | None = None, timeout: float = 60.0,
-                 cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:  # fmt: skip
-    """Start `streamlit run app/streamlit_app.py` on a free port of 127.0.0.1 and wait until it
-    answers its health check; returns the process and its URL. `cpus`: the only cores it may use."""
+def start_server(env: dict | None = None, timeout: float = 60.0, cpus: set[int] | None = None,
+                 script: str = "app/streamlit_app.py", cwd: Path = ROOT) -> tuple[subprocess.Popen, str]:  # fmt: skip
+    """Start `streamlit run <script>` (relative to `cwd`, by default the app of this checkout) on a
+    free port of 127.0.0.1 and wait until it answers its health check; returns the process and its
+    URL. `cpus`: the only cores it may use."""
     port = free_port()
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
+        sys.executable, "-m", "streamlit", "run", script,
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None  # every thread it starts inherits it
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, preexec_fn=pin,
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, preexec_fn=pin,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

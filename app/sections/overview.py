@@ -13,9 +13,10 @@ import numpy as np
 import streamlit as st
 
 from app import analysis as A
-from app import figures as F
 from app import views
 from app.cache import picture
+from app.capsule_map import capsule_map, digit_bars, picked, primary_map
+from capsnet.model import NUM_PRIMARY
 
 PRIMARY_CHART, DIGIT_CHART = "overview_primary", "overview_digits"
 STAGE_PX = 150  # height of every stage's picture or chart
@@ -23,17 +24,16 @@ STAGE_PX = 150  # height of every stage's picture or chart
 
 def _inspect_digit() -> None:
     """A click on a DigitCaps bar: inspect that digit everywhere on the page."""
-    points = st.session_state[DIGIT_CHART].selection.points
-    if points:
-        st.session_state.capsule = int(points[0]["x"])
+    j = picked(DIGIT_CHART)
+    if j is not None and 0 <= j < 10:
+        st.session_state.capsule = j
 
 
 def _open_primary() -> None:
     """A click on a PrimaryCaps cell: the routing view, its inspector on that capsule."""
-    # The markers are the figure's second trace, one per capsule in the order i = 0..1151.
-    points = [p for p in st.session_state[PRIMARY_CHART].selection.points if p.get("curve_number") == 1]
-    if points:
-        views.open_primary(int(points[0]["point_index"]))
+    i = picked(PRIMARY_CHART)
+    if i is not None and 0 <= i < NUM_PRIMARY:
+        views.open_primary(i)
 
 
 def _stage(title: str, shape: str) -> None:
@@ -59,21 +59,21 @@ def show(col, pixels: np.ndarray, res: dict, conv1: np.ndarray, recon: np.ndarra
         top = st.columns([0.8, 1.05, 2.15], gap="small")
         with top[0]:
             _stage("1 · Input x", "28×28")
-            st.image(picture("digit_image", pixels, 5), output_format="PNG", caption="what the network sees")
+            st.image(picture("digit_image", pixels, 5), output_format="PNG")
+            st.caption("what the network sees")
         with top[1]:
             _stage("2 · Conv1", "256 × 20×20")
-            mosaic = A.stitch(conv1, 16, 16, gap=1, fill=np.nan)
+            pooled = A.max_pool(conv1, 2)  # (256, 10, 10): each map at half size, its peaks kept
             top_act = float(np.quantile(conv1[conv1 > 0], 0.99)) if np.any(conv1 > 0) else 1.0
-            st.image(picture("activation_mosaic_image", mosaic, top_act, shown_width=STAGE_PX + 24),
-                     output_format="PNG", caption="256 ReLU maps, 0 to their 99th percentile")  # fmt: skip
+            st.image(picture("activation_mosaic_image", A.stitch(pooled, 16, 16, gap=1, fill=np.nan), top_act),
+                     output_format="PNG")  # fmt: skip
+            st.caption("256 ReLU maps (2×2 max-pooled), 0 to their 99th percentile")
         with top[2]:
             _stage("3 · PrimaryCaps u_i", "1152 × 8 = 32 types × 6×6")
             u = res["primary_len"]
-            st.plotly_chart(
-                F.primary_capsules_figure(u, st.session_state.get("primary_i"), height=STAGE_PX + 40),
-                key=PRIMARY_CHART, on_select=_open_primary, selection_mode="points",
-                config={"displayModeBar": False}, alt="The 1152 primary capsule lengths by type and grid position",
-            )  # fmt: skip
+            capsule_map(
+                PRIMARY_CHART, primary_map(u, st.session_state.get("primary_i")), _open_primary, max_width=400
+            )
             st.caption(
                 f"|u_i| from {u.min():.2f} (dark) to {u.max():.2f} (yellow); click a capsule to inspect it"
             )
@@ -84,16 +84,13 @@ def show(col, pixels: np.ndarray, res: dict, conv1: np.ndarray, recon: np.ndarra
             delta = A.coupling_change(res["coupling"][-1, :, digit])  # (1152,)
             on_ink = A.field_map(delta, ink=pixels)  # (28, 28), 0 off the ink
             limit = A.symmetric_limit(on_ink)
-            st.image(picture("signed_overlay_image", pixels, on_ink, limit, px=5), output_format="PNG",
-                     caption=f"Δc to {digit} on the ink: red rose, blue fell")  # fmt: skip
+            st.image(picture("signed_overlay_image", pixels, on_ink, limit, px=5), output_format="PNG")
+            st.caption(f"Δc to {digit} on the ink: red rose, blue fell")
         with bottom[1]:
             _stage("5 · DigitCaps v_j", "10 × 16; length = presence")
-            st.plotly_chart(
-                F.digit_capsules_figure(lengths, pred, digit, height=STAGE_PX), key=DIGIT_CHART,
-                on_select=_inspect_digit, selection_mode="points", config={"displayModeBar": False},
-                alt=f"The 10 digit capsule lengths: {pred} is the longest",
-            )  # fmt: skip
+            capsule_map(DIGIT_CHART, digit_bars(lengths, pred, digit), _inspect_digit, max_width=330)
             st.caption(f"|v_j|; click a bar to inspect that capsule (now: {digit})")
         with bottom[2]:
             _stage("6 · Decoder", "v → 28×28")
-            st.image(picture("digit_image", recon, 5), output_format="PNG", caption=f"redrawn from v{digit}")
+            st.image(picture("digit_image", recon, 5), output_format="PNG")
+            st.caption(f"redrawn from v{digit}")

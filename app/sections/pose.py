@@ -12,14 +12,15 @@ import streamlit as st
 
 from app import analysis as A
 from app import cache
-from app import figures as F
 from app import images as I
 from app.cache import decode, picture
+from app.capsule_map import atlas_map, capsule_map, picked
 from app.decoder_weights import browser_copy
 from app.pose_sliders import DIFF_LIMIT, pose_sliders
 from app.views import DIM_KEY
 from capsnet.atlas import describe
 
+ATLAS_MAP = "pose_atlas_map"
 MEASURE_ROWS = [("ink", "ink"), ("x", "px"), ("y", "px"), ("width", "px"), ("height", "px"), ("slant", "px/px"),
                 ("local", "share of the change")]  # fmt: skip
 
@@ -52,11 +53,9 @@ def _explorer(model, poses: np.ndarray, d: int, names: list[str], chosen: int) -
 
 def _pick_cell() -> None:
     """A click on a cell of the atlas map: explore that digit's capsule and that dimension."""
-    points = [p for p in st.session_state["pose_atlas_chart"].selection.points if p.get("curve_number") == 1]
-    if points:
-        digit, dim = divmod(int(points[0]["point_index"]), A.DIGIT_DIM)
-        st.session_state.capsule = digit
-        st.session_state[DIM_KEY] = dim
+    k = picked(ATLAS_MAP)
+    if k is not None and 0 <= k < A.NUM_DIGITS * A.DIGIT_DIM:
+        st.session_state.capsule, st.session_state[DIM_KEY] = divmod(k, A.DIGIT_DIM)
 
 
 def show(model, version: str, pixel_bytes: bytes, iterations: int, res: dict, digit: int, checkpoint) -> None:
@@ -132,6 +131,4 @@ def _atlas_map(atlas: dict, digit: int, dim: int) -> None:
             "pixels per unit of pose offset (the share of the change for a local part). Hover for every "
             "slope; click a cell to explore it above."
         )
-        st.plotly_chart(F.pose_atlas_figure(atlas, digit, dim), key="pose_atlas_chart", on_select=_pick_cell,
-                        selection_mode="points", config={"displayModeBar": False},
-                        alt="The pose atlas: what each of the 16 dimensions does to each digit")  # fmt: skip
+        capsule_map(ATLAS_MAP, atlas_map(atlas, digit, dim), _pick_cell)

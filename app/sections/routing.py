@@ -113,9 +113,7 @@ def _votes(res: dict, digit: int, move: A.CouplingMove) -> None:
 # ---------------------------------------------------------------- how c changed
 def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, move: A.CouplingMove) -> None:
     c = res["coupling"]
-    T = c.shape[0]
     delta = A.coupling_change(c)[:, :, digit]  # (T, 1152)
-    entropy = A.coupling_entropy(c)
     with st.container(key="routing_change"):
         absolute = st.toggle(
             "Absolute scale (c on 0..1)", key="absolute_c",
@@ -125,22 +123,6 @@ def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, move: A.CouplingMo
             _absolute_maps(c, res["primary_len"], digit)
         else:
             _change_maps(pixels, delta, res["logits"][:, :, digit], digit, move)
-        left, right = st.columns(2, gap="large")
-        with left:
-            drop = 1000 * (np.log2(10) - entropy[-1])
-            st.markdown(
-                f"Mean entropy of $c_i$ over the 1152 primary capsules falls {drop:.2f} millibits below "
-                f"uniform ($\\log_2 10 = 3.32$ bits) by iteration {T}: "
-                + ("routing sharpens c noticeably." if drop > 50 else "c stays close to uniform.")
-            )
-            st.image(picture("entropy_drop_image", entropy, shown_width=460), width=460, output_format="PNG")
-        with right:
-            lpi, pred = res["lengths_per_iter"], res["prediction"]
-            st.markdown(
-                f"Each digit capsule's length $|v_j|$ after each iteration; digit {pred} ends at {lpi[-1, pred]:.2f}."
-            )
-            st.image(picture("lengths_over_iterations_image", lpi, pred, shown_width=460), width=460,
-                     output_format="PNG")  # fmt: skip
         shares = res["agreement"][-1, :, digit]  # (1152,) each capsule's share of |s_j|
         ink = A.ink_weighted_evidence(shares, pixels)
         st.markdown(
@@ -241,6 +223,7 @@ def _ablation(res: dict, digit: int, gain: float, meta: dict, move: A.CouplingMo
     result = A.Ablation(lpi[0], lpi[-1], T, gain)  # iteration 1 of any forward is uniform coupling
     with st.container(key="routing_ablation"):
         st.markdown(A.outcome_sentence(result) + " " + A.move_sentence(move))
+        _per_iteration(res)
         left, right = st.columns(2, gap="large")
         with left:
             st.plotly_chart(F.ablation_bars(lpi[0], lpi[-1], T, gain), key="ablation_chart",
@@ -256,6 +239,28 @@ def _ablation(res: dict, digit: int, gain: float, meta: dict, move: A.CouplingMo
                     "This checkpoint's metadata has no per-iteration accuracy. Measure it with "
                     "`python -m capsnet.evaluate --iterations 1 2 3 4 5 --routing-stats --json`."
                 )
+
+
+def _per_iteration(res: dict) -> None:
+    """The entropy of c and the ten lengths after each iteration: how far routing got."""
+    c = res["coupling"]
+    T, entropy = c.shape[0], A.coupling_entropy(c)
+    left, right = st.columns(2, gap="large")
+    with left:
+        drop = 1000 * (np.log2(10) - entropy[-1])
+        st.markdown(
+            f"Mean entropy of $c_i$ over the 1152 primary capsules falls {drop:.2f} millibits below "
+            f"uniform ($\\log_2 10 = 3.32$ bits) by iteration {T}: "
+            + ("routing sharpens c noticeably." if drop > 50 else "c stays close to uniform.")
+        )
+        st.image(picture("entropy_drop_image", entropy, shown_width=460), width=460, output_format="PNG")
+    with right:
+        lpi, pred = res["lengths_per_iter"], res["prediction"]
+        st.markdown(
+            f"Each digit capsule's length $|v_j|$ after each iteration; digit {pred} ends at {lpi[-1, pred]:.2f}."
+        )
+        st.image(picture("lengths_over_iterations_image", lpi, pred, shown_width=460), width=460,
+                 output_format="PNG")  # fmt: skip
 
 
 def _model_sentence(acc: dict, stats: dict) -> str:

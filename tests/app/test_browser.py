@@ -36,7 +36,11 @@ STAGES = [
 ]
 ONE = [(0.55, 0.08), (0.5, 0.5), (0.45, 0.93)]
 # Every picture and chart the page draws, whatever view is open.
-DRAWN = "[data-testid='stImage'] img, [data-testid='stPlotlyChart'], [data-testid='stBidiComponentIsolated'] canvas.upper-canvas"
+DRAWN = (
+    "[data-testid='stImage'] img, [data-testid='stPlotlyChart'], "
+    "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas, .st-key-overview_primary svg, "
+    ".st-key-overview_digits svg"
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +81,7 @@ def wait_loaded(page, selector: str) -> None:
 
 
 def click_center(page, locator) -> None:
-    """A real click where an element of a Plotly chart is drawn (Plotly's drag layer lies on top
-    and takes the click, as it does for a person)."""
+    """A real mouse click in the middle of where an element is drawn."""
     locator.scroll_into_view_if_needed()
     box = locator.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -159,8 +162,8 @@ def test_overview_fits_one_screen_with_all_six_stages(browser, server):
     headings = page.locator(".st-key-overview p strong").all_inner_texts()
     for stage in STAGES:
         assert any(h.startswith(stage) for h in headings), (stage, headings)
-    for chart in ("overview_primary", "overview_digits"):  # the two clickable stages are drawn
-        assert page.locator(f".st-key-{chart} .main-svg").count() >= 1
+    assert page.locator(".st-key-overview_primary svg rect[data-k]").count() == 1152  # every primary capsule
+    assert page.locator(".st-key-overview_digits svg .bars > rect").count() == 20  # 10 bars, 10 click areas
     page.close()
 
 
@@ -179,7 +182,7 @@ def test_share_link_opens_the_view(browser, server, name):
 
 def test_clicking_a_digit_capsule_inspects_it(browser, server):
     page = open_sample(browser, server, "?sample=11&iters=3")  # reads 2, runner-up 7
-    click_center(page, page.locator(".st-key-overview_digits .bars .point").nth(7))
+    click_center(page, page.locator(".st-key-overview_digits rect[data-k='7']").first)
     page.wait_for_function(
         "() => new URLSearchParams(location.search).get('capsule') === '7'", timeout=30_000
     )
@@ -193,7 +196,7 @@ def test_clicking_a_digit_capsule_inspects_it(browser, server):
 def test_clicking_a_primary_capsule_opens_it_in_the_routing_view(browser, server):
     page = open_sample(browser, server, "?sample=11&iters=3&view=lab")
     i = 737  # type 20, grid (2, 5)
-    click_center(page, page.locator(".st-key-overview_primary .scatterlayer .trace .point").nth(i))
+    click_center(page, page.locator(f".st-key-overview_primary rect[data-k='{i}']"))
     page.wait_for_selector(".st-key-inspector", timeout=30_000)
     wait_idle(page)
     q = query(page)
@@ -269,11 +272,9 @@ def test_votes_animation_plays_in_the_browser(browser, server):
 
 def test_clicking_an_atlas_cell_selects_that_digit_and_dimension(browser, server):
     page = open_sample(browser, server, "?sample=11&view=pose")
-    page.wait_for_selector(".st-key-pose_atlas .main-svg", timeout=30_000)
+    page.wait_for_selector(".st-key-pose_atlas_map svg", timeout=30_000)
     digit, dim = 5, 8
-    click_center(
-        page, page.locator(".st-key-pose_atlas_chart .scatterlayer .trace .point").nth(digit * 16 + dim)
-    )
+    click_center(page, page.locator(f".st-key-pose_atlas_map rect[data-k='{digit * 16 + dim}']"))
     page.wait_for_function(
         "() => { const q = new URLSearchParams(location.search); return q.get('capsule') === '5' && q.get('dim') === '8'; }",
         timeout=30_000,

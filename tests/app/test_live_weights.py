@@ -27,7 +27,11 @@ SAMPLES, LABELS = inputs.load_samples()
 
 def pose_data(at) -> dict:
     """What the pose component was sent."""
-    (el,) = at.container(key="pose").get("bidi_component")
+    (el,) = [
+        e
+        for e in at.container(key="pose").get("bidi_component")
+        if e.proto.component_name == "capsnet.pose_sliders"
+    ]
     return json.loads(el.proto.json)
 
 

@@ -1,0 +1,248 @@
+"""Clickable maps of capsules as one small custom component: cells on a grid (the 1152 primary
+capsules on their 32 type panels, the pose atlas's 10 x 16 cells) or bars (the 10 digit
+capsules), drawn as SVG in the page, with a hover note and a click that reports which one.
+
+Plotly did this in the overview first; its two charts cost the browser about 0.23 s of layout
+on every stroke (tools/bench_stroke.py, overview only: page idle 0.59 s with them, 0.36 s
+without), more than the whole predict-only page needs. This draws the same in a few
+milliseconds. Colours are computed in Python (app/palette.py through app/images.py), so a map
+looks as the pictures around it; the page only places them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import streamlit as st
+
+from app.images import BACKGROUND, _over, colorize
+from app.palette import M_MINUS, M_PLUS, OTHER, PRIMARY_SCALE, THRESHOLD, WINNER
+
+HTML = """<div class="map"></div><div class="tip" hidden></div>"""
+
+CSS = """
+.map { position: relative; font-family: var(--st-font, sans-serif); color: var(--st-text-color, #31333f); }
+.map svg { display: block; width: 100%; height: auto; user-select: none; }
+.map [data-k] { cursor: pointer; }
+.map [data-k]:hover { stroke: #1f2430; stroke-width: 0.12; }
+.map .bars [data-k]:hover { stroke-width: 1.5; }
+.tip { position: fixed; z-index: 10; pointer-events: none; max-width: 22rem; padding: 0.35rem 0.5rem;
+       border-radius: 0.4rem; background: rgba(31, 36, 48, 0.92); color: #fff; font-size: 0.75rem;
+       line-height: 1.35; font-family: var(--st-font, sans-serif); }
+"""
+
+# data.kind "cells": {size: [W, H] in cell units, x, y: cell positions (top-left), colors, texts
+# (optional), outline (a cell index or null), row_labels / col_labels: [[position, text]], left /
+# top: room for them in cell units, tip: a template whose {name} is fields[name][k]}.
+# data.kind "bars": {values (0..1), colors, labels, outline, lines: [[value, text]], tip, fields};
+# both: max_width (px). A click sends the trigger "picked" with the cell's or bar's index.
+JS = """
+const NS = "http://www.w3.org/2000/svg";
+const el = (name, attrs, parent) => {
+  const e = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (parent) parent.appendChild(e);
+  return e;
+};
+const fill = (template, fields, k) => template.replace(/\\{(\\w+)\\}/g, (_, name) => fields[name][k]);
+
+function cells(svg, d) {
+  const [W, H] = d.size, left = d.left || 0, top = d.top || 0;
+  svg.setAttribute("viewBox", `${-left} ${-top} ${W + left} ${H + top}`);
+  const g = el("g", {}, svg);
+  d.x.forEach((x, k) => {
+    el("rect", {x, y: d.y[k], width: 1, height: 1, fill: d.colors[k], "data-k": k}, g);
+    if (d.texts && d.texts[k]) {
+      const lines = d.texts[k].split("\\n");
+      const t = el("text", {x: x + 0.5, y: d.y[k] + 0.5 - 0.16 * (lines.length - 1), "font-size": 0.27,
+                            "text-anchor": "middle", "dominant-baseline": "middle", fill: "#1f2430",
+                            "pointer-events": "none"}, g);
+      lines.forEach((line, n) => { const s = el("tspan", {x: x + 0.5, dy: n ? 0.33 : 0}, t); s.textContent = line; });
+    }
+  });
+  for (const [pos, text] of d.row_labels || []) {
+    el("text", {x: -0.15, y: pos + 0.5, "font-size": 0.32, "text-anchor": "end", "dominant-baseline": "middle",
+                fill: "currentColor", opacity: 0.75}, svg).textContent = text;
+  }
+  for (const [pos, text] of d.col_labels || []) {
+    el("text", {x: pos + 0.5, y: -0.2, "font-size": 0.3, "text-anchor": "middle", fill: "currentColor",
+                opacity: 0.75}, svg).textContent = text;
+  }
+  if (d.outline !== null && d.outline !== undefined) {
+    el("rect", {x: d.x[d.outline] - 0.06, y: d.y[d.outline] - 0.06, width: 1.12, height: 1.12, fill: "none",
+                stroke: d.outline_color || "#e4572e", "stroke-width": 0.14, "pointer-events": "none"}, svg);
+  }
+}
+
+function bars(svg, d) {
+  const n = d.values.length, W = 24 * n, H = 120, base = 104, top = 12, slot = W / n;
+  const y = v => base - (base - top) * Math.min(Math.max(v, 0), 1.1) / 1.1;
+  svg.setAttribute("viewBox", `0 0 ${W + 22} ${H}`);
+  const g = el("g", {class: "bars"}, svg);
+  for (const [v, text] of d.lines || []) {
+    el("line", {x1: 0, x2: W, y1: y(v), y2: y(v), stroke: "#2e4057", "stroke-dasharray": "3 3", "stroke-width": 0.7}, svg);
+    el("text", {x: W + 2, y: y(v), "font-size": 8, "dominant-baseline": "middle", fill: "#2e4057"}, svg).textContent = text;
+  }
+  d.values.forEach((v, k) => {
+    const x = k * slot + slot * 0.18, w = slot * 0.64;
+    el("rect", {x, y: y(v), width: w, height: base - y(v), fill: d.colors[k], "data-k": k,
+                stroke: k === d.outline ? "#2e4057" : "none", "stroke-width": k === d.outline ? 1.5 : 0}, g);
+    el("rect", {x: k * slot, y: top, width: slot, height: base - top, fill: "transparent", "data-k": k}, g);
+    el("text", {x: k * slot + slot / 2, y: y(v) - 2, "font-size": 8, "text-anchor": "middle", fill: "#31333f",
+                "pointer-events": "none"}, svg).textContent = v.toFixed(2);
+    el("text", {x: k * slot + slot / 2, y: H - 5, "font-size": 10, "text-anchor": "middle", fill: "currentColor",
+                "pointer-events": "none"}, svg).textContent = d.labels[k];
+  });
+}
+
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  const root = parentElement.querySelector(".map"), tip = parentElement.querySelector(".tip");
+  root.style.maxWidth = data.max_width ? data.max_width + "px" : "";
+  root.replaceChildren();
+  const svg = el("svg", {role: "img", "aria-label": data.label || ""}, root);
+  (data.kind === "bars" ? bars : cells)(svg, data);
+  const hit = e => { const t = e.target.closest && e.target.closest("[data-k]"); return t ? Number(t.dataset.k) : null; };
+  svg.onmousemove = e => {
+    const k = hit(e);
+    if (k === null) { tip.hidden = true; return; }
+    tip.innerHTML = fill(data.tip, data.fields, k);
+    tip.hidden = false;
+    tip.style.left = (e.clientX + 14) + "px";
+    tip.style.top = (e.clientY + 14) + "px";
+  };
+  svg.onmouseleave = () => { tip.hidden = true; };
+  svg.onclick = e => { const k = hit(e); if (k !== null) { tip.hidden = true; setTriggerValue("picked", k); } };
+}
+"""
+
+_COMPONENT = st.components.v2.component("capsnet.capsule_map", html=HTML, css=CSS, js=JS)
+
+
+def capsule_map(key: str, data: dict, on_pick: Callable[[], None], max_width: int | None = None) -> None:
+    """Draw a map (data: see JS above) under `key`, at most `max_width` px wide (it shrinks with its
+    column). A click reruns the page after calling `on_pick`, which reads the index as picked(key)."""
+    _COMPONENT(key=key, data={**data, "max_width": max_width}, on_picked_change=on_pick)
+
+
+def picked(key: str) -> int | None:
+    """The index of the cell or bar just clicked in the map `key` (inside its on_pick callback)."""
+    state = st.session_state.get(key)
+    value = None if state is None else state.get("picked")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ---------------------------------------------------------------- the maps' data (pure)
+def _hex(rgb) -> str:
+    return "#%02x%02x%02x" % tuple(int(v) for v in rgb)
+
+
+def _colours(values, lo: float, hi: float, scale) -> list[str]:
+    """Values on a colour scale lo..hi, as the pictures colour them (images.colorize on white)."""
+    rgb = _over(colorize(np.asarray(values, dtype=np.float64)[None, :], lo, hi, scale), BACKGROUND)[0]
+    return [_hex(c) for c in rgb]
+
+
+def primary_map(primary_len, inspected: int | None = None) -> dict:
+    """The 1152 primary capsules' lengths |u_i| on the 32 type panels of 6x6, eight panels to a row
+    as in the routing view's grids (one cell between panels), coloured from their least to their
+    largest (most are close to 1). Cell k is capsule i = k."""
+    u = np.asarray(primary_len, dtype=np.float64)
+    i = np.arange(u.size)
+    kind, rest = np.divmod(i, 36)
+    row, col = np.divmod(rest, 6)
+    return {
+        "kind": "cells", "size": [8 * 7 - 1, 4 * 7 - 1],
+        "x": ((kind % 8) * 7 + col).tolist(), "y": ((kind // 8) * 7 + row).tolist(),
+        "colors": _colours(u, float(u.min()), max(float(u.max()), float(u.min()) + 1e-6), PRIMARY_SCALE),
+        "outline": inspected, "outline_color": WINNER,
+        "tip": "primary capsule i = {i}: type {t}, grid ({r}, {c})<br>|u_i| = {u}<br>click: open it in the routing view",
+        "fields": {"i": i.tolist(), "t": kind.tolist(), "r": row.tolist(), "c": col.tolist(),
+                   "u": [f"{v:.3f}" for v in u]},
+        "label": "The 1152 primary capsule lengths by type and grid position",
+    }  # fmt: skip
+
+
+def digit_bars(lengths, prediction: int, inspected: int) -> dict:
+    """The 10 digit capsule lengths |v_j| as bars on 0..1, the prediction in the winner colour, the
+    inspected capsule outlined, the margin-loss targets m+ = 0.9 and m- = 0.1 dashed."""
+    values = [float(v) for v in lengths]
+    return {
+        "kind": "bars", "values": values, "labels": [str(j) for j in range(len(values))],
+        "colors": [WINNER if j == prediction else OTHER for j in range(len(values))], "outline": int(inspected),
+        "lines": [[M_PLUS, "m⁺"], [M_MINUS, "m⁻"]],
+        "tip": "digit capsule {j}: |v_{j}| = {v}<br>click: inspect it",
+        "fields": {"j": list(range(len(values))), "v": [f"{v:.3f}" for v in values]},
+        "label": f"The 10 digit capsule lengths: {prediction} is the longest",
+    }  # fmt: skip
+
+
+# What a dimension mostly does, by family (capsnet.atlas's labels), each with a light and a dark
+# end: the darker, the stronger the effect.
+ATLAS_FAMILIES = {
+    "position": (("moves right", "moves left", "moves down", "moves up"), "#e3ecf8", "#5b8fd0"),
+    "slant": (("leans right", "leans left"), "#fbe8d5", "#e08a3c"),
+    "size": (("wider", "narrower", "taller", "shorter"), "#e2f2de", "#5fae55"),
+    "thickness": (("thicker strokes", "thinner strokes"), "#ece3f5", "#9a6cc8"),
+    "local part": (("local part",), "#f8dede", "#d65c5c"),
+    "no visible change": (("no visible change",), "#f2f2f2", "#f2f2f2"),
+}
+ATLAS_SHORT = {
+    "moves right": "→", "moves left": "←", "moves down": "↓", "moves up": "↑", "leans right": "lean R",
+    "leans left": "lean L", "wider": "wider", "narrower": "narrower", "taller": "taller", "shorter": "shorter",
+    "thicker strokes": "thicker", "thinner strokes": "thinner", "local part": "local", "no visible change": "–",
+}  # fmt: skip
+
+
+def atlas_strength(cell: dict, top: float) -> float:
+    """0..1: a local part's share of the change, any other effect's strength over `top` (the
+    atlas's strongest), nothing for no visible change."""
+    if cell["label"] == "no visible change":
+        return 0.0
+    s = cell["strength"] if cell["label"] == "local part" else cell["strength"] / max(top, 1e-9)
+    return min(max(s, 0.0), 1.0)
+
+
+def atlas_map(atlas: dict, digit: int | None = None, dim: int | None = None) -> dict:
+    """capsnet.atlas's 10 x 16 cells, one row per digit capsule, one column per pose dimension
+    (cell k is digit k // 16, dimension k % 16): coloured by the family of what the dimension mostly
+    does to that digit, from the family's light end (weak) to its dark end (the atlas's strongest),
+    with its short label and strength; the hover gives every slope. `digit`, `dim`: the cell outlined."""
+    family = {label: spec for spec in ATLAS_FAMILIES.values() for label in spec[0]}
+    rows = atlas["digits"]
+    top = max(
+        [c["strength"] for r in rows for c in r if c["label"] not in ("local part", "no visible change")]
+        + [0]
+    )
+    x, y, colors, texts, tips = [], [], [], [], []
+    for j, row in enumerate(rows):
+        for d, c in enumerate(row):
+            _, light, dark = family[c["label"]]
+            colors.append(_blend(light, dark, atlas_strength(c, top)))
+            x.append(d), y.append(j)
+            shown = f"{c['strength']:.0%}" if c["label"] == "local part" else f"{c['strength']:.1f}"
+            texts.append(
+                ATLAS_SHORT[c["label"]] + ("" if c["label"] == "no visible change" else "\n" + shown)
+            )
+            e = c["effects"]
+            tips.append(
+                f"digit {j}, dim {d}: <b>{c['label']}</b> ({c['strength']:.3g}; {c.get('agreement', 0):.0%} of the "
+                f"digits agree)<br>per unit of pose offset: ink {e['ink']:+.1f}, x {e['x']:+.2f} px, y {e['y']:+.2f} "
+                f"px,<br>width {e['width']:+.2f} px, height {e['height']:+.2f} px, slant {e['slant']:+.3f}; local "
+                f"{e['local']:.0%}<br>click: explore it"
+            )
+    n_dims = len(rows[0])
+    return {
+        "kind": "cells", "size": [n_dims, len(rows)], "x": x, "y": y, "colors": colors, "texts": texts,
+        "outline": None if digit is None or dim is None else digit * n_dims + dim, "outline_color": THRESHOLD,
+        "row_labels": [[j, f"digit {j}"] for j in range(len(rows))], "left": 1.6,
+        "col_labels": [[d, f"dim {d}"] for d in range(n_dims)], "top": 0.5,
+        "tip": "{text}", "fields": {"text": tips},
+        "label": "The pose atlas: what each of the 16 dimensions does to each digit",
+    }  # fmt: skip
+
+
+def _blend(light: str, dark: str, t: float) -> str:
+    a, b = (tuple(int(c[k : k + 2], 16) for k in (1, 3, 5)) for c in (light, dark))
+    return _hex(round(u + t * (v - u)) for u, v in zip(a, b))

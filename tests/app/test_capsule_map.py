@@ -1,0 +1,74 @@
+"""The clickable capsule maps' data (app/capsule_map.py), built from numbers whose answers are
+known: where each capsule sits, its colour, the outline, the hover note and the atlas's colours."""
+
+import numpy as np
+import pytest
+
+from app import capsule_map as M
+from app import palette as P
+from app.images import _lut
+
+
+def rgb(h: str) -> tuple:
+    return tuple(int(h[k : k + 2], 16) for k in (1, 3, 5))
+
+
+def test_primary_map_puts_each_capsule_on_its_type_panel():
+    u = np.linspace(0.2, 1.0, 1152)
+    data = M.primary_map(u, inspected=737)
+    assert data["kind"] == "cells" and data["size"] == [55, 27] and len(data["x"]) == 1152
+    # i = 737: type 20 (panel row 2, column 4), grid row 2, column 5 -> cell (x, y) = (4*7 + 5, 2*7 + 2)
+    assert (data["x"][737], data["y"][737]) == (33, 16)
+    assert (data["x"][0], data["y"][0]) == (0, 0) and (data["x"][35], data["y"][35]) == (5, 5)
+    assert (data["x"][36], data["y"][36]) == (7, 0)  # type 1 starts one cell to the right of type 0
+    assert len({(x, y) for x, y in zip(data["x"], data["y"])}) == 1152  # no two capsules share a cell
+    assert data["outline"] == 737
+    # Colours from the least |u_i| (the scale's first colour) to the largest (its last).
+    lut = _lut(P.PRIMARY_SCALE)
+    assert rgb(data["colors"][0]) == tuple(np.round(lut[0, :3]).astype(int))
+    assert rgb(data["colors"][-1]) == tuple(np.round(lut[-1, :3]).astype(int))
+    tip = data["tip"].format(**{k: v[737] for k, v in data["fields"].items()})
+    assert tip.startswith(
+        "primary capsule i = 737: type 20, grid (2, 5)<br>|u_i| = 0.712"
+    )  # 0.2 + 0.8 * 737 / 1151 = 0.71225
+
+
+def test_digit_bars_mark_prediction_and_inspected():
+    lengths = np.linspace(0.05, 0.5, 10)
+    lengths[7] = 0.95
+    data = M.digit_bars(lengths, prediction=7, inspected=3)
+    assert data["kind"] == "bars" and data["values"] == pytest.approx(list(lengths))
+    assert data["colors"][7] == P.WINNER and all(c == P.OTHER for j, c in enumerate(data["colors"]) if j != 7)
+    assert data["outline"] == 3 and data["labels"] == [str(j) for j in range(10)]
+    assert sorted(v for v, _ in data["lines"]) == [0.1, 0.9]  # the margin-loss targets
+    assert (
+        data["tip"].format(j=7, v=data["fields"]["v"][7])
+        == "digit capsule 7: |v_7| = 0.950<br>click: inspect it"
+    )
+
+
+def _cell(label: str, strength: float) -> dict:
+    effects = dict(ink=1.0, x=0.5, y=0.0, width=0.0, height=0.0, slant=0.0, local=0.1)
+    return {"label": label, "strength": strength, "effects": effects, "agreement": 0.9}
+
+
+def test_atlas_map_colours_cells_by_family_and_strength():
+    digits = [[_cell("no visible change", 0.0) for _ in range(16)] for _ in range(10)]
+    digits[3][12] = _cell("wider", 6.0)  # the atlas's strongest effect: the size family's dark end
+    digits[3][2] = _cell("wider", 3.0)  # half as strong: half way from light to dark
+    digits[7][5] = _cell("local part", 0.6)  # a local part: its share
+    digits[0][0] = _cell("moves left", 1.5)
+    data = M.atlas_map({"digits": digits}, digit=3, dim=12)
+    k = lambda j, d: j * 16 + d  # noqa: E731
+    assert (data["x"][k(3, 12)], data["y"][k(3, 12)]) == (12, 3)
+    _, light, dark = M.ATLAS_FAMILIES["size"]
+    assert data["colors"][k(3, 12)] == dark
+    half = tuple(round((a + b) / 2) for a, b in zip(rgb(light), rgb(dark)))
+    assert np.abs(np.subtract(rgb(data["colors"][k(3, 2)]), half)).max() <= 1
+    _, light, dark = M.ATLAS_FAMILIES["local part"]
+    want = tuple(round(a + 0.6 * (b - a)) for a, b in zip(rgb(light), rgb(dark)))
+    assert rgb(data["colors"][k(7, 5)]) == want
+    assert data["texts"][k(3, 12)] == "wider\n6.0" and data["texts"][k(7, 5)] == "local\n60%"
+    assert data["texts"][k(0, 0)] == "←\n1.5" and data["texts"][k(9, 15)] == "–"
+    assert data["outline"] == k(3, 12)
+    assert data["fields"]["text"][k(3, 12)].startswith("digit 3, dim 12: <b>wider</b>")
