@@ -73,16 +73,19 @@ with st.container(key="overview", horizontal=True, gap="medium"):
     col_in, col_net = st.container(width=INPUT_PX), st.container(width="stretch")
     with col_in:
         choice = digit_input.choose(samples, sample_labels)
-        controls = digit_input.controls()
+    # The controls' values before their widgets: the prediction goes to the page ahead of them.
+    controls = digit_input.current_controls()
     pixels = digit_input.network_input(choice, col_net)
     if pixels is not None:
         # One forward pass for the whole page; the overview and the open view read it.
         pixel_bytes = np.ascontiguousarray(pixels, dtype=np.float32).tobytes()
         res = cache.forward(model, version, pixel_bytes, controls.iterations)
         digit = res["prediction"] if controls.capsule == digit_input.AUTO else int(controls.capsule)
-        conv1 = cache.conv1_maps(model, version, pixel_bytes)
-        recon = cache.reconstruction(model, version, pixel_bytes, controls.iterations, digit)
-        overview.show(col_net, pixels, res, conv1, recon, digit, choice.label)
+        overview.show(
+            col_net, model, version, pixel_bytes, pixels, res, controls.iterations, digit, choice.label
+        )
+    with col_in:
+        controls = digit_input.controls()
 digit_input.write_query_params(choice, controls, lab.query_params())
 if pixels is None:
     st.stop()

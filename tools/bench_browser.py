@@ -230,7 +230,7 @@ def main(argv=None) -> None:
         open_app(page, url, "?view=pose")  # strokes, then the pose sliders of the same page
         predict, predict_driver = [], []
         for k, pts in enumerate(strokes(args.strokes)):
-            page.locator("button", has_text="Clear the canvas").click()
+            page.get_by_role("button", name="Clear the canvas", exact=True).click()
             page.wait_for_selector(METRIC, state="detached", timeout=30_000)
             page.wait_for_selector(CANVAS, timeout=30_000)
             wait_idle(page)

@@ -17,7 +17,8 @@ random pauses:
   show that value, their own sample and their own iteration count: one session's input never
   shows up in another session.
 With --rounds N each session instead does its actions in a fixed order N times (drawing: draw,
-iterations; sample: pose, drag, iterations) and stops: the counts no longer depend on timing.
+iterations, clear and draw again; sample: pose, drag, iterations) and stops: the counts no longer
+depend on timing.
 Latencies are taken on the page's own clock (the input event's timestamp to the first frame painted
 after the result is in the page, as tools/bench_browser.py does); the driver's wall time is printed as
 an upper bound. The server also times its own share of every run, from the page's request to the
@@ -353,7 +354,7 @@ class Session:
         page = self.page
         self.step = "clearing"
         if self.drawn:
-            await page.locator("button", has_text="Clear the canvas").click(timeout=self.tmo)
+            await page.get_by_role("button", name="Clear the canvas", exact=True).click(timeout=self.tmo)
             await page.wait_for_selector(METRIC, state="detached", timeout=self.tmo)
             await page.wait_for_selector(CANVAS, timeout=self.tmo)
             await self.idle()
@@ -517,7 +518,7 @@ class Session:
 
     def plan(self) -> list[str] | None:
         """The fixed order of actions of --rounds, or None for the timed, random loop."""
-        one = ["draw", "iterations"] if self.sample is None else ["pose", "drag", "iterations"]
+        one = ["draw", "iterations", "draw"] if self.sample is None else ["pose", "drag", "iterations"]
         return one * self.args.rounds if self.args.rounds else None
 
     def next_action(self) -> str:

@@ -111,6 +111,18 @@ def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
     return Choice(source, raw, None)
 
 
+def current_controls() -> Controls:
+    """This run's values of the controls, read before their widgets are drawn (init_state and the
+    widgets keep them in session state); anything out of range reads as the default."""
+    iterations = st.session_state.get("iterations", 3)
+    if not isinstance(iterations, int) or not 1 <= iterations <= MAX_ITERATIONS:
+        iterations = 3
+    capsule = st.session_state.get("capsule", AUTO)
+    if capsule != AUTO and not (isinstance(capsule, int) and 0 <= capsule < 10):
+        capsule = AUTO
+    return Controls(iterations, capsule)
+
+
 def controls() -> Controls:
     """The controls every stage and view follows."""
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):

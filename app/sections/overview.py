@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from app import analysis as A
-from app import views
+from app import cache, views
 from app.cache import picture
 from app.capsule_map import capsule_map, digit_bars, picked, primary_map
 from capsnet.model import NUM_PRIMARY
@@ -40,10 +40,10 @@ def _stage(title: str, shape: str) -> None:
     st.markdown(f"**{title}** · {shape}")
 
 
-def show(col, pixels: np.ndarray, res: dict, conv1: np.ndarray, recon: np.ndarray, digit: int,
+def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict, iterations: int, digit: int,
          label: int | None) -> None:  # fmt: skip
-    """Draw the prediction and the six stages in `col`. conv1: (256, 20, 20) ReLU maps; recon: the
-    decoder's (28, 28) from v_digit; digit: the inspected digit capsule."""
+    """Draw the prediction and the six stages in `col`; digit: the inspected digit capsule. The
+    prediction goes to the page first, before anything else is computed."""
     lengths, pred, T = res["lengths"], res["prediction"], len(res["coupling"])
     result = A.Ablation(res["lengths_per_iter"][0], lengths, T, 1.0)  # iteration 1 is uniform c
     with col:
@@ -56,6 +56,8 @@ def show(col, pixels: np.ndarray, res: dict, conv1: np.ndarray, recon: np.ndarra
             )
             right.markdown(A.overview_sentence(result) + note)
 
+        conv1 = cache.conv1_maps(model, version, pixel_bytes)  # (256, 20, 20)
+        recon = cache.reconstruction(model, version, pixel_bytes, iterations, digit)  # (28, 28) from v_digit
         top = st.columns([0.8, 1.05, 2.15], gap="small")
         with top[0]:
             _stage("1 · Input x", "28×28")

@@ -1,5 +1,5 @@
 """The load script itself, small: 2 concurrent browser sessions, one round of actions each (a
-drawing, an iteration change; a pose key, a drag, an iteration change), no errors, and no message
+drawing, an iteration change, Clear and another drawing; a pose key, a drag, an iteration change), no errors, and no message
 to the server while a pose slider is dragged.
 
 Needs Debian's chromium (the `chromium` fixture in conftest.py says what happens without it).
@@ -30,7 +30,7 @@ def test_two_sessions_no_errors_and_isolated(random_checkpoint, chromium):
     assert out["errors"] == 0, out["error_messages"]
     assert proc.returncode == 0
     assert out["opened"] == 2
-    assert out["actions"] == {"draw": 1, "pose": 1, "drag": 1, "iterations": 2}, out["actions"]
+    assert out["actions"] == {"draw": 2, "pose": 1, "drag": 1, "iterations": 2}, out["actions"]
     assert out["latency"]["stroke -> prediction"]["n"] == out["actions"]["draw"]
     assert out["server_vmhwm_mib"] and out["server_peak_rss_mib"]
     # The page in the pose view ran the decoder itself, from a 2.6 MB file, and while a slider was
@@ -43,7 +43,7 @@ def test_two_sessions_no_errors_and_isolated(random_checkpoint, chromium):
     server = out["latency"]["slider -> reconstruction (server)"]
     # One fragment run per key press and per drag release, each timed: none while dragging.
     assert server["n"] == out["fragment_runs"] == 2 and server["p50_ms"] > 0
-    # Full runs: the drawing and both iteration changes, and the pages' first runs.
-    assert out["latency"]["full run (server)"]["n"] >= 3
+    # Full runs: both drawings, both iteration changes, and the pages' first runs.
+    assert out["latency"]["full run (server)"]["n"] >= 4
     if split:
         assert out["server_affinity"] == cores[:1] and out["client_affinity"] == cores[1:]
