@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("checkpoints/capsnet_mnist.pt", "checkpoints/capsnet_mnist.json")  # packaged as capsnet/weights/
+SHIPPED = (
+    "checkpoints/capsnet_mnist.pt",
+    "checkpoints/capsnet_mnist.json",
+    "checkpoints/pose_atlas.json",
+)  # packaged as capsnet/weights/
 pytestmark = pytest.mark.slow
 
 
@@ -58,6 +62,7 @@ def test_pip_install_gives_library_console_scripts_and_the_shipped_weights(tmp_p
         ("capsnet-evaluate", "--iterations"),
         ("capsnet-train", "--epochs"),
         ("capsnet-bench", ""),
+        ("capsnet-atlas", "--per-digit"),
     ):
         out = run([str(venv / "bin" / script), "--help"], cwd=tmp_path, env=env).stdout
         assert out.startswith("usage:") and words in out, out
@@ -94,3 +99,8 @@ print(json.dumps({"weights": str(capsnet.resolve_checkpoint()), "right": right, 
                "--device", "cpu", "--json"], cwd=tmp_path, env=env).stdout  # fmt: skip
     result = json.loads(out.splitlines()[-1])
     assert result["checkpoint"] == got["weights"] and result["n"] == 32
+
+    # The pose atlas is installed beside the weights it was measured on, and checks out against them.
+    atlas = run([str(py), "-c", "from capsnet import atlas; a = atlas.load_atlas(); print(a['checkpoint_sha256'])"],
+                cwd=tmp_path, env=env).stdout.strip()  # fmt: skip
+    assert atlas == json.loads((ROOT / "checkpoints" / "pose_atlas.json").read_text())["checkpoint_sha256"]
