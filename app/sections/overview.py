@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+import torch
 
 from app import analysis as A
 from app import cache, views
 from app.cache import picture
 from app.capsule_map import capsule_map, digit_bars, picked, primary_map
-from capsnet.model import NUM_PRIMARY
+from capsnet.model import NUM_PRIMARY, margin_loss
 
 PRIMARY_CHART, DIGIT_CHART = "overview_primary", "overview_digits"
 STAGE_PX = 150  # height of every stage's picture or chart
@@ -34,6 +35,18 @@ def _open_primary() -> None:
     i = picked(PRIMARY_CHART)
     if i is not None and 0 <= i < NUM_PRIMARY:
         views.open_primary(i)
+
+
+def _formulas(where, lengths: np.ndarray, pred: int) -> None:
+    """Squash and the margin loss (Eq. 1 and 4), with this input's margin loss if it were labelled `pred`."""
+    with where.expander("The formulas: squash and margin loss, with this input's numbers"):
+        st.latex(r"v_j = \frac{\|s_j\|^2}{1 + \|s_j\|^2}\,\frac{s_j}{\|s_j\|}")
+        st.latex(r"L_k = T_k \max(0,\, 0.9 - \|v_k\|)^2 + 0.5\,(1 - T_k)\max(0,\, \|v_k\| - 0.1)^2")
+        loss = float(margin_loss(torch.tensor(lengths)[None], torch.tensor([pred])))
+        st.markdown(
+            f"Training pushes the true digit's length above $m^+ = 0.9$ and every other below $m^- = 0.1$. "
+            f"If this input were labelled {pred}, its margin loss would be $\\sum_k L_k = {loss:.4f}$."
+        )
 
 
 def _stage(title: str, shape: str) -> None:
@@ -55,6 +68,7 @@ def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: 
                 "" if label is None else f" MNIST label: {label} ({'correct' if label == pred else 'wrong'})."
             )
             right.markdown(A.overview_sentence(result) + note)
+            _formulas(right, lengths, pred)
 
         conv1 = cache.conv1_maps(model, version, pixel_bytes)  # (256, 20, 20)
         recon = cache.reconstruction(model, version, pixel_bytes, iterations, digit)  # (28, 28) from v_digit

@@ -108,3 +108,19 @@ def test_every_number_in_the_routing_text_is_the_analysis_output(shipped, model,
     assert f"the network reads {digit} (|v_{digit}| = {lpi[-1, digit]:.2f})" in text
     assert f"it reads {off} (|v_{off}| = {lpi[0, off]:.2f})" in text
     assert ("routing changed the answer" in text) == (off != digit)
+
+
+def test_the_margin_loss_the_overview_states(shipped, model):
+    """Eq. 4 written out here, on the lengths the library gives for sample 11."""
+    lengths = traced(model, 11)["lengths_per_iter"][-1]
+    pred = int(np.argmax(lengths))
+    by_hand = sum(
+        max(0.0, 0.9 - v) ** 2 if k == pred else 0.5 * max(0.0, v - 0.1) ** 2 for k, v in enumerate(lengths)
+    )
+    at = new_app()
+    at.query_params.update({"sample": "11", "iters": "3"})
+    at.run()
+    text = " ".join(m.value for m in at.container(key="prediction").markdown)
+    assert (
+        f"If this input were labelled {pred}, its margin loss would be $\\sum_k L_k = {by_hand:.4f}$." in text
+    )
