@@ -85,7 +85,7 @@ from torch import Tensor
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, atomic_write_json, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
-from .evaluate import select_device
+from .evaluate import add_device_args, use_device_args
 from .model import DIGIT_DIM, NUM_DIGITS, CapsNet
 
 FORMAT = "capsnet-pose-atlas-v1"
@@ -578,8 +578,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per-digit", type=int, default=100, help="first N test digits of each class")
     p.add_argument("--out", help="atlas file to write (default: pose_atlas.json beside the checkpoint)")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    add_device_args(p)
     p.add_argument(
         "--json", action="store_true", help="print the atlas as one JSON object instead of the table"
     )
@@ -593,9 +592,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
+    device = use_device_args(args)
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
         model = load_model(checkpoint, device=device)

@@ -133,6 +133,19 @@ def predict_per_iteration(
     return {r: torch.cat(p) for r, p in preds.items()}
 
 
+def add_device_args(p) -> None:
+    """--device and --threads, the same in every CLI (use_device_args applies them)."""
+    p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+
+
+def use_device_args(args) -> torch.device:
+    """Set torch's CPU threads from --threads and return the --device to run on."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return select_device(args.device)
+
+
 def select_device(name: str = "auto") -> torch.device:
     if name != "auto":
         return torch.device(name)
@@ -195,8 +208,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"after the last iteration, share of capsules with c > {C_THRESHOLD}, entropy per iteration",
     )
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    add_device_args(p)
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N test digits (0 = all)")
     p.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results")
     p.add_argument(
@@ -216,10 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     iterations = list(dict.fromkeys(args.iterations))  # in the given order, without repeats
-    device = select_device(args.device)
+    device = use_device_args(args)
     try:
         args.checkpoint = str(resolve_checkpoint(args.checkpoint))
         model = load_model(args.checkpoint, device=device)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .baseline import load_baseline
 from .checkpoint import CheckpointError, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
-from .evaluate import predicted_digits, select_device
+from .evaluate import add_device_args, predicted_digits, use_device_args
 from .transforms import FAMILIES, affine, family_values
 
 # affNIST's transform ranges (rotation +-20 degrees, shear +-45 degrees, scale 0.8..1.2 per axis) with
@@ -234,8 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an affNIST MATLAB test file (e.g. test_batches/1.mat) to evaluate on too (needs scipy)",
     )
     p.add_argument("--batch-size", type=int, default=250)
-    p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    add_device_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = p.parse_args(argv)
     if args.limit < 0 or args.curve_limit < 0:
@@ -249,9 +248,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
+    device = use_device_args(args)
     paths = {"capsnet": args.capsnet, "cnn": args.cnn}
     models = {}
     try:

@@ -37,7 +37,7 @@ from . import baseline, distributed
 from .checkpoint import FORMAT as CAPSNET_FORMAT
 from .checkpoint import CheckpointError, atomic_write_json, load_state, read_checkpoint, save_checkpoint
 from .data import load_mnist, random_shift, to_float
-from .evaluate import predict, select_device
+from .evaluate import add_device_args, predict, use_device_args
 from .model import CapsNet, count_parameters, training_loss
 
 VAL_SPLIT_SEED = 2017  # the validation digits are the same for every --seed: runs compare on one set
@@ -92,8 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "never the test set",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    add_device_args(p)
     p.add_argument(
         "--out",
         default=None,
@@ -467,9 +466,7 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, iterations: int) 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     world = distributed.world_from_env()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
+    device = use_device_args(args)
     if device.type == "cuda" and world.distributed and device.index is None:
         device = torch.device("cuda", world.local_rank)
     if device.type == "cuda":
