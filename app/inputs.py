@@ -76,5 +76,12 @@ def load_samples(path: str | Path = SAMPLES_PATH) -> tuple[np.ndarray, np.ndarra
         return f["images"], f["labels"]
 
 
+def sample_caption(index: int, labels: np.ndarray, path: str | Path = SAMPLES_PATH) -> str:
+    """E.g. "Sample #11 (MNIST test image 9664), labelled 2"."""
+    with np.load(path) as f:
+        test_index = int(f["test_index"][index])
+    return f"Sample #{index} (MNIST test image {test_index}), labelled {int(labels[index])}"
+
+
 def sample_label(index: int, labels: np.ndarray) -> str:
     return f"#{index}: a {int(labels[index])}"  # the index of ?sample=

@@ -7,6 +7,7 @@ state on a session's first run, invalid values ignored, and follows it afterward
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,12 @@ MAX_ITERATIONS = 5
 DRAW, SAMPLE, UPLOAD = "Draw", "MNIST sample", "Upload a photo"
 SOURCES = [DRAW, SAMPLE, UPLOAD]
 AUTO = "auto"
+
+
+# Widget keys of the views whose values outlive the view being closed.
+# (None of them is given a default in its widget call: Streamlit warns when a widget has one and
+# its value was also written here.)
+KEPT = (PART_KEY, DIM_KEY, "primary_i", "tree_group", "absolute_c", "routing_gain")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,12 @@ def init_state(n_samples: int) -> None:
     if "started" not in st.session_state:
         st.session_state.started = True
         _read_query_params(n_samples)
+    # Streamlit forgets a widget's value in a run that does not draw it: the settings of the views
+    # (and the inspected primary capsule) would reset whenever another view is open. Writing them
+    # back each run keeps them.
+    for key in KEPT:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
     for key, default in (
         ("source", DRAW),
         ("sample", 0),
@@ -55,24 +68,37 @@ def init_state(n_samples: int) -> None:
         st.session_state.setdefault(key, default)
 
 
+def _small_int(text: str | None, lo: int, hi: int) -> int | None:
+    """A share-link value as an int in lo..hi, or None. Only ASCII digits, at most 4 of them:
+    str.isdigit() also accepts "²" or "①", which int() refuses, and int() refuses 5000 digits."""
+    if text is None or not re.fullmatch(r"[0-9]{1,4}", text):
+        return None
+    value = int(text)
+    return value if lo <= value <= hi else None
+
+
 def _read_query_params(n_samples: int) -> None:
     qp = st.query_params
-    if qp.get("sample", "").isdigit() and int(qp["sample"]) < n_samples:
+    sample = _small_int(qp.get("sample"), 0, n_samples - 1)
+    if sample is not None:
         st.session_state.source = SAMPLE
-        st.session_state.sample = int(qp["sample"])
-    if qp.get("iters", "").isdigit() and 1 <= int(qp["iters"]) <= MAX_ITERATIONS:
-        st.session_state.iterations = int(qp["iters"])
-    capsule = qp.get("capsule", "")
-    if capsule == AUTO or (capsule.isdigit() and int(capsule) < 10):
+        st.session_state.sample = sample
+    iterations = _small_int(qp.get("iters"), 1, MAX_ITERATIONS)
+    if iterations is not None:
+        st.session_state.iterations = iterations
+    capsule = qp.get("capsule")
+    if capsule == AUTO or _small_int(capsule, 0, 9) is not None:
         st.session_state.capsule = capsule if capsule == AUTO else int(capsule)
     if qp.get("view") in VIEWS:  # an unknown name keeps the default view
         st.session_state[VIEW_KEY] = VIEWS[qp["view"]]
     if qp.get("part") in PARTS:
         st.session_state[PART_KEY] = PARTS[qp["part"]]
-    if qp.get("primary", "").isdigit() and int(qp["primary"]) < NUM_PRIMARY:
-        st.session_state.primary_i = int(qp["primary"])
-    if qp.get("dim", "").isdigit() and int(qp["dim"]) < DIGIT_DIM:
-        st.session_state[DIM_KEY] = int(qp["dim"])
+    primary = _small_int(qp.get("primary"), 0, NUM_PRIMARY - 1)
+    if primary is not None:
+        st.session_state.primary_i = primary
+    dim = _small_int(qp.get("dim"), 0, DIGIT_DIM - 1)
+    if dim is not None:
+        st.session_state[DIM_KEY] = dim
 
 
 def _clear_canvas() -> None:
@@ -94,7 +120,7 @@ def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
             "MNIST test digit", range(len(samples)), key="sample",
             format_func=lambda i: inputs.sample_label(i, labels),
         )  # fmt: skip
-        st.image(A.upscale(samples[idx], 8), caption=f"Test-set digit #{idx}, labelled {int(labels[idx])}")
+        st.image(A.upscale(samples[idx], 8), caption=inputs.sample_caption(idx, labels))
         return Choice(source, samples[idx], int(labels[idx]))
     upload = st.file_uploader(
         "A photo or scan of one digit: dark ink on light paper works",

@@ -77,7 +77,8 @@ def _gain_control() -> float:
             "λ = 0 keeps $c$ uniform. A researcher can see what sharper routing would do to this "
             "input's $c$, lengths and prediction; the network was trained with λ = 1."
         )
-        gain = st.slider("Routing gain λ", 0.0, MAX_GAIN, 1.0, 0.5, key="routing_gain", width=320)
+        st.session_state.setdefault("routing_gain", 1.0)  # the paper's routing
+        gain = st.slider("Routing gain λ", 0.0, MAX_GAIN, step=0.5, key="routing_gain", width=320)
     return float(gain)
 
 

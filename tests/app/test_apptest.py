@@ -301,6 +301,8 @@ def test_clear_button_empties_the_canvas(shipped):
         {"sample": "999", "iters": "0", "capsule": "12", "view": "figure5", "part": "x", "primary": "1152"},
         {"sample": "-1", "iters": "3.5", "capsule": "<script>", "view": "<b>lab</b>", "primary": "-3"},
         {"sample": "1e3", "iters": "99999999999999999999", "capsule": "auto; drop", "view": "Routing"},
+        # digits str.isdigit() accepts and int() refuses, and more digits than int() takes
+        {"sample": "²", "iters": "³", "capsule": "٣", "primary": "①", "dim": "9" * 5000},
     ],
 )
 def test_invalid_share_link_parameters_are_ignored(shipped, params):
@@ -436,3 +438,21 @@ def test_closed_views_compute_nothing_on_a_stroke(shipped, monkeypatch):
     assert calls == []
     open_view(at, "figure4")  # the check can fail: opening a view does call its builder
     assert calls == ["perturbation_grid"]
+
+
+def test_a_views_settings_outlive_opening_another_view(shipped):
+    """Streamlit drops the state of widgets a run does not draw; the page keeps the views' own."""
+    at = new_app()
+    at.query_params.update({"sample": "11", "part": "tree"})
+    at.run()
+    at.radio(key="tree_group").set_value("type").run()
+    at.slider(key="routing_gain").set_value(3.0).run()
+    open_view(at, "pose")
+    at.selectbox(key="pose_dim").select(5).run()
+    open_view(at, "figure4")
+    open_view(at, "routing")
+    assert not at.exception and not [w for w in at.warning if "Session State" in w.value]
+    assert at.session_state[views.PART_KEY] == views.PARTS["tree"] and at.query_params["part"] == "tree"
+    assert at.radio(key="tree_group").value == "type" and at.slider(key="routing_gain").value == 3.0
+    open_view(at, "pose")
+    assert at.selectbox(key="pose_dim").value == 5 and at.query_params["dim"] == "5"
