@@ -177,11 +177,16 @@ class CouplingMove:
     largest_fall: float  # min delta (0 when none fell)
 
 
+NOISE = 1e-6  # |delta c| below this is float32 rounding of 0.1, not routing
+
+
 def coupling_move(
     coupling: np.ndarray, digit: int, quantile: float = 0.99, threshold: float = 0.01
 ) -> CouplingMove:
-    """coupling (T, 1152, 10) of one input -> CouplingMove of its last iteration for `digit`."""
+    """coupling (T, 1152, 10) of one input -> CouplingMove of its last iteration for `digit`.
+    Changes below NOISE (float32 rounding: 0.1 is not exact) count as none."""
     delta = coupling_change(np.asarray(coupling)[-1, :, digit])  # (1152,)
+    delta[np.abs(delta) < NOISE] = 0.0
     limit = symmetric_limit(delta, quantile)
     return CouplingMove(
         digit=int(digit), iteration=len(coupling), n=delta.size, limit=limit,
@@ -199,9 +204,11 @@ def move_sentence(m: CouplingMove) -> str:
         return (
             f"With 1 iteration there is no routing: $c_{{i{m.digit}}} = 0.1$ for all {m.n} primary capsules."
         )
+    if m.largest_rise == 0 and m.largest_fall == 0:
+        return f"In iteration {m.iteration}, $c_{{i{m.digit}}}$ is still 0.1 for all {m.n} primary capsules: routing moved none."
     return (
         f"In iteration {m.iteration}, $c_{{i{m.digit}}}$ lies within ±{fmt2(m.limit)} of 0.1 for 99% of the "
-        f"{m.n} primary capsules (the colour range of the Δc views; {m.beyond} lie beyond it). "
+        f"{m.n} primary capsules (the colour range of the per-capsule Δc views; {m.beyond} lie beyond it). "
         f"{m.rose} rose and {m.fell} fell by more than {m.threshold:g}; the largest rise is "
         f"{fmt_signed(m.largest_rise)}, the largest fall {fmt_signed(m.largest_fall)}."
     )
@@ -483,8 +490,10 @@ def fmt2(x: float) -> str:
 
 
 def fmt_signed(x: float) -> str:
-    """fmt2 with its sign: +0.031, −0.012 (a true minus sign)."""
-    return ("+" if x >= 0 else "−") + fmt2(abs(x))
+    """fmt2 with its sign: +0.031, −0.012 (a true minus sign); 0 as "0"."""
+    if x == 0:
+        return "0"
+    return ("+" if x > 0 else "−") + fmt2(abs(x))
 
 
 def outcome_sentence(result: Ablation) -> str:
@@ -521,14 +530,30 @@ def confidence(length: float) -> str:
 
 
 def overview_sentence(result: Ablation) -> str:
-    """What the network thinks and why, in one sentence from the numbers: the prediction, its
-    length, the runner-up, and whether routing changed the outcome."""
-    lengths = result.lengths_routed
+    """What the network thinks and why, from the numbers: the prediction, its length, the runner-up,
+    and whether routing changed the outcome (against 1 iteration, c = 0.1 everywhere)."""
+    lengths, off_lengths = result.lengths_routed, result.lengths_no_routing
     pred, runner_up = (int(j) for j in np.argsort(-lengths, kind="stable")[:2])
-    return (
+    head = (
         f"The network reads **{pred}**: its digit capsule is the longest, |v_{pred}| = {lengths[pred]:.2f} "
         f"({confidence(lengths[pred])}); the runner-up is {runner_up} (|v_{runner_up}| = "
-        f"{lengths[runner_up]:.2f}). " + outcome_sentence(result)
+        f"{lengths[runner_up]:.2f}). "
+    )
+    if result.iterations == 1:
+        return head + "With 1 iteration there is no routing: c = 0.1 everywhere."
+    off = result.prediction_no_routing
+    without = f"Without routing (1 iteration, c = 0.1 everywhere) it would read {off} (|v_{off}| = {off_lengths[off]:.2f})"
+    if result.changed:
+        return head + without + ": **routing changed the answer**."
+    diff = lengths[pred] - off_lengths[pred]
+    effect = (
+        f"|v_{pred}| stays about the same" if abs(diff) < 0.005
+        else f"it made |v_{pred}| {abs(diff):.2f} {'longer' if diff > 0 else 'shorter'}"
+    )  # fmt: skip
+    return (
+        head
+        + without.replace(f"read {off}", f"also read {off}")
+        + f": routing did not change the answer; {effect}."
     )
 
 

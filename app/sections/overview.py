@@ -83,7 +83,7 @@ def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: 
             top_act = float(np.quantile(conv1[conv1 > 0], 0.99)) if np.any(conv1 > 0) else 1.0
             st.image(picture("activation_mosaic_image", A.stitch(pooled, 16, 16, gap=1, fill=np.nan), top_act),
                      output_format="PNG")  # fmt: skip
-            st.caption("256 ReLU maps (2×2 max-pooled), 0 to their 99th percentile")
+            st.caption("256 ReLU maps (2×2 max-pooled), from 0 to the 99th percentile of the positive values")
         with top[2]:
             _stage("3 · PrimaryCaps u_i", "1152 × 8 = 32 types × 6×6")
             u = res["primary_len"]
@@ -101,7 +101,9 @@ def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: 
             on_ink = A.field_map(delta, ink=pixels)  # (28, 28), 0 off the ink
             limit = A.symmetric_limit(on_ink)
             st.image(picture("signed_overlay_image", pixels, on_ink, limit, px=5), output_format="PNG")
-            st.caption(f"Δc to {digit} on the ink: red rose, blue fell")
+            st.caption(
+                f"Δc to {digit}, summed over the 32 types, on the ink: red rose, blue fell (±{A.fmt2(limit)})"
+            )
         with bottom[1]:
             _stage("5 · DigitCaps v_j", "10 × 16; length = presence")
             capsule_map(DIGIT_CHART, digit_bars(lengths, pred, digit), _inspect_digit, max_width=330)

@@ -104,7 +104,7 @@ def _votes(res: dict, digit: int, move: A.CouplingMove) -> None:
             f"iterations.\n\n**This input:** "
             + A.growth_sentence(growth)
             + f" The typical vote is short (median $|\\hat u| = {np.median(vote_len):.3f}$), so "
-            f"$\\hat u\\cdot v$ moves $b$ by little and most colours stay pale. " + A.move_sentence(move)
+            f"$\\hat u\\cdot v$ moves $b$ by little. " + A.move_sentence(move)
         )
         fig = F.votes_animation(x, y, contribution, delta, path, res["primary_len"], digit, limit=move.limit,
                                 beyond=move.beyond, path_name=f"s{digit}")  # fmt: skip
@@ -208,7 +208,7 @@ def _parse_tree(res: dict, digit: int) -> None:
         top = flows.net[:, digit]
         st.markdown(
             f"Capsules are meant to carve a parse tree out of the network: each part sends its vote "
-            f"mostly to one whole. Here the {len(flows.sources)} strongest grid {group}s "
+            f"mostly to one whole. Here the {len(flows.sources)} strongest {'grid positions' if group == 'position' else 'capsule types'} "
             f"(by $\\sum_i c_{{ij}}\\,\\hat u_{{j|i}}\\cdot v_j/|v_j|$) feed the 10 digit capsules in "
             f"iteration {t + 1}; link width is that contribution, and the links into digit $j$ add up "
             f"to $|s_j|$ (plus what was sent against $v_j$, printed in its label). The strongest "

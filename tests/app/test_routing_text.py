@@ -49,7 +49,7 @@ def move_numbers(text: str) -> dict:
         r"In iteration (\d+), \$c_\{i(\d)\}\$ lies within ±"
         + NUMBER
         + r" of 0\.1 for 99% of the (\d+) primary "
-        r"capsules \(the colour range of the Δc views; (\d+) lie beyond it\)\. (\d+) rose and (\d+) fell by more "
+        r"capsules \(the colour range of the per-capsule Δc views; (\d+) lie beyond it\)\. (\d+) rose and (\d+) fell by more "
         r"than " + NUMBER + r"; the largest rise is " + NUMBER + r", the largest fall " + NUMBER + r"\.",
         text,
     )

@@ -363,6 +363,16 @@ def test_move_sentence_states_the_numbers():
     assert "the largest rise is +0.050, the largest fall −0.030." in text
     one = A.move_sentence(A.coupling_move(np.full((1, 1152, 10), 0.1), digit=2))
     assert one == "With 1 iteration there is no routing: $c_{i2} = 0.1$ for all 1152 primary capsules."
+    # Gain 0 keeps c uniform: what is left is float32's rounding of 0.1, not a move.
+    still = np.full((3, 1152, 10), np.float32(0.1), dtype=np.float32)
+    still[2, :5, 1] += np.float32(3e-8)
+    m = A.coupling_move(still, digit=1)
+    assert (m.rose, m.fell, m.beyond, m.largest_rise, m.largest_fall) == (0, 0, 0, 0.0, 0.0)
+    assert (
+        A.move_sentence(m)
+        == "In iteration 3, $c_{i1}$ is still 0.1 for all 1152 primary capsules: routing moved none."
+    )
+    assert A.fmt_signed(0.0) == "0" and A.fmt_signed(-0.0123) == "−0.012"
 
 
 def test_outcome_and_overview_sentences():
@@ -378,7 +388,11 @@ def test_outcome_and_overview_sentences():
     assert overview.startswith(
         "The network reads **7**: its digit capsule is the longest, |v_7| = 0.97 (above m⁺"
     )
-    assert "the runner-up is 1 (|v_1| = 0.30)" in overview and overview.endswith(text)
+    assert "the runner-up is 1 (|v_1| = 0.30)" in overview
+    assert overview.endswith(
+        "Without routing (1 iteration, c = 0.1 everywhere) it would also read 7 (|v_7| = 0.95): routing did not "
+        "change the answer; it made |v_7| 0.02 longer."
+    )
 
     off[4], off[9] = 0.60, 0.55
     on = off.copy()
@@ -386,9 +400,9 @@ def test_outcome_and_overview_sentences():
     changed = A.outcome_sentence(_ablation(off, on, iterations=5, gain=3.0))
     assert "With 5 iterations of routing with gain 3 the network reads 9 (|v_9| = 0.80)" in changed
     assert "it reads 7 (|v_7| = 0.95): **routing changed the answer** from 7 to 9." in changed
-    assert "fairly sure" in A.overview_sentence(
-        _ablation(off, on)
-    ) and "runner-up is 4" in A.overview_sentence(_ablation(off, on))
+    overview = A.overview_sentence(_ablation(off, on))
+    assert "fairly sure" in overview and "runner-up is 4" in overview
+    assert overview.endswith("it would read 7 (|v_7| = 0.95): **routing changed the answer**.")
     one = A.outcome_sentence(_ablation(off, off, iterations=1))
     assert (
         one
