@@ -38,10 +38,25 @@ def cnn_checkpoint_path() -> Path:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the CapsNet weights…")
+def _weights(path: str) -> tuple[capsnet.CapsNet, str]:
+    """The model at `path` and the sha256 of the bytes it was loaded from (hashed before and after:
+    a file replaced while loading is refused)."""
+    before = atlas.file_sha256(path) if Path(path).is_file() else None
+    model = capsnet.load_model(path)
+    if atlas.file_sha256(path) != before:
+        raise capsnet.CheckpointError(f"{path} changed while it was being loaded; reload the page.")
+    return model, before
+
+
 def load_model(path: str) -> capsnet.CapsNet:
     """Once per process and path. The loaded weights keep serving every session even if the
     file is later replaced or removed; a failed load is not cached, so a fixed file is picked up."""
-    return capsnet.load_model(path)
+    return _weights(path)[0]
+
+
+def served_sha256(path: str) -> str:
+    """The sha256 of the weights this process serves for `path` (not of the file now at `path`)."""
+    return _weights(path)[1]
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the baseline CNN's weights…")
@@ -63,7 +78,9 @@ def _pose_atlas(checkpoint: str, atlas_stat: tuple, weights_stat: tuple) -> dict
 
 def pose_atlas(checkpoint: Path) -> dict | str:
     """capsnet.atlas.load_atlas for the page's weights (never mutate what it returns), or the
-    reason there is none, which says how to make one."""
+    reason there is none, which says how to make one. The atlas must describe the weights this
+    process serves: a checkpoint replaced on disk since it was loaded does not pass."""
+    served = served_sha256(str(checkpoint))
 
     def stat(path: Path) -> tuple:
         try:
@@ -72,9 +89,15 @@ def pose_atlas(checkpoint: Path) -> dict | str:
         except OSError:
             return None, None
 
-    return _pose_atlas(
+    found = _pose_atlas(
         str(checkpoint), stat(checkpoint.with_name(atlas.DEFAULT_ATLAS.name)), stat(checkpoint)
     )
+    if isinstance(found, dict) and found["checkpoint_sha256"] != served:
+        return (
+            f"{checkpoint} was replaced since this server loaded its weights: the pose atlas beside it "
+            "describes the new file, not the weights served. Restart the app to serve the new weights."
+        )
+    return found
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -485,6 +485,13 @@ def _schema_problem(atlas) -> str | None:
             return f"no {key!r}"
     if list(atlas.get("measures", [])) != list(MEASURES):
         return f"measures are {atlas.get('measures')!r}, expected {list(MEASURES)}"
+    used = atlas.get("per_digit_used")
+    if (
+        not isinstance(used, list)
+        or len(used) != NUM_DIGITS
+        or not all(type(n) is int and n >= 1 for n in used)
+    ):
+        return "'per_digit_used' is not 10 counts of digits"
     digits = atlas.get("digits")
     if not isinstance(digits, list) or len(digits) != NUM_DIGITS:
         return "'digits' is not a list of 10 rows"
@@ -499,10 +506,12 @@ def _schema_problem(atlas) -> str | None:
                 return f"{where} has label {c.get('label')!r}, not one of {list(LABELS)}"
             effects = c.get("effects")
             numbers = (
-                [c.get("strength")] + [effects.get(m) for m in MEASURES] if isinstance(effects, dict) else []
+                [c.get("strength"), c.get("agreement")] + [effects.get(m) for m in MEASURES]
+                if isinstance(effects, dict)
+                else []
             )
             if not numbers or not all(_finite(v) for v in numbers):
-                return f"{where} lacks a finite strength or effect ({', '.join(MEASURES)})"
+                return f"{where} lacks a finite strength, agreement or effect ({', '.join(MEASURES)})"
     return None
 
 

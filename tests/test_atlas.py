@@ -546,8 +546,11 @@ def test_load_atlas_refuses_a_missing_or_malformed_file(atlas_file):
         (lambda a: a["digits"][2].pop(), "digit 2 does not have 16 cells"),
         (lambda a: a["digits"][3][5].update(label="bigger"), r"cell \(digit 3, dim 5\) has label 'bigger'"),
         (lambda a: a["digits"][3][5].update(dim=6), "not a cell of dimension 5"),
-        (lambda a: a["digits"][0][0]["effects"].pop("slant"), "lacks a finite strength or effect"),
+        (lambda a: a["digits"][0][0]["effects"].pop("slant"), "lacks a finite strength, agreement or effect"),
         (lambda a: a["digits"][0][0].update(strength=float("nan")), "lacks a finite"),
+        (lambda a: a["digits"][4][1].pop("agreement"), r"cell \(digit 4, dim 1\) lacks a finite"),
+        (lambda a: a.update(per_digit_used=[5] * 9), "'per_digit_used' is not 10 counts"),
+        (lambda a: a["per_digit_used"].__setitem__(3, 0), "'per_digit_used' is not 10 counts"),
         (lambda a: a.pop("checkpoint_sha256"), "no 'checkpoint_sha256'"),
         (lambda a: a.update(format="v0"), "format"),
     ]:

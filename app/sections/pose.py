@@ -18,7 +18,7 @@ from app.capsule_map import atlas_map, capsule_map, picked
 from app.decoder_weights import browser_copy
 from app.pose_sliders import DIFF_LIMIT, pose_sliders
 from app.views import DIM_KEY
-from capsnet.atlas import describe
+from capsnet.atlas import OFFSET, describe
 
 ATLAS_MAP = "pose_atlas_map"
 MEASURE_ROWS = [("ink", "ink"), ("x", "px"), ("y", "px"), ("width", "px"), ("height", "px"), ("slant", "px/px"),
@@ -101,7 +101,7 @@ def _this_input(model, version: str, pixel_bytes: bytes, iterations: int, digit:
         )
         live = cache.capsule_measures(model, version, pixel_bytes, iterations, digit)[d]
         avg = atlas["digits"][digit][d] if atlas else None
-        text = f"Moving dim {d} of this input's capsule {digit} by ±0.25: **{describe(live)}**."
+        text = f"Moving dim {d} of this input's capsule {digit} by ±{OFFSET:g}: **{describe(live)}**."
         if avg:
             n = atlas["per_digit_used"][digit]
             same = "the same change" if avg["label"] == live["label"] else "a different change"
@@ -125,8 +125,8 @@ def _atlas_map(atlas: dict, digit: int, dim: int) -> None:
     with st.container(key="pose_atlas"):
         st.markdown(
             f"**The pose atlas:** what each dimension of each digit capsule does, measured over the first "
-            f"{atlas['per_digit']} test digits of each class (`{atlas['checkpoint']}`, decoded with each "
-            "dimension moved by ±0.25; `python -m capsnet.atlas`). Colour: position (blue), slant (orange), "
+            f"{min(atlas['per_digit_used'])} test digits of each class (`{atlas['checkpoint']}`, decoded with each "
+            f"dimension moved by ±{atlas['offset']:g}; `python -m capsnet.atlas`). Colour: position (blue), slant (orange), "
             "size (green), stroke thickness (purple), a local part (red); darker is stronger; the number is "
             "pixels per unit of pose offset (the share of the change for a local part). Hover for every "
             "slope; click a cell to explore it above."

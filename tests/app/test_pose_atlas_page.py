@@ -99,3 +99,21 @@ def test_no_atlas_for_these_weights_means_no_names(tmp_path, monkeypatch, random
     at.session_state["view"] = "Figure 4: every dimension"
     at.run()
     assert "The rows are not named" in at.container(key="grid").markdown[0].value
+
+
+def test_an_atlas_for_the_file_is_not_used_for_other_weights_still_served(
+    tmp_path, monkeypatch, random_checkpoint
+):
+    """The server keeps serving the weights it loaded; if the file is then replaced by the weights
+    the atlas beside it describes, the atlas still does not describe what is served."""
+    weights = tmp_path / "capsnet_mnist.pt"
+    shutil.copy(random_checkpoint, weights)
+    shutil.copy(capsnet.DEFAULT_CHECKPOINT.with_name("pose_atlas.json"), tmp_path / "pose_atlas.json")
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(weights))
+    at = pose_page({"sample": "7"})
+    assert "measured on other weights" in " ".join(w.value for w in at.warning)
+    shutil.copy(capsnet.DEFAULT_CHECKPOINT, weights)  # now the file is the one the atlas was measured on
+    at.run()
+    assert not at.exception
+    assert "was replaced since this server loaded its weights" in " ".join(w.value for w in at.warning)
+    assert pose_data(at)[0]["names"] == [f"dim {d}" for d in range(16)]
