@@ -445,6 +445,13 @@ class Ablation:
     iterations: int
     routing_gain: float
 
+    @classmethod
+    def from_trace(cls, lengths_per_iter: np.ndarray, routing_gain: float = 1.0) -> Ablation:
+        """From one traced forward's lengths per iteration (T, 10): its iteration 1 is the
+        no-routing answer (c = 1/10 in every first iteration), its last the routed one."""
+        lpi = np.asarray(lengths_per_iter)
+        return cls(lpi[0], lpi[-1], len(lpi), float(routing_gain))
+
     @property
     def prediction_no_routing(self) -> int:
         return int(np.argmax(self.lengths_no_routing))

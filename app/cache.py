@@ -132,11 +132,6 @@ def forward(_model, version: str, pixels: bytes, iterations: int, routing_gain: 
         "lengths_per_iter": out.lengths_per_iter[:, 0].numpy(),  # (T, 10)
         "coupling": out.coupling[:, 0].numpy(),  # (T, 1152, 10)
         "primary_len": torch.linalg.vector_norm(out.primary[0], dim=-1).numpy(),  # (1152,)
-        # Each primary capsule's share of |s_j| in iteration t: c_ij (u_hat_j|i . v_j / |v_j|).
-        # Summed over i it gives |s_j| exactly, so it says where the evidence for j comes from.
-        "agreement": A.agreement_shares(
-            out.coupling[:, 0].numpy(), out.u_hat[0].numpy(), out.poses_per_iter[:, 0].numpy()
-        ),  # (T, 1152, 10)
         "logits": out.logits[:, 0].numpy(),  # (T, 1152, 10) the b that gave coupling[t]
         "u_hat": out.u_hat[0].numpy(),  # (1152, 10, 16) votes u_hat_j|i
         "poses_per_iter": out.poses_per_iter[:, 0].numpy(),  # (T, 10, 16)
@@ -147,6 +142,17 @@ def forward(_model, version: str, pixels: bytes, iterations: int, routing_gain: 
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
     return res
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def agreement(_model, version: str, pixels: bytes, iterations: int, routing_gain: float = 1.0) -> np.ndarray:
+    """Each primary capsule's share of |s_j| in every iteration, c_ij (u_hat_j|i . v_j / |v_j|):
+    (T, 1152, 10), read-only. Summed over i it gives |s_j| exactly, so it says where the evidence
+    for j comes from. Only the routing view needs it, so the forward pass does not compute it."""
+    res = forward(_model, version, pixels, iterations, routing_gain)
+    shares = A.agreement_shares(res["coupling"], res["u_hat"], res["poses_per_iter"])
+    shares.flags.writeable = False
+    return shares
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from app.images import BACKGROUND, _over, colorize
-from app.palette import M_MINUS, M_PLUS, OTHER, PRIMARY_SCALE, THRESHOLD, WINNER
+from app.palette import ATLAS_FAMILIES, LABEL, M_MINUS, M_PLUS, OTHER, PRIMARY_SCALE, TEXT, THRESHOLD, WINNER
 
 HTML = """<div class="map"></div><div class="tip" hidden></div>"""
 
@@ -25,7 +25,7 @@ CSS = """
 .map { position: relative; font-family: var(--st-font, sans-serif); color: var(--st-text-color, #31333f); }
 .map svg { display: block; width: 100%; height: auto; user-select: none; }
 .map [data-k] { cursor: pointer; }
-.map [data-k]:hover { stroke: #1f2430; stroke-width: 0.12; }
+.map [data-k]:hover { stroke: currentColor; stroke-width: 0.12; }
 .map .bars [data-k]:hover { stroke-width: 1.5; }
 .tip { position: fixed; z-index: 10; pointer-events: none; max-width: 22rem; padding: 0.35rem 0.5rem;
        border-radius: 0.4rem; background: rgba(31, 36, 48, 0.92); color: #fff; font-size: 0.75rem;
@@ -35,8 +35,8 @@ CSS = """
 # data.kind "cells": {size: [W, H] in cell units, x, y: cell positions (top-left), colors, texts
 # (optional), outline (a cell index or null), row_labels / col_labels: [[position, text]], left /
 # top: room for them in cell units, tip: a template whose {name} is fields[name][k]}.
-# data.kind "bars": {values (0..1), colors, labels, outline, lines: [[value, text]], tip, fields};
-# both: max_width (px). A click sends the trigger "picked" with the cell's or bar's index.
+# data.kind "bars": {values (0..1), colors, labels, outline, lines: [[value, text]], line_color,
+# text_color, tip, fields}; both: max_width (px), and for cells outline_color, text_color. A click sends the trigger "picked" with the cell's or bar's index.
 JS = """
 const NS = "http://www.w3.org/2000/svg";
 const el = (name, attrs, parent) => {
@@ -56,7 +56,7 @@ function cells(svg, d) {
     if (d.texts && d.texts[k]) {
       const lines = d.texts[k].split("\\n");
       const t = el("text", {x: x + 0.5, y: d.y[k] + 0.5 - 0.16 * (lines.length - 1), "font-size": 0.27,
-                            "text-anchor": "middle", "dominant-baseline": "middle", fill: "#1f2430",
+                            "text-anchor": "middle", "dominant-baseline": "middle", fill: d.text_color,
                             "pointer-events": "none"}, g);
       lines.forEach((line, n) => { const s = el("tspan", {x: x + 0.5, dy: n ? 0.33 : 0}, t); s.textContent = line; });
     }
@@ -71,7 +71,7 @@ function cells(svg, d) {
   }
   if (d.outline !== null && d.outline !== undefined) {
     el("rect", {x: d.x[d.outline] - 0.06, y: d.y[d.outline] - 0.06, width: 1.12, height: 1.12, fill: "none",
-                stroke: d.outline_color || "#e4572e", "stroke-width": 0.14, "pointer-events": "none"}, svg);
+                stroke: d.outline_color, "stroke-width": 0.14, "pointer-events": "none"}, svg);
   }
 }
 
@@ -81,15 +81,15 @@ function bars(svg, d) {
   svg.setAttribute("viewBox", `0 0 ${W + 22} ${H}`);
   const g = el("g", {class: "bars"}, svg);
   for (const [v, text] of d.lines || []) {
-    el("line", {x1: 0, x2: W, y1: y(v), y2: y(v), stroke: "#2e4057", "stroke-dasharray": "3 3", "stroke-width": 0.7}, svg);
-    el("text", {x: W + 2, y: y(v), "font-size": 8, "dominant-baseline": "middle", fill: "#2e4057"}, svg).textContent = text;
+    el("line", {x1: 0, x2: W, y1: y(v), y2: y(v), stroke: d.line_color, "stroke-dasharray": "3 3", "stroke-width": 0.7}, svg);
+    el("text", {x: W + 2, y: y(v), "font-size": 8, "dominant-baseline": "middle", fill: d.line_color}, svg).textContent = text;
   }
   d.values.forEach((v, k) => {
     const x = k * slot + slot * 0.18, w = slot * 0.64;
     el("rect", {x, y: y(v), width: w, height: base - y(v), fill: d.colors[k], "data-k": k,
-                stroke: k === d.outline ? "#2e4057" : "none", "stroke-width": k === d.outline ? 1.5 : 0}, g);
+                stroke: k === d.outline ? d.line_color : "none", "stroke-width": k === d.outline ? 1.5 : 0}, g);
     el("rect", {x: k * slot, y: top, width: slot, height: base - top, fill: "transparent", "data-k": k}, g);
-    el("text", {x: k * slot + slot / 2, y: y(v) - 2, "font-size": 8, "text-anchor": "middle", fill: "#31333f",
+    el("text", {x: k * slot + slot / 2, y: y(v) - 2, "font-size": 8, "text-anchor": "middle", fill: d.text_color,
                 "pointer-events": "none"}, svg).textContent = v.toFixed(2);
     el("text", {x: k * slot + slot / 2, y: H - 5, "font-size": 10, "text-anchor": "middle", fill: "currentColor",
                 "pointer-events": "none"}, svg).textContent = d.labels[k];
@@ -101,7 +101,8 @@ export default function (component) {
   const root = parentElement.querySelector(".map"), tip = parentElement.querySelector(".tip");
   root.style.maxWidth = data.max_width ? data.max_width + "px" : "";
   root.replaceChildren();
-  const svg = el("svg", {role: "img", "aria-label": data.label || ""}, root);
+  // A group of clickable cells; each map's choices can also be made with the page's selectboxes.
+  const svg = el("svg", {role: "group", "aria-label": data.label || ""}, root);
   (data.kind === "bars" ? bars : cells)(svg, data);
   const hit = e => { const t = e.target.closest && e.target.closest("[data-k]"); return t ? Number(t.dataset.k) : null; };
   svg.onmousemove = e => {
@@ -109,8 +110,12 @@ export default function (component) {
     if (k === null) { tip.hidden = true; return; }
     tip.innerHTML = fill(data.tip, data.fields, k);
     tip.hidden = false;
-    tip.style.left = (e.clientX + 14) + "px";
-    tip.style.top = (e.clientY + 14) + "px";
+    // Beside the pointer, on whichever side keeps it inside the window.
+    const w = tip.offsetWidth, h = tip.offsetHeight;
+    const x = e.clientX + 14 + w > innerWidth - 4 ? e.clientX - 14 - w : e.clientX + 14;
+    const y = e.clientY + 14 + h > innerHeight - 4 ? e.clientY - 14 - h : e.clientY + 14;
+    tip.style.left = Math.max(4, x) + "px";
+    tip.style.top = Math.max(4, y) + "px";
   };
   svg.onmouseleave = () => { tip.hidden = true; };
   svg.onclick = e => { const k = hit(e); if (k !== null) { tip.hidden = true; setTriggerValue("picked", k); } };
@@ -156,7 +161,7 @@ def primary_map(primary_len, inspected: int | None = None) -> dict:
         "kind": "cells", "size": [8 * 7 - 1, 4 * 7 - 1],
         "x": ((kind % 8) * 7 + col).tolist(), "y": ((kind // 8) * 7 + row).tolist(),
         "colors": _colours(u, float(u.min()), max(float(u.max()), float(u.min()) + 1e-6), PRIMARY_SCALE),
-        "outline": inspected, "outline_color": WINNER,
+        "outline": inspected, "outline_color": WINNER, "text_color": LABEL,
         "tip": "primary capsule i = {i}: type {t}, grid ({r}, {c})<br>|u_i| = {u}<br>click: open it in the routing view",
         "fields": {"i": i.tolist(), "t": kind.tolist(), "r": row.tolist(), "c": col.tolist(),
                    "u": [f"{v:.3f}" for v in u]},
@@ -171,23 +176,13 @@ def digit_bars(lengths, prediction: int, inspected: int) -> dict:
     return {
         "kind": "bars", "values": values, "labels": [str(j) for j in range(len(values))],
         "colors": [WINNER if j == prediction else OTHER for j in range(len(values))], "outline": int(inspected),
-        "lines": [[M_PLUS, "m⁺"], [M_MINUS, "m⁻"]],
+        "lines": [[M_PLUS, "m⁺"], [M_MINUS, "m⁻"]], "line_color": THRESHOLD, "text_color": TEXT,
         "tip": "digit capsule {j}: |v_{j}| = {v}<br>click: inspect it",
         "fields": {"j": list(range(len(values))), "v": [f"{v:.3f}" for v in values]},
         "label": f"The 10 digit capsule lengths: {prediction} is the longest",
     }  # fmt: skip
 
 
-# What a dimension mostly does, by family (capsnet.atlas's labels), each with a light and a dark
-# end: the darker, the stronger the effect.
-ATLAS_FAMILIES = {
-    "position": (("moves right", "moves left", "moves down", "moves up"), "#e3ecf8", "#5b8fd0"),
-    "slant": (("leans right", "leans left"), "#fbe8d5", "#e08a3c"),
-    "size": (("wider", "narrower", "taller", "shorter"), "#e2f2de", "#5fae55"),
-    "thickness": (("thicker strokes", "thinner strokes"), "#ece3f5", "#9a6cc8"),
-    "local part": (("local part",), "#f8dede", "#d65c5c"),
-    "no visible change": (("no visible change",), "#f2f2f2", "#f2f2f2"),
-}
 ATLAS_SHORT = {
     "moves right": "→", "moves left": "←", "moves down": "↓", "moves up": "↑", "leans right": "lean R",
     "leans left": "lean L", "wider": "wider", "narrower": "narrower", "taller": "taller", "shorter": "shorter",
@@ -236,6 +231,7 @@ def atlas_map(atlas: dict, digit: int | None = None, dim: int | None = None) -> 
     return {
         "kind": "cells", "size": [n_dims, len(rows)], "x": x, "y": y, "colors": colors, "texts": texts,
         "outline": None if digit is None or dim is None else digit * n_dims + dim, "outline_color": THRESHOLD,
+        "text_color": LABEL,
         "row_labels": [[j, f"digit {j}"] for j in range(len(rows))], "left": 1.6,
         "col_labels": [[d, f"dim {d}"] for d in range(n_dims)], "top": 0.5,
         "tip": "{text}", "fields": {"text": tips},

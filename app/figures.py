@@ -15,18 +15,20 @@ from app.analysis import fmt2
 from app.palette import (
     DIGIT_COLORS,
     DIVERGING,
+    GRIDLINES,
     LABEL,
     M_MINUS,
     M_PLUS,
+    MARKER_EDGE,
     NO_ROUTING,
     OTHER,
+    REST_NODE,
     ROUTED,
     THRESHOLD,
     WINNER,
 )
 
 FONT = dict(size=12)
-GRIDLINES = "#ebf0f8"
 
 
 def _figure(data=None, **kw) -> go.Figure:
@@ -146,7 +148,7 @@ def votes_animation(
     votes = go.Scattergl(
         x=x.astype(np.float32), y=y.astype(np.float32), mode="markers", name="votes û", customdata=custom,
         hovertemplate=hover, marker=dict(**marker(last), colorscale=DIVERGING, colorbar=colorbar,
-                                         line=dict(width=0.5, color="#9aa3ad")),
+                                         line=dict(width=0.5, color=MARKER_EDGE)),
     )  # fmt: skip
     # A frame holds only what changes (Plotly.js merges it into the traces): markers and the path.
     frames = [go.Frame(name=str(t + 1), data=[go.Scattergl(marker=marker(t)), trail_of(t)], traces=[0, 1])
@@ -196,7 +198,7 @@ def parse_tree_sankey(flows) -> go.Figure:
     Links are positive contributions to |s_j| in one iteration; what goes against v_j is printed
     in the digit's label (a Sankey cannot draw negative flows)."""
     n_src = len(flows.sources)
-    colours = [OTHER] * n_src + ["#c9d1dc"] + [DIGIT_COLORS[j] for j in flows.digits]
+    colours = [OTHER] * n_src + [REST_NODE] + [DIGIT_COLORS[j] for j in flows.digits]
     target_digit = [flows.digits[t - n_src - 1] for t in flows.link_target]
     fig = _figure(
         go.Sankey(

@@ -30,9 +30,10 @@ from app.palette import (
     THRESHOLD,
     WINNER,
 )
+from app.palette import TEXT as P_TEXT
 
 BACKGROUND = (255, 255, 255)
-TEXT = (49, 51, 63)
+TEXT = tuple(int(P_TEXT[k : k + 2], 16) for k in (1, 3, 5))  # palette.TEXT as RGB
 FRAME = (214, 214, 217)
 
 

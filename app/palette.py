@@ -9,6 +9,10 @@ WINNER = "#e4572e"  # the predicted / chosen digit; also the s_j path (orange-re
 OTHER = "#8a9ab0"
 THRESHOLD = "#2e4057"
 LABEL = "#1f2430"  # dark text on light backgrounds
+TEXT = "#31333f"  # Streamlit's body text
+MARKER_EDGE = "#9aa3ad"  # the outline of the votes' markers
+REST_NODE = "#c9d1dc"  # the parse tree's "other" node
+GRIDLINES = "#ebf0f8"  # the Plotly charts' grid
 M_PLUS, M_MINUS = 0.9, 0.1  # margin-loss thresholds (Eq. 4)
 DIGIT_COLORS = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -25,3 +29,13 @@ OVERLAY_SCALE = [[0.0, "rgba(255,69,0,0)"], [0.3, "rgba(255,140,0,0.35)"], [1.0,
 # Signed quantities (delta c = c - 0.1, logits b, a pose change): blue below 0, white at 0, red
 # above, as analysis.diverging_rgb.
 DIVERGING = [[0.0, "rgb(33,77,191)"], [0.5, "rgb(255,255,255)"], [1.0, "rgb(204,26,38)"]]
+# What a pose dimension mostly does, by family of capsnet.atlas's labels, each with a light and a dark
+# end: the darker, the stronger the effect.
+ATLAS_FAMILIES = {
+    "position": (("moves right", "moves left", "moves down", "moves up"), "#e3ecf8", "#5b8fd0"),
+    "slant": (("leans right", "leans left"), "#fbe8d5", "#e08a3c"),
+    "size": (("wider", "narrower", "taller", "shorter"), "#e2f2de", "#5fae55"),
+    "thickness": (("thicker strokes", "thinner strokes"), "#ece3f5", "#9a6cc8"),
+    "local part": (("local part",), "#f8dede", "#d65c5c"),
+    "no visible change": (("no visible change",), "#f2f2f2", "#f2f2f2"),
+}

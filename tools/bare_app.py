@@ -35,7 +35,11 @@ def _clear() -> None:
 
 
 st.button("Clear the canvas", on_click=_clear)
-pixels = None if drawn.image_data is None else to_mnist(drawn.image_data)
+try:
+    pixels = None if drawn.image_data is None else to_mnist(drawn.image_data)
+except (ValueError, TypeError) as e:  # as the app: a drawing it cannot read is a message, not a crash
+    st.error(f"This image cannot be used: {e}")
+    pixels = None
 if pixels is not None:
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None, None]
     with torch.no_grad():

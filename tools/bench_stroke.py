@@ -47,6 +47,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 QUIET_MS = 500  # nothing for this long after the run and the last long task: the page is idle
 
 WATCH = """(metric) => {
+  for (const o of window.__observers || []) o.disconnect();  // the last stroke's
   const s = window.__bench = {up: null, painted: null, done: null, donePainted: null, longEnd: 0, ran: false};
   window.addEventListener('mouseup', e => { s.up = e.timeStamp; }, {capture: true, once: true});
   const app = document.querySelector('[data-testid="stApp"]');
@@ -58,10 +59,13 @@ WATCH = """(metric) => {
     if (state === 'running') s.ran = true;
     if (s.ran && state === 'notRunning' && s.done === null) { s.done = performance.now(); stamp('donePainted'); }
   };
-  new MutationObserver(check).observe(document.body, {subtree: true, childList: true, attributes: true});
-  new PerformanceObserver(list => {
+  const mutations = new MutationObserver(check);
+  mutations.observe(document.body, {subtree: true, childList: true, attributes: true});
+  const tasks = new PerformanceObserver(list => {
     for (const e of list.getEntries()) if (s.up !== null && e.startTime >= s.up) s.longEnd = Math.max(s.longEnd, e.startTime + e.duration);
-  }).observe({type: 'longtask'});
+  });
+  tasks.observe({type: 'longtask'});
+  window.__observers = [mutations, tasks];
 }"""
 # Until the run is over, painted, and no long task for QUIET_MS; then (prediction, idle) in seconds.
 SETTLED = """(quiet) => { const s = window.__bench;

@@ -58,7 +58,7 @@ def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: 
     """Draw the prediction and the six stages in `col`; digit: the inspected digit capsule. The
     prediction goes to the page first, before anything else is computed."""
     lengths, pred, T = res["lengths"], res["prediction"], len(res["coupling"])
-    result = A.Ablation(res["lengths_per_iter"][0], lengths, T, 1.0)  # iteration 1 is uniform c
+    result = A.Ablation.from_trace(res["lengths_per_iter"])
     with col:
         with st.container(key="prediction"):
             left, right = st.columns([0.24, 0.76], gap="small", vertical_alignment="center")

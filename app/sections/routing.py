@@ -21,7 +21,7 @@ import capsnet
 from app import analysis as A
 from app import figures as F
 from app import views
-from app.cache import forward, picture
+from app.cache import agreement, forward, picture
 
 ITER_COUPLING_WIDTH = 760  # px: the absolute coupling picture of an iteration
 MAX_GAIN = 20.0
@@ -44,8 +44,10 @@ def show(model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict,
         st.segmented_control("Part", list(views.PARTS.values()), key=views.PART_KEY, required=True,
                              label_visibility="collapsed")  # fmt: skip
         part = views.part()
+        if part in ("change", "inspector"):  # each primary capsule's share of |s_j| after the last iteration
+            shares = agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
         if part == "change":
-            _how_c_changed(pixels, res, digit, move)
+            _how_c_changed(pixels, res, digit, move, shares)
         elif part == "votes":
             _votes(res, digit, move)
         elif part == "tree":
@@ -53,7 +55,7 @@ def show(model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict,
         elif part == "ablation":
             _ablation(res, digit, gain, meta, move)
         else:
-            _inspector(pixels, res, digit)
+            _inspector(pixels, res, digit, shares)
 
 
 def _intro(digit: int) -> None:
@@ -112,7 +114,9 @@ def _votes(res: dict, digit: int, move: A.CouplingMove) -> None:
 
 
 # ---------------------------------------------------------------- how c changed
-def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, move: A.CouplingMove) -> None:
+def _how_c_changed(
+    pixels: np.ndarray, res: dict, digit: int, move: A.CouplingMove, shares: np.ndarray
+) -> None:
     c = res["coupling"]
     delta = A.coupling_change(c)[:, :, digit]  # (T, 1152)
     with st.container(key="routing_change"):
@@ -124,7 +128,6 @@ def _how_c_changed(pixels: np.ndarray, res: dict, digit: int, move: A.CouplingMo
             _absolute_maps(c, res["primary_len"], digit)
         else:
             _change_maps(pixels, delta, res["logits"][:, :, digit], digit, move)
-        shares = res["agreement"][-1, :, digit]  # (1152,) each capsule's share of |s_j|
         ink = A.ink_weighted_evidence(shares, pixels)
         st.markdown(
             f"**Where the evidence for {digit} comes from** after the last iteration: each primary "
@@ -221,7 +224,7 @@ def _parse_tree(res: dict, digit: int) -> None:
 # ---------------------------------------------------------------- does routing matter?
 def _ablation(res: dict, digit: int, gain: float, meta: dict, move: A.CouplingMove) -> None:
     lpi, T = res["lengths_per_iter"], res["coupling"].shape[0]
-    result = A.Ablation(lpi[0], lpi[-1], T, gain)  # iteration 1 of any forward is uniform coupling
+    result = A.Ablation.from_trace(lpi, gain)
     with st.container(key="routing_ablation"):
         st.markdown(A.outcome_sentence(result) + " " + A.move_sentence(move))
         _per_iteration(res)
@@ -303,9 +306,8 @@ def _paper_comparison(one: float | None, three: float | None) -> str:
 
 
 # ---------------------------------------------------------------- one primary capsule
-def _inspector(pixels: np.ndarray, res: dict, digit: int) -> None:
+def _inspector(pixels: np.ndarray, res: dict, digit: int, shares: np.ndarray) -> None:
     c, b, u_hat = res["coupling"], res["logits"], res["u_hat"]
-    shares = res["agreement"][-1, :, digit]  # (1152,)
     order = np.argsort(shares)[::-1]  # strongest support for the digit first
     with st.container(key="inspector"):
         st.subheader("One primary capsule")

@@ -463,3 +463,11 @@ def test_vote_growth_on_the_shipped_model(shipped_trace):
     assert g.turn >= 0 and g.contribution.sum() == pytest.approx(g.along)
     assert g.s_last > 1.5 * g.s_first
     assert 0.5 < g.top_share <= 1.5 and 1 <= g.half_from <= 20
+
+
+def test_ablation_from_a_trace_reads_its_first_and_last_iteration():
+    lpi = np.array([[0.1] * 10, [0.2] * 10, [0.3] * 10])
+    lpi[0, 4], lpi[2, 9] = 0.8, 0.9
+    a = A.Ablation.from_trace(lpi, routing_gain=2.0)
+    assert (a.prediction_no_routing, a.prediction_routed, a.iterations, a.routing_gain) == (4, 9, 3, 2.0)
+    assert a.changed and a.lengths_no_routing[4] == 0.8 and a.lengths_routed[9] == 0.9
