@@ -39,7 +39,12 @@ def _open_primary() -> None:
 
 def _formulas(where, lengths: np.ndarray, pred: int) -> None:
     """Squash and the margin loss (Eq. 1 and 4), with this input's margin loss if it were labelled `pred`."""
-    with where.expander("The formulas: squash and margin loss, with this input's numbers"):
+    # Drawn only while open (on_change="rerun"): KaTeX typesetting them cost the browser ~50 ms a stroke.
+    box = where.expander("The formulas: squash and margin loss, with this input's numbers", key="formulas",
+                         on_change="rerun")  # fmt: skip
+    if not box.open:
+        return
+    with box:
         st.latex(r"v_j = \frac{\|s_j\|^2}{1 + \|s_j\|^2}\,\frac{s_j}{\|s_j\|}")
         st.latex(r"L_k = T_k \max(0,\, 0.9 - \|v_k\|)^2 + 0.5\,(1 - T_k)\max(0,\, \|v_k\| - 0.1)^2")
         loss = float(margin_loss(torch.tensor(lengths)[None], torch.tensor([pred])))

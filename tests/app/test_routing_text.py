@@ -117,10 +117,13 @@ def test_the_margin_loss_the_overview_states(shipped, model):
     by_hand = sum(
         max(0.0, 0.9 - v) ** 2 if k == pred else 0.5 * max(0.0, v - 0.1) ** 2 for k, v in enumerate(lengths)
     )
+    want = f"If this input were labelled {pred}, its margin loss would be $\\sum_k L_k = {by_hand:.4f}$."
     at = new_app()
     at.query_params.update({"sample": "11", "iters": "3"})
     at.run()
-    text = " ".join(m.value for m in at.container(key="prediction").markdown)
-    assert (
-        f"If this input were labelled {pred}, its margin loss would be $\\sum_k L_k = {by_hand:.4f}$." in text
-    )
+    assert want not in " ".join(m.value for m in at.container(key="prediction").markdown)  # closed: not drawn
+    at = new_app()
+    at.query_params.update({"sample": "11", "iters": "3"})
+    at.session_state["formulas"] = True  # the expander open
+    at.run()
+    assert want in " ".join(m.value for m in at.container(key="prediction").markdown)
