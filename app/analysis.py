@@ -503,6 +503,15 @@ def fmt_signed(x: float) -> str:
     return ("+" if x > 0 else "−") + fmt2(abs(x))
 
 
+def _length_change(result: Ablation, j: int) -> str | None:
+    """How routing changed |v_j| when it kept the answer j: "it made |v_7| 0.02 longer", or None when
+    the change is under 0.005 (|v_j| stays about the same)."""
+    diff = result.lengths_routed[j] - result.lengths_no_routing[j]
+    if abs(diff) < 0.005:
+        return None
+    return f"it made |v_{j}| {abs(diff):.2f} {'longer' if diff > 0 else 'shorter'}"
+
+
 def outcome_sentence(result: Ablation) -> str:
     """Whether routing changed the answer for this input: the routed forward against no routing
     (1 iteration, c = 0.1 everywhere), both predictions with their lengths, from `result`."""
@@ -518,13 +527,10 @@ def outcome_sentence(result: Ablation) -> str:
     )
     if result.changed:
         return head + f": **routing changed the answer** from {off} to {on}."
-    diff = result.lengths_routed[on] - result.lengths_no_routing[on]
-    if abs(diff) < 0.005:
+    effect = _length_change(result, on)
+    if effect is None:
         return head + f": routing did not change the answer, and |v_{on}| stays about the same."
-    return (
-        head
-        + f": routing did not change the answer; it made |v_{on}| {abs(diff):.2f} {'longer' if diff > 0 else 'shorter'}."
-    )
+    return head + f": routing did not change the answer; {effect}."
 
 
 def confidence(length: float) -> str:
@@ -549,18 +555,17 @@ def overview_sentence(result: Ablation) -> str:
     if result.iterations == 1:
         return head + "With 1 iteration there is no routing: c = 0.1 everywhere."
     off = result.prediction_no_routing
-    without = f"Without routing (1 iteration, c = 0.1 everywhere) it would read {off} (|v_{off}| = {off_lengths[off]:.2f})"
+    without = "Without routing (1 iteration, c = 0.1 everywhere) it would"
     if result.changed:
-        return head + without + ": **routing changed the answer**."
-    diff = lengths[pred] - off_lengths[pred]
-    effect = (
-        f"|v_{pred}| stays about the same" if abs(diff) < 0.005
-        else f"it made |v_{pred}| {abs(diff):.2f} {'longer' if diff > 0 else 'shorter'}"
-    )  # fmt: skip
+        return (
+            head
+            + f"{without} read {off} (|v_{off}| = {off_lengths[off]:.2f}): **routing changed the answer**."
+        )
+    effect = _length_change(result, pred) or f"|v_{pred}| stays about the same"
     return (
         head
-        + without.replace(f"read {off}", f"also read {off}")
-        + f": routing did not change the answer; {effect}."
+        + f"{without} also read {off} (|v_{off}| = {off_lengths[off]:.2f}): routing did not change the answer; "
+        f"{effect}."
     )
 
 
