@@ -6,6 +6,7 @@ One exception type, `InputError`, whose message can be shown to the user as it i
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +79,16 @@ def load_samples(path: str | Path = SAMPLES_PATH) -> tuple[np.ndarray, np.ndarra
 
 def sample_caption(index: int, labels: np.ndarray, path: str | Path = SAMPLES_PATH) -> str:
     """E.g. "Sample #11 (MNIST test image 9664), labelled 2"."""
+    return (
+        f"Sample #{index} (MNIST test image {_test_index(str(path))[index]}), labelled {int(labels[index])}"
+    )
+
+
+@lru_cache(maxsize=2)
+def _test_index(path: str) -> tuple[int, ...]:
+    """Where each shipped sample sits in MNIST's test set: read once, not on every run that shows one."""
     with np.load(path) as f:
-        test_index = int(f["test_index"][index])
-    return f"Sample #{index} (MNIST test image {test_index}), labelled {int(labels[index])}"
+        return tuple(int(i) for i in f["test_index"])
 
 
 def sample_label(index: int, labels: np.ndarray) -> str:

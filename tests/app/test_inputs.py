@@ -284,3 +284,10 @@ def test_shipped_samples():
     assert sorted(np.bincount(labels, minlength=10)) == [4] * 10
     assert inputs.sample_label(0, labels) == f"#0: a {labels[0]}"  # the number ?sample= takes
     assert inputs.sample_label(13, labels) == f"#13: a {labels[13]}"
+    with np.load(inputs.SAMPLES_PATH) as f:
+        where = f["test_index"]
+    for k in (0, 11, 39):  # the caption names the sample's place in MNIST's test set
+        assert (
+            inputs.sample_caption(k, labels)
+            == f"Sample #{k} (MNIST test image {where[k]}), labelled {labels[k]}"
+        )
