@@ -76,10 +76,10 @@ def _pose_atlas(checkpoint: str, atlas_stat: tuple, weights_stat: tuple) -> dict
         return str(e)
 
 
-def pose_atlas(checkpoint: Path) -> dict | str:
-    """capsnet.atlas.load_atlas for the page's weights (never mutate what it returns), or the
-    reason there is none, which says how to make one. The atlas must describe the weights this
-    process serves: a checkpoint replaced on disk since it was loaded does not pass."""
+def pose_atlas(checkpoint: Path) -> tuple[dict | None, str | None]:
+    """(atlas, None): capsnet.atlas.load_atlas for the page's weights (never mutate it); or (None,
+    why there is none, saying how to make one). The atlas must describe the weights this process
+    serves: a checkpoint replaced on disk since it was loaded does not pass."""
     served = served_sha256(str(checkpoint))
 
     def stat(path: Path) -> tuple:
@@ -92,12 +92,14 @@ def pose_atlas(checkpoint: Path) -> dict | str:
     found = _pose_atlas(
         str(checkpoint), stat(checkpoint.with_name(atlas.DEFAULT_ATLAS.name)), stat(checkpoint)
     )
-    if isinstance(found, dict) and found["checkpoint_sha256"] != served:
-        return (
+    if isinstance(found, str):
+        return None, found
+    if found["checkpoint_sha256"] != served:
+        return None, (
             f"{checkpoint} was replaced since this server loaded its weights: the pose atlas beside it "
             "describes the new file, not the weights served. Restart the app to serve the new weights."
         )
-    return found
+    return found, None
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

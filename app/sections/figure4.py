@@ -12,8 +12,8 @@ from app.cache import perturbation_grid, picture
 
 
 def show(model, version: str, pixel_bytes: bytes, iterations: int, digit: int, checkpoint) -> None:
-    atlas = cache.pose_atlas(checkpoint)
-    names = A.dimension_names(None if isinstance(atlas, str) else atlas, digit)
+    atlas, why = cache.pose_atlas(checkpoint)
+    names = A.dimension_names(atlas, digit)
     with st.container(key="grid"):
         st.subheader(f"Every dimension of capsule {digit} at once (the paper's Fig. 4)")
         st.markdown(
@@ -22,8 +22,8 @@ def show(model, version: str, pixel_bytes: bytes, iterations: int, digit: int, c
             + (
                 f"Each row is named by what that dimension does to a {digit} on average (the pose atlas, "
                 "in the pose explorer's view)."
-                if not isinstance(atlas, str)
-                else f"The rows are not named: {atlas}"
+                if atlas
+                else f"The rows are not named: {why}"
             )
         )
         grid = perturbation_grid(model, version, pixel_bytes, iterations, digit)

@@ -60,9 +60,7 @@ def _pick_cell() -> None:
 
 def show(model, version: str, pixel_bytes: bytes, iterations: int, res: dict, digit: int, checkpoint) -> None:
     lengths, pred = res["lengths"], res["prediction"]
-    atlas = cache.pose_atlas(checkpoint)
-    why = atlas if isinstance(atlas, str) else None
-    atlas = None if why else atlas
+    atlas, why = cache.pose_atlas(checkpoint)
     names = A.dimension_names(atlas, digit)
     with st.container(key="pose"):
         st.subheader(f"What the 16 numbers of capsule {digit} encode")
