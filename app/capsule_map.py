@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
+from plotly.colors import hex_to_rgb
 
 from app.images import BACKGROUND, _over, colorize
 from app.palette import ATLAS_FAMILIES, LABEL, M_MINUS, M_PLUS, OTHER, PRIMARY_SCALE, TEXT, THRESHOLD, WINNER
@@ -240,5 +241,4 @@ def atlas_map(atlas: dict, digit: int | None = None, dim: int | None = None) -> 
 
 
 def _blend(light: str, dark: str, t: float) -> str:
-    a, b = (tuple(int(c[k : k + 2], 16) for k in (1, 3, 5)) for c in (light, dark))
-    return _hex(round(u + t * (v - u)) for u, v in zip(a, b))
+    return _hex(round(u + t * (v - u)) for u, v in zip(hex_to_rgb(light), hex_to_rgb(dark)))

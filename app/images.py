@@ -33,7 +33,7 @@ from app.palette import (
 from app.palette import TEXT as P_TEXT
 
 BACKGROUND = (255, 255, 255)
-TEXT = tuple(int(P_TEXT[k : k + 2], 16) for k in (1, 3, 5))  # palette.TEXT as RGB
+TEXT = tuple(hex_to_rgb(P_TEXT))  # palette.TEXT as RGB
 FRAME = (214, 214, 217)
 
 
@@ -374,15 +374,20 @@ def type_grid_image(maps: np.ndarray, limit: float, px: int = 6, cols: int = 8) 
     panels = _cells(
         _over(colorize(maps.reshape(n * grid, grid), -limit, limit, DIVERGING), BACKGROUND), px, px
     )
-    panel, gap, head = grid * px, TYPE_GAP, TYPE_HEAD
+    panel = grid * px
     for t in range(n):
-        r, c = divmod(t, cols)
-        x, y = c * (panel + gap), r * (panel + head + gap) + head
-        img[y : y + panel, x : x + panel] = panels[t * panel : (t + 1) * panel]
+        x, y = _type_panel_origin(t, cols, panel)
+        img[y + TYPE_HEAD : y + TYPE_HEAD + panel, x : x + panel] = panels[t * panel : (t + 1) * panel]
     return img
 
 
 TYPE_GAP, TYPE_HEAD = 6, 13  # px between type panels; the heading with a panel's number
+
+
+def _type_panel_origin(t: int, cols: int, panel: int) -> tuple[int, int]:
+    """Top-left (x, y) of type t's heading in type_grid_image: `cols` panels of `panel` px to a row."""
+    r, c = divmod(t, cols)
+    return c * (panel + TYPE_GAP), r * (panel + TYPE_HEAD + TYPE_GAP)
 
 
 @lru_cache(maxsize=8)
@@ -392,8 +397,7 @@ def _type_grid_frame(n: int, grid: int, px: int, cols: int) -> np.ndarray:
     img = _canvas(cols * (panel + gap) - gap, rows * (panel + head + gap) - gap)
     draw = ImageDraw.Draw(img)
     for t in range(n):
-        r, c = divmod(t, cols)
-        x, y = c * (panel + gap), r * (panel + head + gap)
+        x, y = _type_panel_origin(t, cols, panel)
         draw.text((x + panel / 2, y + head / 2), str(t), fill=TEXT, font=_font(11), anchor="mm")
         draw.rectangle([x - 1, y + head - 1, x + panel, y + head + panel], outline=FRAME)
     frame = np.asarray(img)
