@@ -85,7 +85,7 @@ from torch import Tensor
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, atomic_write_json, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
-from .evaluate import add_device_args, use_device_args
+from .evaluate import add_data_args, add_device_args, use_device_args
 from .model import DIGIT_DIM, NUM_DIGITS, CapsNet
 
 FORMAT = "capsnet-pose-atlas-v1"
@@ -582,8 +582,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weights to measure (default: $CAPSNET_CHECKPOINT, else the shipped weights: "
         "checkpoints/capsnet_mnist.pt in a checkout, else the copy installed with the package)",
     )
-    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
+    add_data_args(p)
     p.add_argument("--per-digit", type=int, default=100, help="first N test digits of each class")
     p.add_argument("--out", help="atlas file to write (default: pose_atlas.json beside the checkpoint)")
     p.add_argument("--batch-size", type=int, default=100)

@@ -133,6 +133,12 @@ def predict_per_iteration(
     return {r: torch.cat(p) for r, p in preds.items()}
 
 
+def add_data_args(p) -> None:
+    """--data-root and --no-download, the same in every CLI that reads MNIST."""
+    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
+
+
 def add_device_args(p) -> None:
     """--device and --threads, the same in every CLI (use_device_args applies them)."""
     p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
@@ -184,8 +190,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weights to evaluate (default: $CAPSNET_CHECKPOINT, else the shipped weights: "
         "checkpoints/capsnet_mnist.pt in a checkout, else the copy installed with the package)",
     )
-    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
+    add_data_args(p)
     p.add_argument(
         "--iterations",
         type=int,

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .baseline import load_baseline
 from .checkpoint import CheckpointError, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
-from .evaluate import add_device_args, predicted_digits, use_device_args
+from .evaluate import add_data_args, add_device_args, predicted_digits, use_device_args
 from .transforms import FAMILIES, affine, family_values
 
 # affNIST's transform ranges (rotation +-20 degrees, shear +-45 degrees, scale 0.8..1.2 per axis) with
@@ -205,8 +205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Accuracy of CapsNet and the baseline CNN under affine transforms of the MNIST test digits.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
+    add_data_args(p)
     p.add_argument(
         "--capsnet", metavar="CKPT", help="CapsNet checkpoint (the shipped one when neither model is given)"
     )

@@ -37,7 +37,7 @@ from . import baseline, distributed
 from .checkpoint import FORMAT as CAPSNET_FORMAT
 from .checkpoint import CheckpointError, atomic_write_json, load_state, read_checkpoint, save_checkpoint
 from .data import load_mnist, random_shift, to_float
-from .evaluate import add_device_args, predict, use_device_args
+from .evaluate import add_data_args, add_device_args, predict, use_device_args
 from .model import CapsNet, count_parameters, training_loss
 
 VAL_SPLIT_SEED = 2017  # the validation digits are the same for every --seed: runs compare on one set
@@ -73,8 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--dropout", type=float, default=0.5, help="dropout before the CNN's 10-way layer (CNNs only)"
     )
-    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
+    add_data_args(p)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=128, help="images per step in each process")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
