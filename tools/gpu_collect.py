@@ -30,7 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.gpu_plan import ARCHIVE, SUMMARY, IntegrityError, join_pieces, read_json, verify_sums
+from tools.gpu_plan import (
+    ARCHIVE,
+    SUMMARY,
+    IntegrityError,
+    atomic_json,
+    join_pieces,
+    pct,
+    read_json,
+    verify_sums,
+)
 
 
 def safe_extract(archive: Path, dest: Path) -> list[str]:
@@ -150,24 +159,14 @@ def collect(folder: Path, runs: Path, dest: Path, check_only: bool = False) -> d
             return found
         for name, (path, meta) in staged.items():
             os.replace(path, dest / name)
-            _write_json(dest / Path(name).with_suffix(".json").name, meta)
+            atomic_json(dest / Path(name).with_suffix(".json").name, meta)
             found["installed"] += [str(dest / name), str(dest / Path(name).with_suffix(".json").name)]
         if "robustness" in found:
-            _write_json(dest / "robustness.json", found["robustness"])
+            atomic_json(dest / "robustness.json", found["robustness"])
             found["installed"].append(str(dest / "robustness.json"))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return found
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _pct(x) -> str:
-    return f"{x:.2%}" if isinstance(x, (int, float)) else "-"
 
 
 def model_card(summary: dict, found: dict, runs: Path) -> str:
@@ -188,18 +187,18 @@ def model_card(summary: dict, found: dict, runs: Path) -> str:
     L.append(f"command        {meta.get('command')}")
     if ev:
         L.append(
-            f"test accuracy  {_pct(ev.get('accuracy'))} ({ev.get('errors')} errors in {ev.get('n'):,}) with "
-            f"`python -m capsnet.evaluate` (3 iterations); the training JSON says {_pct(meta.get('test_accuracy'))}"
+            f"test accuracy  {pct(ev.get('accuracy'))} ({ev.get('errors')} errors in {ev.get('n'):,}) with "
+            f"`python -m capsnet.evaluate` (3 iterations); the training JSON says {pct(meta.get('test_accuracy'))}"
         )
         L.append(
             "per class      "
-            + ", ".join(f"{d}: {_pct(a)}" for d, a in ev.get("per_class_accuracy", {}).items())
+            + ", ".join(f"{d}: {pct(a)}" for d, a in ev.get("per_class_accuracy", {}).items())
         )
     else:
-        L.append(f"test accuracy  {_pct(meta.get('test_accuracy'))} (training JSON; no evaluate.json)")
+        L.append(f"test accuracy  {pct(meta.get('test_accuracy'))} (training JSON; no evaluate.json)")
     hist = meta.get("history", [])
     L.append("per epoch      " + ", ".join(
-        f"{h['epoch']}: val {_pct(h.get('val_accuracy'))} test {_pct(h.get('test_accuracy'))}" for h in hist))  # fmt: skip
+        f"{h['epoch']}: val {pct(h.get('val_accuracy'))} test {pct(h.get('test_accuracy'))}" for h in hist))  # fmt: skip
     after = [h["seconds"] for h in hist[1:]]
     L.append(
         f"training time  {meta.get('seconds_per_epoch')} s/epoch ({sum(after) / len(after):.2f} s after the first, "
@@ -207,7 +206,7 @@ def model_card(summary: dict, found: dict, runs: Path) -> str:
         if after else f"training time  {meta.get('seconds_per_epoch')} s/epoch, {meta.get('train_seconds')} s in all"
     )  # fmt: skip
     if it := meta.get("iteration_accuracy"):
-        L.append("per iteration  " + ", ".join(f"{k}: {_pct(v)}" for k, v in it.items()))
+        L.append("per iteration  " + ", ".join(f"{k}: {pct(v)}" for k, v in it.items()))
     if rs := meta.get("routing_stats"):
         L.append(
             f"routing stats  c to the predicted digit: median {rs['median_c_pred']:.4f}, 90th pct {rs['p90_c_pred']:.4f}; "
@@ -215,13 +214,13 @@ def model_card(summary: dict, found: dict, runs: Path) -> str:
         )  # fmt: skip
     for s in summary.get("seeds", []):
         L.append(
-            f"seed {s['seed']}         {s.get('epochs', 0)} epochs, val {_pct(s.get('val_accuracy'))}, test "
-            f"{_pct(s.get('test_accuracy_evaluate', s.get('test_accuracy')))}"
+            f"seed {s['seed']}         {s.get('epochs', 0)} epochs, val {pct(s.get('val_accuracy'))}, test "
+            f"{pct(s.get('test_accuracy_evaluate', s.get('test_accuracy')))}"
         )
     if t := summary.get("test_accuracy_over_seeds"):
         std = f"{t['std']:.4%}" if t.get("std") is not None else "- (one seed)"
         L.append(
-            f"over seeds     test mean {_pct(t['mean'])}, std {std}, n {t['n']}; target >= 99.70%: {sh.get('target_99_70_met')}"
+            f"over seeds     test mean {pct(t['mean'])}, std {std}, n {t['n']}; target >= 99.70%: {sh.get('target_99_70_met')}"
         )
     if b := summary.get("bench"):
         L.append(
@@ -239,14 +238,14 @@ def model_card(summary: dict, found: dict, runs: Path) -> str:
         if c := summary.get(key):
             L.append(
                 f"{label:<14} {c.get('parameters', 0) or 0:,} parameters, {c.get('epochs', 0)} of {c.get('epochs_planned')} "
-                f"epochs, val {_pct(c.get('val_accuracy'))}, test {_pct(c.get('test_accuracy'))}, "
+                f"epochs, val {pct(c.get('val_accuracy'))}, test {pct(c.get('test_accuracy'))}, "
                 f"{c.get('seconds_per_epoch_after_first')} s/epoch after the first"
             )
     if r := found.get("robustness"):
         ms = r["models"]
         L.append(
-            "robustness     " + ", ".join(f"{k}: clean {_pct(v['clean']['accuracy'])}, random affine "
-                                          f"{_pct(v['random_affine']['accuracy'])}" for k, v in ms.items())
+            "robustness     " + ", ".join(f"{k}: clean {pct(v['clean']['accuracy'])}, random affine "
+                                          f"{pct(v['random_affine']['accuracy'])}" for k, v in ms.items())
             + f" ({r.get('images')} digits, curves on {r.get('curve_images')})"
         )  # fmt: skip
     for name, r in (summary.get("robustness") or {}).items():

@@ -1004,8 +1004,8 @@ class Plan:
             ],
         )
         self.log(
-            f"{name}: {info['epochs']}/{planned} epochs, val {_pct(info['val_accuracy'])}, test "
-            f"{_pct(info['test_accuracy'])}, {info['seconds_per_epoch_after_first']} s/epoch after the first "
+            f"{name}: {info['epochs']}/{planned} epochs, val {pct(info['val_accuracy'])}, test "
+            f"{pct(info['test_accuracy'])}, {info['seconds_per_epoch_after_first']} s/epoch after the first "
             f"({r.proc.killed or f'rc {r.proc.rc}'})"
         )
         return info
@@ -1299,24 +1299,24 @@ class Plan:
             )
         for s in S.get("seeds", []):
             lines.append(
-                f"  seed {s['seed']}: {s.get('epochs', 0)} epochs, val {_pct(s.get('val_accuracy'))}, test "
-                f"{_pct(s.get('test_accuracy'))} (evaluate {_pct(s.get('test_accuracy_evaluate'))}), "
+                f"  seed {s['seed']}: {s.get('epochs', 0)} epochs, val {pct(s.get('val_accuracy'))}, test "
+                f"{pct(s.get('test_accuracy'))} (evaluate {pct(s.get('test_accuracy_evaluate'))}), "
                 f"{s.get('seconds_per_epoch_after_first')} s/epoch after the first"
             )
         if t := S.get("test_accuracy_over_seeds"):
             std = f"{t['std']:.4%}" if t["std"] is not None else "-"
-            lines.append(f"  test over {t['n']} seed(s): mean {_pct(t['mean'])}, std {std}")
+            lines.append(f"  test over {t['n']} seed(s): mean {pct(t['mean'])}, std {std}")
         if sh := S.get("shipped"):
             lines.append(
-                f"shipped  seed {sh['seed']}, test {_pct(sh['test_accuracy'])} (>=99.70%: {sh['target_99_70_met']}): {sh['why']}"
+                f"shipped  seed {sh['seed']}, test {pct(sh['test_accuracy'])} (>=99.70%: {sh['target_99_70_met']}): {sh['why']}"
             )
         for key in ("cnn", "cnn_unpooled"):
             if c := S.get(key):
                 lines.append(
-                    f"{key:<8} {c.get('epochs', 0)} epochs, test {_pct(c.get('test_accuracy'))}, {c.get('seconds_per_epoch')} s/epoch"
+                    f"{key:<8} {c.get('epochs', 0)} epochs, test {pct(c.get('test_accuracy'))}, {c.get('seconds_per_epoch')} s/epoch"
                 )
         for name, r in S.get("robustness", {}).items():
-            lines.append(f"{name}: " + ", ".join(f"{k} clean {_pct(v['clean'])} affine {_pct(v['random_affine'])}"
+            lines.append(f"{name}: " + ", ".join(f"{k} clean {pct(v['clean'])} affine {pct(v['random_affine'])}"
                                                  for k, v in r.items() if isinstance(v, dict)))  # fmt: skip
         for s in S["skipped"]:
             lines.append(f"skipped  {s}")
@@ -1365,7 +1365,8 @@ class Plan:
         return rc
 
 
-def _pct(x) -> str:
+def pct(x) -> str:
+    """A fraction as a percentage with two decimals, '-' when there is none."""
     return f"{x:.2%}" if isinstance(x, (int, float)) else "-"
 
 
