@@ -37,15 +37,25 @@ def cnn_checkpoint_path() -> Path:
     )
 
 
+def _stat(path: Path) -> tuple:
+    """(modification time, size) of a file, (None, None) if there is none: a cheap sign it changed."""
+    try:
+        st_ = path.stat()
+        return st_.st_mtime_ns, st_.st_size
+    except OSError:
+        return None, None
+
+
 @st.cache_resource(max_entries=2, show_spinner="Loading the CapsNet weights…")
 def _weights(path: str) -> tuple[capsnet.CapsNet, str]:
-    """The model at `path` and the sha256 of the bytes it was loaded from (hashed before and after:
-    a file replaced while loading is refused)."""
-    before = atlas.file_sha256(path) if Path(path).is_file() else None
+    """The model at `path` and the sha256 of the bytes it was loaded from: hashed once, and a file
+    replaced meanwhile (another size or modification time after loading) is refused."""
+    before = _stat(Path(path))
+    sha = atlas.file_sha256(path) if Path(path).is_file() else None
     model = capsnet.load_model(path)
-    if atlas.file_sha256(path) != before:
+    if _stat(Path(path)) != before:
         raise capsnet.CheckpointError(f"{path} changed while it was being loaded; reload the page.")
-    return model, before
+    return model, sha
 
 
 def load_model(path: str) -> capsnet.CapsNet:
@@ -81,16 +91,8 @@ def pose_atlas(checkpoint: Path) -> tuple[dict | None, str | None]:
     why there is none, saying how to make one). The atlas must describe the weights this process
     serves: a checkpoint replaced on disk since it was loaded does not pass."""
     served = served_sha256(str(checkpoint))
-
-    def stat(path: Path) -> tuple:
-        try:
-            st_ = path.stat()
-            return st_.st_mtime_ns, st_.st_size
-        except OSError:
-            return None, None
-
     found = _pose_atlas(
-        str(checkpoint), stat(checkpoint.with_name(atlas.DEFAULT_ATLAS.name)), stat(checkpoint)
+        str(checkpoint), _stat(checkpoint.with_name(atlas.DEFAULT_ATLAS.name)), _stat(checkpoint)
     )
     if isinstance(found, str):
         return None, found
