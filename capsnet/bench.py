@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, load_model
+from .evaluate import backend_switches, select_device, set_backend_switches
 from .model import (
     DIGIT_DIM,
     NUM_DIGITS,
@@ -124,20 +125,6 @@ def default_peak_tflops(device: torch.device) -> float | None:
     return next((peak for key, peak in PEAK_BF16_TFLOPS if key in name), None)
 
 
-def backend_switches() -> tuple:
-    """The process-wide settings capsnet.train may change: TF32 matmuls, TF32 and autotuned cuDNN."""
-    return (
-        torch.get_float32_matmul_precision(),
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cudnn.benchmark,
-    )
-
-
-def set_backend_switches(state: tuple) -> None:
-    precision, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = state
-    torch.set_float32_matmul_precision(precision)
-
-
 def usual_epoch(model, opt, loader, device, iterations: int = 3) -> int:
     """The loop most CapsNet repositories use: batches from the DataLoader, fp32, eager, and the
     loss read back every step for the running average. Returns the images trained."""
@@ -161,7 +148,6 @@ def bench_train(args) -> dict:
 
     from . import distributed
     from .data import load_mnist
-    from .evaluate import select_device
     from .train import TrainingLoss, TrainStep, device_name, make_optimizer, resolve_speed, train_epoch
 
     device = select_device(args.device)

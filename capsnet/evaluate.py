@@ -12,6 +12,7 @@ iterations of routing with more (the logits b start at zero and the loop never l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shlex
@@ -31,6 +32,35 @@ ROUTING_STATS_ITERATIONS = 3  # the count the model is trained with and the app 
 C_THRESHOLD = 0.2  # "a primary capsule that chose its digit": c well above the uniform 1/10
 
 
+def backend_switches() -> tuple:
+    """The process-wide settings capsnet.train may change: TF32 matmuls, TF32 and autotuned cuDNN."""
+    return (
+        torch.get_float32_matmul_precision(),
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+
+
+def set_backend_switches(state: tuple) -> None:
+    precision, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = state
+    torch.set_float32_matmul_precision(precision)
+
+
+@contextlib.contextmanager
+def fp32_numerics():
+    """Full fp32 for what runs inside, whatever capsnet.train set for the process: no TF32 in
+    matmuls or cuDNN convolutions, and cuDNN's own algorithm choice instead of autotuning. Training's
+    per-epoch test accuracy, capsnet.evaluate and capsnet.robustness all count with these numerics,
+    so the accuracy a checkpoint's JSON records is the one the others measure again (on a GPU,
+    TF32's 10-bit mantissa can flip a near-tie digit). On a CPU it changes nothing."""
+    state = backend_switches()
+    set_backend_switches(("highest", False, False))
+    try:
+        yield
+    finally:
+        set_backend_switches(state)
+
+
 @torch.no_grad()
 def predicted_digits(model: torch.nn.Module, x: Tensor, iterations: int = 3) -> Tensor:
     """Predicted digits (B,) for x (B, 1, 28, 28): a CapsNet by its longest digit capsule after
@@ -42,6 +72,7 @@ def predicted_digits(model: torch.nn.Module, x: Tensor, iterations: int = 3) -> 
 
 
 @torch.no_grad()
+@fp32_numerics()
 def predict(
     model: torch.nn.Module, images: Tensor, batch_size: int = 500, iterations: int = 3, progress=None
 ) -> Tensor:
@@ -107,6 +138,7 @@ class RoutingStats:
 
 
 @torch.no_grad()
+@fp32_numerics()
 def predict_per_iteration(
     model: CapsNet,
     images: Tensor,

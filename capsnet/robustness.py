@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .baseline import load_baseline
 from .checkpoint import CheckpointError, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
-from .evaluate import add_data_args, add_device_args, predicted_digits, use_device_args
+from .evaluate import add_data_args, add_device_args, fp32_numerics, predicted_digits, use_device_args
 from .transforms import FAMILIES, affine, family_values
 
 # affNIST's transform ranges (rotation +-20 degrees, shear +-45 degrees, scale 0.8..1.2 per axis) with
@@ -65,6 +65,7 @@ def _count(correct: int, total: int) -> dict:
     }
 
 
+@fp32_numerics()
 def accuracy_under(
     models: dict[str, nn.Module], images: Tensor, labels: Tensor, batch_size: int = 250, **params
 ) -> dict:

@@ -15,7 +15,8 @@ The hot loop never leaves the device: the training set sits there as uint8, each
 permutation too, the shift is one batched gather, and the host reads the running loss only every
 `--log-every` steps. On CUDA it also runs in bf16 autocast with TF32, channels-last convolutions,
 a fused Adam and `torch.compile`; each is on by default where the device supports it, off by its
-`--no-...` flag, and the metadata's "speed" records which were actually on.
+`--no-...` flag, and the metadata's "speed" records which were actually on. The accuracies it
+records are counted in full fp32 (evaluate.fp32_numerics), as capsnet.evaluate counts them.
 """
 
 from __future__ import annotations

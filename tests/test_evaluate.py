@@ -147,3 +147,36 @@ def test_write_meta_adds_the_app_keys_and_keeps_the_rest(tiny_mnist, tmp_path, c
     # Figures of part of the test set are never written.
     assert evaluate_main([*argv, "--limit", "10"]) == 2
     assert json.loads(ckpt.with_suffix(".json").read_text()) == meta
+
+
+def test_every_accuracy_path_counts_in_full_fp32_whatever_training_switched_on():
+    """capsnet.train turns on TF32 and cuDNN autotuning for the whole process on a GPU. The test
+    accuracy it records per epoch, capsnet.evaluate's and capsnet.robustness's clean accuracy must
+    all count with full fp32 (tests/test_checkpoint.py wants them equal digit for digit), and the
+    training switches must be back on afterwards. The switches are process-wide flags, so a CPU
+    run sees exactly what a GPU run would set."""
+    from capsnet.evaluate import backend_switches, set_backend_switches
+    from capsnet.robustness import accuracy_under
+    from capsnet.train import accuracy
+
+    training = ("high", True, True)  # what capsnet.train sets with --tf32 on an Ampere GPU
+    seen = []
+    net = CapsNet().eval()
+    net.conv1.register_forward_hook(lambda *_: seen.append(backend_switches()))
+    images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    labels = torch.tensor([1, 2, 3])
+    before = backend_switches()
+    try:
+        set_backend_switches(training)
+        for name, count in (
+            ("train.accuracy", lambda: accuracy(net, images, labels, 3)),
+            ("evaluate.predict", lambda: predict(net, images)),
+            ("evaluate.predict_per_iteration", lambda: predict_per_iteration(net, images, [1, 3])),
+            ("robustness.accuracy_under", lambda: accuracy_under({"capsnet": net}, images, labels)),
+        ):
+            seen.clear()
+            count()
+            assert seen and set(seen) == {("highest", False, False)}, (name, seen)
+            assert backend_switches() == training, f"{name} did not give training its switches back"
+    finally:
+        set_backend_switches(before)

@@ -111,8 +111,9 @@ def robustness_for(dest: Path, result: dict, metas: dict[str, dict]) -> tuple[di
         if recorded is None or abs(clean - recorded) > 1e-9:
             warnings.append(
                 f"robustness.json: {model} clean accuracy {clean} differs from {name.replace('.pt', '.json')}'s "
-                f"test_accuracy {recorded} (tests/test_checkpoint.py wants them equal): the GPU's numerics "
-                f"flipped a digit between training's TF32 evaluation and robustness's fp32 one; rerun "
+                f"test_accuracy {recorded} (tests/test_checkpoint.py wants them equal): both count in full fp32 "
+                f"(capsnet.evaluate.fp32_numerics), so another cuDNN algorithm or batch size flipped a "
+                f"near-tie digit; rerun "
                 f"`python -m capsnet.robustness ... --json` here on the installed files, or accept and note it"
             )
     return result, warnings
