@@ -73,7 +73,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -85,7 +84,7 @@ from torch import Tensor
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, atomic_write_json, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
-from .evaluate import add_data_args, add_device_args, use_device_args
+from .evaluate import add_data_args, add_device_args, cli_command, use_device_args
 from .model import DIGIT_DIM, NUM_DIGITS, CapsNet
 
 FORMAT = "capsnet-pose-atlas-v1"
@@ -637,9 +636,7 @@ def main(argv: list[str] | None = None) -> int:
             "per unit of pose offset). strength: that effect's size in px per unit, the local share "
             "for 'local part', 0 for no change"
         ),
-        "command": " ".join(
-            ["python -m capsnet.atlas", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": cli_command("capsnet.atlas", argv),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - start, 1),
         "device": str(device),

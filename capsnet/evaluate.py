@@ -184,6 +184,12 @@ def use_device_args(args) -> torch.device:
     return select_device(args.device)
 
 
+def cli_command(module: str, argv: list[str] | None) -> str:
+    """The command line that ran `python -m module` with argv (None: this process's own arguments),
+    quoted so it can be pasted back into a shell; recorded beside the figures it made."""
+    return " ".join([f"python -m {module}", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+
+
 def select_device(name: str = "auto") -> torch.device:
     if name != "auto":
         return torch.device(name)
@@ -340,9 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         meta.update(
             iteration_accuracy=result["iteration_accuracy"],
             routing_stats=result["routing_stats"],
-            routing_stats_command=" ".join(
-                ["python -m capsnet.evaluate", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
-            ),
+            routing_stats_command=cli_command("capsnet.evaluate", argv),
         )
         atomic_write_json(meta_path, meta)
         print(f"added iteration_accuracy and routing_stats to {meta_path}", file=sys.stderr)

@@ -19,6 +19,7 @@ Without --capsnet and --cnn the shipped CapsNet is evaluated. Accuracies come wi
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -28,9 +29,17 @@ import torch
 from torch import Tensor, nn
 
 from .baseline import load_baseline
-from .checkpoint import CheckpointError, load_model, resolve_checkpoint
+from .checkpoint import CheckpointError, atomic_write_json, load_model, resolve_checkpoint
 from .data import load_mnist, to_float
-from .evaluate import add_data_args, add_device_args, fp32_numerics, predicted_digits, use_device_args
+from .evaluate import (
+    add_data_args,
+    add_device_args,
+    cli_command,
+    fp32_numerics,
+    predicted_digits,
+    use_device_args,
+)
+from .train import device_name
 from .transforms import FAMILIES, affine, family_values
 
 # affNIST's transform ranges (rotation +-20 degrees, shear +-45 degrees, scale 0.8..1.2 per axis) with
@@ -236,6 +245,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=250)
     add_device_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="also write the JSON, with the command, machine and date that measured it, to PATH "
+        "(atomically; e.g. checkpoints/robustness.json, which the app's lab shows)",
+    )
     args = p.parse_args(argv)
     if args.limit < 0 or args.curve_limit < 0:
         p.error("--limit and --curve-limit must be >= 0")
@@ -289,6 +304,14 @@ def main(argv: list[str] | None = None) -> int:
             result["models"][name]["checkpoint"] = path
     if args.affnist:
         result["affnist"]["path"] = args.affnist
+    if args.out:
+        result.update(
+            command=cli_command("capsnet.robustness", argv),
+            machine=f"{device_name(device)}, torch {torch.__version__}",
+            date=dt.date.today().isoformat(),
+        )
+        atomic_write_json(args.out, result)
+        print(f"wrote {args.out}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:

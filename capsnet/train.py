@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import math
 import platform
-import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,7 +37,7 @@ from . import baseline, distributed
 from .checkpoint import FORMAT as CAPSNET_FORMAT
 from .checkpoint import CheckpointError, atomic_write_json, load_state, read_checkpoint, save_checkpoint
 from .data import load_mnist, random_shift, to_float
-from .evaluate import add_data_args, add_device_args, predict, use_device_args
+from .evaluate import add_data_args, add_device_args, cli_command, predict, use_device_args
 from .model import CapsNet, count_parameters, training_loss
 
 VAL_SPLIT_SEED = 2017  # the validation digits are the same for every --seed: runs compare on one set
@@ -499,9 +498,7 @@ def main(argv: list[str] | None = None) -> int:
 
     distributed.init(world, device)
     try:
-        command = " ".join(
-            ["python -m capsnet.train", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
-        )
+        command = cli_command("capsnet.train", argv)
         return _train(args, world, device, out, say, command, train_x, train_y, val_x, val_y, test_x, test_y)
     finally:
         distributed.finish(world)

@@ -437,3 +437,46 @@ def test_tiny_plan_end_to_end_then_collect(tmp_path):
     assert "capsnet_mnist.pt.001: sha256" in res.stderr and "does not match SHA256SUMS" in res.stderr
     assert plan.sha256_file(dest / "capsnet_mnist.pt") == before
     assert not list(dest.glob(".gpu_collect.*"))
+
+
+def test_the_follow_ups_collect_prints_bring_the_atlas_and_robustness_up_to_the_new_weights(
+    tmp_path, tiny_mnist
+):
+    """What gpu_collect tells the next session to run, run as printed (tiny MNIST in place of the
+    real one): the atlas then matches the new weights' sha256, robustness.json measures them."""
+    import shlex
+
+    from capsnet import CapsNet, save_checkpoint
+    from capsnet.atlas import file_sha256, load_atlas
+    from capsnet.baseline import BaselineCNN, save_baseline
+
+    dest = tmp_path / "checkpoints"
+    dest.mkdir()
+    torch.manual_seed(0)
+    save_checkpoint(dest / "capsnet_mnist.pt", CapsNet())
+    save_baseline(dest / "cnn_mnist.pt", BaselineCNN(pooled=True))
+    # The plan brought the CapsNet only: the atlas, robustness here, then the tests.
+    commands = collect.follow_ups([str(dest / "capsnet_mnist.pt"), str(dest / "capsnet_mnist.json")], dest,
+                                  data_root=str(tiny_mnist))  # fmt: skip
+    assert [c.split()[:3] for c in commands] == [["python", "-m", "capsnet.atlas"],
+                                                 ["python", "-m", "capsnet.robustness"],
+                                                 ["CI=true", "python", "-m"]]  # fmt: skip
+    for command in commands[:2]:
+        argv = [sys.executable, *shlex.split(command)[1:]]
+        # A command that leaned on the default checkpoint would find none (and write nothing beside
+        # the shipped weights): every path must be in the command.
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "CAPSNET_CHECKPOINT": str(tmp_path / "no-default.pt")}
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=os.getcwd(), env=env)
+        assert res.returncode == 0, (command, res.stderr[-2000:])
+    atlas = load_atlas(dest / "pose_atlas.json", dest / "capsnet_mnist.pt")
+    assert atlas["checkpoint_sha256"] == file_sha256(dest / "capsnet_mnist.pt")
+    rob = json.loads((dest / "robustness.json").read_text())
+    from capsnet.data import load_mnist
+
+    test_digits = len(load_mnist(str(tiny_mnist), train=False, download=False)[1])
+    assert set(rob["models"]) == {"capsnet", "cnn"} and rob["images"] == test_digits and "command" in rob
+    # With robustness.json from the GPU, only the atlas and the tests are left.
+    installed = [str(dest / n) for n in ("capsnet_mnist.pt", "capsnet_mnist.json", "robustness.json")]
+    assert [c.split()[2] for c in collect.follow_ups(installed, dest)] == ["capsnet.atlas", "-m"]
+    # Nothing installed (--check-only): only the tests.
+    assert collect.follow_ups([], dest) == ["CI=true python -m pytest -q tests"]

@@ -1,3 +1,4 @@
+import datetime
 import json
 import os
 import subprocess
@@ -197,8 +198,11 @@ def test_cli_runs_both_models_and_affnist_and_reports_fractions(tiny_mnist, tmp_
         "--threads",
         "1",
     ]
+    written = tmp_path / "results" / "robustness.json"
+    written.parent.mkdir()
+    day = datetime.date.today().isoformat()
     proc = subprocess.run(
-        [sys.executable, "-m", "capsnet.robustness", *args, "--json"],
+        [sys.executable, "-m", "capsnet.robustness", *args, "--json", "--out", str(written)],
         capture_output=True,
         text=True,
         env=ENV,
@@ -206,6 +210,17 @@ def test_cli_runs_both_models_and_affnist_and_reports_fractions(tiny_mnist, tmp_
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)  # stdout is one JSON object
+    # --out writes the same figures, stamped with what measured them (the lab quotes the command).
+    stamped = json.loads(written.read_text())
+    assert {k: stamped[k] for k in out} == out
+    assert stamped["command"] == "python -m capsnet.robustness " + " ".join(
+        [*args, "--json", "--out", str(written)]
+    )
+    assert stamped["date"] in {day, datetime.date.today().isoformat()}  # a run across midnight
+    assert stamped["machine"].startswith("cpu (") and stamped["machine"].endswith(
+        f"torch {torch.__version__}"
+    )
+    assert [p.name for p in written.parent.iterdir()] == ["robustness.json"]  # no temp file left
     assert out["images"] == 12 and out["seed"] == 0 and out["points"] == 3 and out["device"] == "cpu"
     assert out["curve_images"] == 5  # the curves on the first 5 digits, the rest on all 12
     assert out["affnist"]["images"] == 3 and out["affnist"]["path"].endswith("test.mat")

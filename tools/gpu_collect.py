@@ -12,7 +12,8 @@
 5. --dest (default checkpoints/) gets capsnet_mnist.pt/.json, and when the plan's step 3 ran,
    cnn_mnist.pt/.json and robustness.json (its checkpoint paths pointed at --dest); each written to
    a temp file and renamed;
-6. the facts the README's model cards need are printed.
+6. the facts the README's model cards need are printed, and the commands that bring what depends
+   on the new weights up to date (follow_ups: the pose atlas, robustness.json if the plan made none).
 """
 
 from __future__ import annotations
@@ -117,6 +118,28 @@ def robustness_for(dest: Path, result: dict, metas: dict[str, dict]) -> tuple[di
                 f"`python -m capsnet.robustness ... --json` here on the installed files, or accept and note it"
             )
     return result, warnings
+
+
+def follow_ups(installed: list[str], dest: Path, data_root: str = "../shared/data") -> list[str]:
+    """The commands that bring what depends on the new weights up to date, for `installed` (the
+    paths collect() wrote into dest): the pose atlas is tied to the CapsNet weights by sha256 (the
+    page ignores a stale one); robustness.json's clean accuracy must equal the CapsNet JSON's test
+    accuracy, so where the plan brought none back it is measured here; then the whole test suite."""
+    names = {Path(p).name for p in installed}
+    shown = Path(os.path.relpath(dest))
+    caps, cnn = shown / "capsnet_mnist.pt", shown / "cnn_mnist.pt"
+    commands = []
+    if "capsnet_mnist.pt" in names:
+        commands.append(
+            f"python -m capsnet.atlas --data-root {data_root} --checkpoint {caps} --per-digit 500 --threads 2"
+        )
+        if "robustness.json" not in names:
+            commands.append(
+                f"python -m capsnet.robustness --data-root {data_root} --capsnet {caps} --cnn {cnn} --points 9 "
+                f"--curve-limit 2000 --threads 2 --out {shown / 'robustness.json'}"
+            )
+    commands.append("CI=true python -m pytest -q tests")
+    return commands
 
 
 def collect(folder: Path, runs: Path, dest: Path, check_only: bool = False) -> dict:
@@ -286,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loads: {name}: {what}")
     if found["installed"]:
         print("installed: " + ", ".join(found["installed"]))
-        print("next: run the whole test suite, then update the README's model cards from the lines above")
+        print("next, here, in this order (each reads the files installed above):")
+        for command in follow_ups(found["installed"], a.dest):
+            print(f"    {command}")
+        print("then update the README's model cards from the lines above")
     else:
         print("nothing installed (--check-only)")
     return 0
