@@ -455,12 +455,20 @@ def test_the_follow_ups_collect_prints_bring_the_atlas_and_robustness_up_to_the_
     torch.manual_seed(0)
     save_checkpoint(dest / "capsnet_mnist.pt", CapsNet())
     save_baseline(dest / "cnn_mnist.pt", BaselineCNN(pooled=True))
-    # The plan brought the CapsNet only: the atlas, robustness here, then the tests.
+    # The plan brought the CapsNet only: the atlas, robustness here, the samples, then the tests.
+    samples = tmp_path / "app" / "samples.npz"
     commands = collect.follow_ups([str(dest / "capsnet_mnist.pt"), str(dest / "capsnet_mnist.json")], dest,
-                                  data_root=str(tiny_mnist))  # fmt: skip
+                                  data_root=str(tiny_mnist), samples=samples)  # fmt: skip
     assert [c.split()[:3] for c in commands] == [["python", "-m", "capsnet.atlas"],
                                                  ["python", "-m", "capsnet.robustness"],
+                                                 ["python", os.path.relpath(ROOT / "tools" / "make_samples.py"),
+                                                  "--data-root"],
                                                  ["CI=true", "python", "-m"]]  # fmt: skip
+    # The samples need 4 digits of each class (more than tiny MNIST has; tests/test_make_samples.py
+    # runs the tool on real MNIST): here, that the command names these weights and that file.
+    argv = shlex.split(commands[2])
+    assert Path(argv[argv.index("--checkpoint") + 1]).resolve() == (dest / "capsnet_mnist.pt").resolve()
+    assert Path(argv[argv.index("--out") + 1]).resolve() == samples.resolve()
     for command in commands[:2]:
         argv = [sys.executable, *shlex.split(command)[1:]]
         # A command that leaned on the default checkpoint would find none (and write nothing beside
@@ -475,8 +483,12 @@ def test_the_follow_ups_collect_prints_bring_the_atlas_and_robustness_up_to_the_
 
     test_digits = len(load_mnist(str(tiny_mnist), train=False, download=False)[1])
     assert set(rob["models"]) == {"capsnet", "cnn"} and rob["images"] == test_digits and "command" in rob
-    # With robustness.json from the GPU, only the atlas and the tests are left.
+    # With robustness.json from the GPU, the atlas, the samples and the tests are left.
     installed = [str(dest / n) for n in ("capsnet_mnist.pt", "capsnet_mnist.json", "robustness.json")]
-    assert [c.split()[2] for c in collect.follow_ups(installed, dest)] == ["capsnet.atlas", "-m"]
+    assert [c.split()[2] for c in collect.follow_ups(installed, dest)] == [
+        "capsnet.atlas",
+        "--data-root",
+        "-m",
+    ]
     # Nothing installed (--check-only): only the tests.
     assert collect.follow_ups([], dest) == ["CI=true python -m pytest -q tests"]

@@ -120,11 +120,17 @@ def robustness_for(dest: Path, result: dict, metas: dict[str, dict]) -> tuple[di
     return result, warnings
 
 
-def follow_ups(installed: list[str], dest: Path, data_root: str = "../shared/data") -> list[str]:
+def follow_ups(
+    installed: list[str],
+    dest: Path,
+    data_root: str = "../shared/data",
+    samples: Path = ROOT / "app" / "samples.npz",
+) -> list[str]:
     """The commands that bring what depends on the new weights up to date, for `installed` (the
     paths collect() wrote into dest): the pose atlas is tied to the CapsNet weights by sha256 (the
     page ignores a stale one); robustness.json's clean accuracy must equal the CapsNet JSON's test
-    accuracy, so where the plan brought none back it is measured here; then the whole test suite."""
+    accuracy, so where the plan brought none back it is measured here; the app's samples keep a
+    digit that the new weights' routing puts right; then the whole test suite."""
     names = {Path(p).name for p in installed}
     shown = Path(os.path.relpath(dest))
     caps, cnn = shown / "capsnet_mnist.pt", shown / "cnn_mnist.pt"
@@ -138,6 +144,10 @@ def follow_ups(installed: list[str], dest: Path, data_root: str = "../shared/dat
                 f"python -m capsnet.robustness --data-root {data_root} --capsnet {caps} --cnn {cnn} --points 9 "
                 f"--curve-limit 2000 --threads 2 --out {shown / 'robustness.json'}"
             )
+        commands.append(
+            f"python {os.path.relpath(ROOT / 'tools' / 'make_samples.py')} --data-root {data_root} "
+            f"--checkpoint {caps} --out {os.path.relpath(samples)}"
+        )
     commands.append("CI=true python -m pytest -q tests")
     return commands
 

@@ -40,7 +40,8 @@ def test_sliders_are_named_by_the_atlas_for_the_inspected_digit(shipped):
     assert [n.split(" · ")[1].split(" (")[0] for n in other] == [c["label"] for c in ATLAS["digits"][5]]
     assert (
         shown(at, "pose_atlas")
-        and "500 test digits of each class" in at.container(key="pose_atlas").markdown[0].value
+        and f"{ATLAS['per_digit']} test digits of each class"
+        in at.container(key="pose_atlas").markdown[0].value
     )
 
 
