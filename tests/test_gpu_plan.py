@@ -424,6 +424,20 @@ def test_tiny_plan_end_to_end_then_collect(tmp_path):
     assert str(dest / "cnn_mnist.pt") in rob["command"] and "machine" in rob and "date" in rob
     assert (runs / "s1" / "train.log").is_file()
 
+    assert not any("no baseline CNN" in line for line in collect.collect(out, runs, dest, True)["warnings"])
+
+    # Had the CNN not come back (step 3 out of time), collect says what that breaks.
+    alone = tmp_path / "capsnet_only"
+    shutil.copytree(out, alone)
+    summary = json.loads((alone / "summary.json").read_text())
+    del summary["weights"]["cnn_mnist.pt"]
+    (alone / "summary.json").chmod(0o644)
+    (alone / "summary.json").write_text(json.dumps(summary))
+    (alone / "SHA256SUMS").chmod(0o644)
+    plan.write_sums(alone, [line.split()[1] for line in (out / "SHA256SUMS").read_text().splitlines()])
+    warnings = collect.collect(alone, tmp_path / "runs2", tmp_path / "dest2", True)["warnings"]
+    assert any("no baseline CNN came back" in w and "test_checkpoint.py" in w for w in warnings), warnings
+
     # A damaged piece: refused with a clear message, nothing installed over the good files.
     before = plan.sha256_file(dest / "capsnet_mnist.pt")
     piece = out / "capsnet_mnist.pt.001"

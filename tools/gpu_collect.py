@@ -184,6 +184,13 @@ def collect(folder: Path, runs: Path, dest: Path, check_only: bool = False) -> d
             check_json(path, meta)
             staged[name] = (path, meta)
             found["metas"][name] = meta
+        if "cnn_mnist.pt" not in staged:
+            found["warnings"].append(
+                "no baseline CNN came back: the installed cnn_mnist.pt keeps its own (CPU) training budget, "
+                "so tests/test_checkpoint.py (the CNN has the CapsNet's epochs, schedule and seed) fails and "
+                "the lab would compare networks trained on different budgets; train the pooled CNN on the "
+                "same schedule with the next GPU, or say so on the page and in that test"
+            )
         robust = read_json(runs / "ship" / "robustness.json")
         if robust and {"capsnet_mnist.pt", "cnn_mnist.pt"} <= set(staged):
             robust, warnings = robustness_for(dest, robust, found["metas"])
