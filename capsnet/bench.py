@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, load_model
-from .evaluate import backend_switches, select_device, set_backend_switches
+from .evaluate import backend_switches, device_name, select_device, set_backend_switches
 from .model import (
     DIGIT_DIM,
     NUM_DIGITS,
@@ -148,7 +148,7 @@ def bench_train(args) -> dict:
 
     from . import distributed
     from .data import load_mnist
-    from .train import TrainingLoss, TrainStep, device_name, make_optimizer, resolve_speed, train_epoch
+    from .train import TrainingLoss, TrainStep, make_optimizer, resolve_speed, train_epoch
 
     device = select_device(args.device)
     torch.manual_seed(0)

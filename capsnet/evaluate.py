@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import math
+import platform
 import shlex
 import sys
 import time
@@ -188,6 +189,15 @@ def cli_command(module: str, argv: list[str] | None) -> str:
     """The command line that ran `python -m module` with argv (None: this process's own arguments),
     quoted so it can be pasted back into a shell; recorded beside the figures it made."""
     return " ".join([f"python -m {module}", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+
+
+def device_name(device: torch.device) -> str:
+    """The device in words for metadata: the GPU's name, or the CPU with its threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return device.type
 
 
 def select_device(name: str = "auto") -> torch.device:

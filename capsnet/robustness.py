@@ -35,11 +35,11 @@ from .evaluate import (
     add_data_args,
     add_device_args,
     cli_command,
+    device_name,
     fp32_numerics,
     predicted_digits,
     use_device_args,
 )
-from .train import device_name
 from .transforms import FAMILIES, affine, family_values
 
 # affNIST's transform ranges (rotation +-20 degrees, shear +-45 degrees, scale 0.8..1.2 per axis) with

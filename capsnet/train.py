@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ from . import baseline, distributed
 from .checkpoint import FORMAT as CAPSNET_FORMAT
 from .checkpoint import CheckpointError, atomic_write_json, load_state, read_checkpoint, save_checkpoint
 from .data import load_mnist, random_shift, to_float
-from .evaluate import add_data_args, add_device_args, cli_command, predict, use_device_args
+from .evaluate import add_data_args, add_device_args, cli_command, device_name, predict, use_device_args
 from .model import CapsNet, count_parameters, training_loss
 
 VAL_SPLIT_SEED = 2017  # the validation digits are the same for every --seed: runs compare on one set
@@ -136,14 +135,6 @@ def add_speed_args(p: argparse.ArgumentParser) -> None:
 
 def resume_path(out: Path) -> Path:
     return out.with_name(out.stem + ".resume.pt")
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    return device.type
 
 
 def train_val_split(n: int, val: int) -> tuple[Tensor, Tensor]:
