@@ -1190,10 +1190,11 @@ class Plan:
         if self.S.get("cnn_unpooled", {}).get("epochs"):
             jobs.append(("robustness_unpooled", ["--cnn", self.rel(unpooled), *cfg.unpooled_robustness_args]))
         common = ["--data-root", str(cfg.data_root), "--no-download", "--device", cfg.device, "--threads",
-                  str(cfg.threads), "--json"]  # fmt: skip
-        procs = [
-            self.start(name, self.cli("capsnet.robustness", *args, *common), cfg.run_dir / f"{name}.log",
-                       cfg.run_dir / f"{name}.out")
+                  str(cfg.threads)]  # fmt: skip
+        procs = [  # each writes its JSON, stamped with its command, machine and date (--out)
+            self.start(name, self.cli("capsnet.robustness", *args, *common, "--out",
+                                      self.rel(cfg.run_dir / f"{name}.json")),
+                       cfg.run_dir / f"{name}.log", cfg.run_dir / f"{name}.out")
             for name, args in jobs
         ]  # fmt: skip
         self.log("robustness: " + "; ".join("python " + " ".join(p.cmd[1:]) for p in procs))
@@ -1207,17 +1208,10 @@ class Plan:
         }
         summary = {}
         for (name, _), p in zip(jobs, procs):
-            result = last_json_line(p.stdout_text())
+            result = read_json(cfg.run_dir / f"{name}.json") if p.rc == 0 else None
             if not result:
                 self.error(name, f"rc {p.rc} {p.killed or ''} {p.tail(300)}")
                 continue
-            m = self.S["machine"]
-            result.update(
-                command="python " + " ".join(p.cmd[1:]),
-                machine=f"{m.get('device_name')}, torch {m.get('torch')}",
-                date=dt.date.today().isoformat(),
-            )
-            atomic_json(cfg.run_dir / f"{name}.json", result)
             if name == "robustness":
                 shutil.copy2(cfg.run_dir / f"{name}.json", cfg.run_dir / "ship" / "robustness.json")
             summary[name] = {"curve_images": result.get("curve_images")}

@@ -41,7 +41,7 @@
 # 4. beside that evaluation, if >= 240 s remain: the pooled CNN (`--arch cnn`, weights come back) and
 #    the paper-size unpooled CNN (`--arch cnn-unpooled`, numbers only), with the shipped run's data,
 #    lr, decay, seed and completed epochs, stopped 80 s before the end; with 150-240 s the pooled CNN
-#    alone. Then `capsnet.robustness --points 9 --curve-limit 0 --json` on the shipped CapsNet + pooled
+#    alone. Then `capsnet.robustness --points 9 --curve-limit 0 --out RUN_DIR/NAME.json` on the shipped CapsNet + pooled
 #    CNN (the new checkpoints/robustness.json) and on the unpooled CNN. What does not fit is listed
 #    under "skipped" and waits for the next GPU session.
 #
