@@ -18,7 +18,7 @@ from app import inputs
 from app.analysis import diverging_rgb, to_uint8
 from app.pose_sliders import DIFF_LIMIT, clean_pose
 from capsnet.preprocess import to_mnist
-from tools.browser_driver import IDLE, METRIC, launch, serve, wait_idle
+from tools.browser_driver import METRIC, launch, serve, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -214,16 +214,18 @@ def test_drag_redraws_before_release_without_a_rerun(browser, server, model):
     assert states_during == [], f"the app ran while dragging: {states_during}"
     assert img_during == server_img
 
-    # The release: one message, one run, and the server's pictures follow with the same values.
-    page.wait_for_function("window.__states.some(s => s[1] === 'running')", timeout=30_000)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    assert len(sent) > n_sent
-    value = during["values"][6]
+    # The release: one message, and the server's pictures follow with the same values. Waited for
+    # by what the server draws, not by the script state: when the browser is slower than the
+    # fragment's run, "running" and "notRunning" reach the page in one render and it never shows
+    # "running" (seen with Chromium's CPU throttled 4x).
     page.wait_for_function(
         "() => [...document.querySelectorAll('.st-key-reconstruction [data-testid=\"stImage\"]')]"
         ".some(e => e.textContent.includes('(1 moved)'))",
         timeout=30_000,
     )
+    wait_idle(page)
+    assert len(sent) - n_sent == 1, f"{len(sent) - n_sent} messages to the server on one release"
+    value = during["values"][6]
     after = page.evaluate(READ)
     assert after["values"][6] == value and after["inputs"][6] == value  # the server's data kept it
     _, _, base, new = server_side(model, 3, 3, None, after["values"], False)
