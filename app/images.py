@@ -369,11 +369,8 @@ def type_grid_image(maps: np.ndarray, limit: float, px: int = 6, cols: int = 8) 
     -limit..+limit, white at 0. RGB uint8."""
     maps = np.asarray(maps, dtype=np.float64)
     n, grid = maps.shape[0], maps.shape[1]
-    limit = max(float(limit), 1e-12)
     img = _type_grid_frame(n, grid, px, cols).copy()  # numbers and outlines, drawn once
-    panels = _cells(
-        _over(colorize(maps.reshape(n * grid, grid), -limit, limit, DIVERGING), BACKGROUND), px, px
-    )
+    panels = diverging_grid_image(maps.reshape(n * grid, grid), limit, px)
     panel = grid * px
     for t in range(n):
         x, y = _type_panel_origin(t, cols, panel)
