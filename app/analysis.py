@@ -111,12 +111,6 @@ def stitch(images: np.ndarray, rows: int, cols: int, gap: int = 0, fill: float =
     return out
 
 
-def type_grid(maps: np.ndarray, cols: int = 8, gap: int = 1) -> np.ndarray:
-    """(32, 6, 6) per-type maps -> one (4*6+3, 8*6+7) array with NaN gaps between panels."""
-    maps = np.asarray(maps, dtype=np.float64)
-    return stitch(maps, len(maps) // cols, cols, gap=gap, fill=np.nan)
-
-
 def max_pool(maps: np.ndarray, k: int) -> np.ndarray:
     """(..., H, W) -> (..., H // k, W // k): the largest value of each k x k block."""
     maps = np.asarray(maps)
@@ -280,7 +274,7 @@ def project(points: np.ndarray, axes: np.ndarray) -> np.ndarray:
 
 
 def type_maps(per_capsule: np.ndarray) -> np.ndarray:
-    """One number per primary capsule, (1152,), as (32 types, 6 rows, 6 cols) for `type_grid`."""
+    """One number per primary capsule, (1152,), as (32 types, 6 rows, 6 cols), one panel per type."""
     return np.asarray(per_capsule, dtype=np.float64).reshape(NUM_TYPES, GRID, GRID)
 
 

@@ -20,7 +20,6 @@ from app.capsule_map import capsule_map, digit_bars, picked, primary_map
 from capsnet.model import NUM_PRIMARY, margin_loss
 
 PRIMARY_CHART, DIGIT_CHART = "overview_primary", "overview_digits"
-STAGE_PX = 150  # height of every stage's picture or chart
 
 
 def _inspect_digit() -> None:

@@ -79,12 +79,6 @@ def test_stitch_places_images_row_major():
     assert grid.shape == (16 * 28, 11 * 28)
 
 
-def test_type_grid_has_nan_gaps():
-    g = A.type_grid(np.ones((32, 6, 6)))
-    assert g.shape == (4 * 6 + 3, 8 * 6 + 7)
-    assert np.isnan(g[6, 0]) and np.isnan(g[0, 6]) and g[0, 0] == 1
-
-
 def test_image_helpers():
     img = np.array([[0.0, 1.0], [0.5, 2.0]])
     up = A.upscale(img, 3)
