@@ -5,6 +5,8 @@ Every scale is explicit, because importing Streamlit changes Plotly's default te
 chart should look the same in tests, notebooks and the app.
 """
 
+from capsnet.atlas import LOCAL, NO_CHANGE, WORDS
+
 WINNER = "#e4572e"  # the predicted / chosen digit; also the s_j path (orange-red)
 OTHER = "#8a9ab0"
 THRESHOLD = "#2e4057"
@@ -32,10 +34,10 @@ DIVERGING = [[0.0, "rgb(33,77,191)"], [0.5, "rgb(255,255,255)"], [1.0, "rgb(204,
 # What a pose dimension mostly does, by family of capsnet.atlas's labels, each with a light and a dark
 # end: the darker, the stronger the effect.
 ATLAS_FAMILIES = {
-    "position": (("moves right", "moves left", "moves down", "moves up"), "#e3ecf8", "#5b8fd0"),
-    "slant": (("leans right", "leans left"), "#fbe8d5", "#e08a3c"),
-    "size": (("wider", "narrower", "taller", "shorter"), "#e2f2de", "#5fae55"),
-    "thickness": (("thicker strokes", "thinner strokes"), "#ece3f5", "#9a6cc8"),
-    "local part": (("local part",), "#f8dede", "#d65c5c"),
-    "no visible change": (("no visible change",), "#f2f2f2", "#f2f2f2"),
+    "position": ((*WORDS["x"], *WORDS["y"]), "#e3ecf8", "#5b8fd0"),
+    "slant": (WORDS["slant"], "#fbe8d5", "#e08a3c"),
+    "size": ((*WORDS["width"], *WORDS["height"]), "#e2f2de", "#5fae55"),
+    "thickness": (WORDS["ink"], "#ece3f5", "#9a6cc8"),
+    "local part": ((LOCAL,), "#f8dede", "#d65c5c"),
+    "no visible change": ((NO_CHANGE,), "#f2f2f2", "#f2f2f2"),
 }
