@@ -167,13 +167,15 @@ def predict_per_iteration(
 
 
 def add_data_args(p) -> None:
-    """--data-root and --no-download, the same in every CLI that reads MNIST."""
+    """--data-root and --no-download for the train, evaluate, robustness and atlas CLIs."""
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (downloaded if absent)")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading MNIST")
 
 
 def add_device_args(p) -> None:
-    """--device and --threads, the same in every CLI (use_device_args applies them)."""
+    """--device and --threads for the train, evaluate, robustness and atlas CLIs (use_device_args
+    applies them). bench and baseline declare theirs apart: bench's --device belongs to its train
+    subcommand only, and baseline has no --device."""
     p.add_argument("--device", default="auto", help="auto picks cuda > mps > cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
 
