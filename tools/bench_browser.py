@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.browser_driver import CANVAS, METRIC, launch, open_app, serve, stroke, wait_idle  # noqa: E402
+from tools.browser_driver import METRIC, clear_canvas, launch, open_app, serve, stroke, wait_idle  # noqa: E402
 
 RECON_IMG = ".st-key-reconstruction img"
 LIVE = ".st-key-reconstruction [data-live]"  # the pose component's host element
@@ -230,10 +230,7 @@ def main(argv=None) -> None:
         open_app(page, url, "?view=pose")  # strokes, then the pose sliders of the same page
         predict, predict_driver = [], []
         for k, pts in enumerate(strokes(args.strokes)):
-            page.get_by_role("button", name="Clear the canvas", exact=True).click()
-            page.wait_for_selector(METRIC, state="detached", timeout=30_000)
-            page.wait_for_selector(CANVAS, timeout=30_000)
-            wait_idle(page)
+            clear_canvas(page)
             page.evaluate(WATCH_PREDICTION)
             stroke(page, pts)
             t0 = time.perf_counter()

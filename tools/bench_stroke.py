@@ -33,14 +33,13 @@ if str(ROOT) not in sys.path:
 from tools import server_timing
 from tools.bench_browser import p95, strokes
 from tools.browser_driver import (
-    CANVAS,
     METRIC,
+    clear_canvas,
     launch,
     open_app,
     start_server,
     stop_server,
     stroke,
-    wait_idle,
 )
 
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -92,10 +91,7 @@ class Page:
     def stroke(self, points) -> None:
         page = self.page
         if self.drawn:
-            page.get_by_role("button", name="Clear the canvas").click()
-            page.wait_for_selector(METRIC, state="detached", timeout=60_000)
-            page.wait_for_selector(CANVAS, timeout=60_000)
-            wait_idle(page)
+            clear_canvas(page, 60_000)
         page.evaluate(WATCH, METRIC)
         since = time.monotonic()
         stroke(page, points)

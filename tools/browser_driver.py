@@ -97,6 +97,15 @@ def open_app(page, url: str, query: str = "") -> None:
     wait_idle(page)
 
 
+def clear_canvas(page, timeout: float = 30_000) -> None:
+    """Press the page's Clear button; return when the prediction is gone, the canvas is back and
+    the run is over."""
+    page.get_by_role("button", name="Clear the canvas", exact=True).click()
+    page.wait_for_selector(METRIC, state="detached", timeout=timeout)
+    page.wait_for_selector(CANVAS, timeout=timeout)
+    wait_idle(page)
+
+
 def stroke(page, points: list[tuple[float, float]]) -> None:
     """One mouse stroke through points given as fractions (0..1) of the canvas' width/height."""
     box = page.locator(CANVAS).first.bounding_box()

@@ -16,6 +16,7 @@ from tools.browser_driver import (
     CANVAS,
     METRIC,
     SEVEN,
+    clear_canvas,
     launch,
     open_app,
     serve,
@@ -119,9 +120,7 @@ def test_draw_predict_route_and_pose(browser, server):
 
     # A second stroke (after Clear) updates every stage of the overview.
     seven = overview_images(page)
-    page.get_by_role("button", name="Clear the canvas").click()
-    page.wait_for_selector(METRIC, state="detached", timeout=30_000)
-    wait_idle(page)
+    clear_canvas(page)
     stroke(page, ONE)
     page.wait_for_selector(METRIC, timeout=30_000)
     wait_idle(page)
