@@ -279,7 +279,7 @@ def test_watchdog_stops_runs_in_time_and_lets_a_short_one_finish(tmp_path):
     assert time.time() < deadline + 0.5
     assert endless.proc.killed and not endless.proc.alive() and endless.proc.rc != 0
     assert 3 <= endless.done[-1][1] <= 8  # epochs every ~0.3 s for under 2.5 s
-    assert endless.epoch_interval() == pytest.approx(0.3, abs=0.25)
+    assert plan.epoch_interval(endless.done) == pytest.approx(0.3, abs=0.25)
     assert short.proc.killed is None and short.proc.rc == 0 and short.done[-1][1] == 2
     # Never finished an epoch (a hung compile, say): only the deadline stops it, and does.
     assert silent.proc.killed == "deadline of the training window" and silent.done == []
@@ -299,7 +299,9 @@ def test_fix_meta_rewrites_a_json_left_one_epoch_behind(tmp_path):
 
 def test_collect_refuses_a_json_of_another_epoch_and_archive_members_outside_the_folder(tmp_path):
     weights = tmp_path / "capsnet_mnist.pt"
-    torch.save({"meta": json.dumps({"epochs": 5, "test_accuracy": 0.99, "seed": 1})}, weights)
+    torch.save(
+        {"state_dict": {}, "meta": json.dumps({"epochs": 5, "test_accuracy": 0.99, "seed": 1})}, weights
+    )
     collect.check_json(weights, {"epochs": 5, "test_accuracy": 0.99, "seed": 1, "iteration_accuracy": {}})
     with pytest.raises(
         plan.IntegrityError, match=r"its JSON says epochs=4, the weights' own metadata epochs=5"

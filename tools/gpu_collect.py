@@ -36,6 +36,7 @@ from tools.gpu_plan import (
     SUMMARY,
     IntegrityError,
     atomic_json,
+    inner_meta,
     join_pieces,
     pct,
     read_json,
@@ -60,14 +61,6 @@ def safe_extract(archive: Path, dest: Path) -> list[str]:
                 shutil.copyfileobj(src, out)
             names.append(m.name)
     return names
-
-
-def inner_meta(path: Path) -> dict:
-    """The metadata capsnet.train stores inside a weights file."""
-    import torch
-
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return json.loads(payload.get("meta", "{}"))
 
 
 def check_loads(name: str, path: Path) -> str:

@@ -474,8 +474,8 @@ def open_raw(raw: Path, name: str):
 
 
 def unpack_raw(raw: Path) -> list[str]:
-    """Unpack each MNIST .gz or .xz under raw whose file is not there yet (gpu_plan.sh gunzips the .gz
-    already; .xz comes from XZ=1 gpu_prepare.sh); the names still missing after that."""
+    """Unpack each MNIST .gz or .xz under raw whose file is not there yet (.xz comes from XZ=1
+    gpu_prepare.sh); the names still missing after that."""
     for name in MNIST_MD5:
         if not (raw / name).exists() and any((raw / f"{name}{x}").exists() for x in (".gz", ".xz")):
             with open_raw(raw, name) as src, open(raw / f"{name}.part", "wb") as dst:
@@ -596,12 +596,14 @@ class Watched:
         ):
             self.done.append((mtime, meta["epochs"]))
 
-    def epoch_interval(self) -> float | None:
-        """Wall time between the last two completed epochs (evaluation and writes included)."""
-        if len(self.done) < 2:
-            return None
-        (t1, e1), (t2, e2) = self.done[-2], self.done[-1]
-        return (t2 - t1) / max(1, e2 - e1)
+
+def epoch_interval(done: list[tuple[float, int]]) -> float | None:
+    """Wall time per epoch between the last two completed epochs of `done` ((time, epochs) each;
+    evaluation and writes included), or None before two."""
+    if len(done) < 2:
+        return None
+    (t1, e1), (t2, e2) = done[-2], done[-1]
+    return (t2 - t1) / max(1, e2 - e1)
 
 
 def stop_reason(done: list[tuple[float, int]], planned: int, now: float, deadline: float) -> str | None:
@@ -610,9 +612,9 @@ def stop_reason(done: list[tuple[float, int]], planned: int, now: float, deadlin
     completion + the last epoch's wall time > deadline), unless the run has done all `planned`."""
     if now >= deadline:
         return "deadline of the training window"
-    if len(done) >= 2 and done[-1][1] != planned:
-        (t1, e1), (t2, e2) = done[-2], done[-1]
-        interval = (t2 - t1) / max(1, e2 - e1)
+    interval = epoch_interval(done)
+    if interval is not None and done[-1][1] != planned:
+        t2, e2 = done[-1]
         if t2 + interval > deadline:
             return f"the next epoch ({interval:.1f} s) would end after the training window; stopped after epoch {e2}"
     return None
@@ -636,17 +638,22 @@ def watch(runs: list[Watched], deadline: float, poll: float = 0.25) -> None:
         time.sleep(poll)
 
 
+def inner_meta(path: Path) -> dict:
+    """The metadata capsnet.train stores inside a weights file, read with the project's checks
+    (capsnet.checkpoint.read_checkpoint: missing, empty, LFS pointer, not a torch file, no weights)."""
+    from capsnet.checkpoint import read_checkpoint
+
+    return json.loads(read_checkpoint(path).get("meta", "{}"))
+
+
 def fix_meta(out: Path) -> str | None:
     """Make OUT.json describe the weights in OUT. A run killed between writing the weights of an epoch
     and its JSON leaves the JSON one epoch behind; the checkpoint carries the same metadata inside
     it, so the JSON is rewritten from there. Returns what was done, or None."""
     if not out.is_file():
         return None
-    import torch
-
     try:
-        payload = torch.load(out, map_location="cpu", weights_only=True)
-        inner = json.loads(payload["meta"])
+        inner = inner_meta(out)
     except Exception as e:  # a damaged file is reported, not fixed
         return f"cannot read the metadata inside {out.name}: {type(e).__name__}: {e}"
     outer = read_json(out.with_suffix(".json")) or {}
@@ -969,7 +976,7 @@ class Plan:
             ),
         }
 
-    def run_info(self, name: str, r: Watched, planned: int) -> dict:
+    def run_info(self, name: str, r: Watched) -> dict:
         """What a training run left: its last complete epoch's figures (or the error)."""
         # A run that ended by itself wrote its JSON last; a killed or crashed one may be an epoch behind.
         note = fix_meta(r.out) if r.proc.rc != 0 else None
@@ -978,7 +985,7 @@ class Plan:
             "rc": r.proc.rc,
             "stopped": r.proc.killed,
             "wall_seconds": r.proc.seconds(),
-            "epochs_planned": planned,
+            "epochs_planned": r.planned,
         }
         if note:
             info["meta_fixed"] = note
@@ -1004,7 +1011,7 @@ class Plan:
             ],
         )
         self.log(
-            f"{name}: {info['epochs']}/{planned} epochs, val {pct(info['val_accuracy'])}, test "
+            f"{name}: {info['epochs']}/{r.planned} epochs, val {pct(info['val_accuracy'])}, test "
             f"{pct(info['test_accuracy'])}, {info['seconds_per_epoch_after_first']} s/epoch after the first "
             f"({r.proc.killed or f'rc {r.proc.rc}'})"
         )
@@ -1031,7 +1038,7 @@ class Plan:
         t = time.time()
         watch(runs, self.end - cfg.eval_reserve)
         self.step("capsnet_train", seconds=round(time.time() - t, 1), status="ok")
-        seeds = [{"seed": s, "dir": f"s{s}", **self.run_info(f"capsnet seed {s}", r, plan["epochs"])}
+        seeds = [{"seed": s, "dir": f"s{s}", **self.run_info(f"capsnet seed {s}", r)}
                  for s, r in zip(plan["seeds"], runs)]  # fmt: skip
         self.S["seeds"] = seeds
         finished = [s for s in seeds if s["epochs"] > 0]
@@ -1127,7 +1134,7 @@ class Plan:
         """The pooled and the unpooled CNN with the shipped CapsNet's data, lr, decay, seed and
         completed epochs, started beside the CapsNet's evaluation when enough time is left."""
         cfg = self.cfg
-        self.cnn_runs: dict[str, tuple[Watched, int]] = {}
+        self.cnn_runs: dict[str, Watched] = {}
         what = "step 3 (baseline CNNs, robustness)"
         left = self.left()
         archs = ["cnn", "cnn-unpooled"]
@@ -1155,7 +1162,7 @@ class Plan:
             e = (cfg.unpooled_epochs or epochs) if arch == "cnn-unpooled" else epochs
             steps = cfg.unpooled_max_steps if arch == "cnn-unpooled" else cfg.max_steps
             args = self.train_args(arch, d / name, e, plan["lr_decay"], seed, steps)
-            self.cnn_runs[arch] = (Watched(self.start(arch, args, d / "train.log"), d / name, e), e)
+            self.cnn_runs[arch] = Watched(self.start(arch, args, d / "train.log"), d / name, e)
 
     def baselines(self) -> None:
         cfg = self.cfg
@@ -1163,11 +1170,11 @@ class Plan:
         if not runs:
             return
         t = time.time()
-        watch([r for r, _ in runs.values()], self.end - cfg.robustness_reserve)
+        watch(list(runs.values()), self.end - cfg.robustness_reserve)
         self.step("baselines_train", seconds=round(time.time() - t, 1), status="ok")
-        for arch, (r, planned) in runs.items():
+        for arch, r in runs.items():
             key = arch.replace("-", "_")
-            self.S[key] = {"dir": key, **self.run_info(arch, r, planned)}
+            self.S[key] = {"dir": key, **self.run_info(arch, r)}
         if self.S.get("cnn", {}).get("epochs"):
             shutil.copy2(cfg.run_dir / "cnn" / "cnn_mnist.json", cfg.run_dir / "ship" / "cnn_mnist.json")
             self.S["weights"]["cnn_mnist.pt"] = {"source": "cnn/cnn_mnist.pt", "json": "ship/cnn_mnist.json"}
@@ -1399,9 +1406,9 @@ def probe_main(a: argparse.Namespace) -> int:
     import torch
 
     from capsnet import distributed
-    from capsnet.checkpoint import save_checkpoint
+    from capsnet.checkpoint import atomic_write_json, save_checkpoint
     from capsnet.data import load_mnist
-    from capsnet.evaluate import predict, select_device
+    from capsnet.evaluate import predict, use_device_args
     from capsnet.model import CapsNet
     from capsnet.train import TrainingLoss, TrainStep, make_optimizer, resolve_speed, train_epoch
     from capsnet.train import parse_args as train_args
@@ -1409,9 +1416,7 @@ def probe_main(a: argparse.Namespace) -> int:
     d = Path(a.dir)
     args = train_args(["--device", a.device, "--batch-size", str(a.batch_size), "--seed", str(a.rank),
                        "--threads", str(a.threads), "--log-every", str(10**9), "--max-steps", str(a.steps)])  # fmt: skip
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = select_device(args.device)
+    device = use_device_args(args)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.manual_seed(a.rank)
@@ -1455,7 +1460,7 @@ def probe_main(a: argparse.Namespace) -> int:
         t = time.perf_counter()
         meta = {"probe": True}
         save_checkpoint(d / "probe_weights.pt", model, meta)
-        (d / "probe_weights.json").write_text(json.dumps(meta))
+        atomic_write_json(d / "probe_weights.json", meta)
         save_checkpoint(d / "probe_resume.pt", model, meta, optimizer=opt.state_dict())
         result["save_seconds"] = round(time.perf_counter() - t, 3)
         for f in ("probe_weights.pt", "probe_weights.json", "probe_resume.pt"):

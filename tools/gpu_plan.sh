@@ -19,7 +19,7 @@
 #
 # ## What it does (each step time-boxed; a failed step is recorded and the plan goes on)
 #
-# 0. setup: gunzip -k the carried archives (here, below), md5 check, torch/CUDA versions, nvidia-smi.
+# 0. setup: unpack the carried archives (gpu_plan.py unpack_raw), md5 check, torch/CUDA versions, nvidia-smi.
 #    Runs write under runs/gpu, a link to /dev/shm (each run writes ~130 MB per epoch, fsynced).
 # 1. `python -m capsnet.bench train --rounds 3 --json` (timeout 170 s; ~1-2 min, mostly the first,
 #    cold torch.compile, whose inductor cache every later process reuses): usual vs ours images/s,
@@ -82,10 +82,4 @@ cd "$(dirname "$0")/.." || exit 2
 : "${OUT:?OUT must name the folder whose files come back}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-raw="${PLAN_DATA_ROOT:-.data}/MNIST/raw"
-if compgen -G "$raw/*.gz" >/dev/null; then
-  gunzip -kf "$raw"/*.gz || echo "gunzip failed; the plan unpacks the archives itself" >&2
-elif ! compgen -G "$raw/*.xz" >/dev/null; then  # .xz: the plan unpacks them (Python's lzma)
-  echo "no MNIST archives in $raw (run tools/gpu_prepare.sh here and carry .data)" >&2
-fi
 exec "$PY" tools/gpu_plan.py run
