@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.browser_driver import METRIC, clear_canvas, launch, open_app, serve, stroke, wait_idle  # noqa: E402
+from tools.browser_driver import METRIC, clear_canvas, launch, open_app, serve, stroke, view_url, wait_idle  # noqa: E402
 
 RECON_IMG = ".st-key-reconstruction img"
 LIVE = ".st-key-reconstruction [data-live]"  # the pose component's host element
@@ -122,7 +122,7 @@ def p95(xs: list[float]) -> float:
 def open_live(context, url: str, query: str):
     """A new page of `context` on `url + query`, once its run is over and the live preview is ready."""
     page = context.new_page()
-    page.goto(url + query + "&view=pose")  # the pose explorer's view
+    page.goto(view_url(url, query, "pose"))
     page.wait_for_selector(METRIC, timeout=90_000)
     wait_idle(page)
     page.wait_for_selector(f"{LIVE}[data-live='ready']", state="attached", timeout=60_000)

@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 from tools import server_timing
 from tools.bench_browser import VIEWPORT, p95
-from tools.browser_driver import IDLE, launch, serve, wait_idle
+from tools.browser_driver import IDLE, launch, serve, view_url, wait_idle
 
 LAB = ".st-key-lab"
 FIRST_IMG = f"{LAB} img"  # "what both networks see"
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         page = browser.new_page(viewport=VIEWPORT)
         page.add_init_script(RECORD_SENDS)
         t0 = time.perf_counter()
-        page.goto(url + "/" + args.query.lstrip("/") + "&view=lab")  # the lab's view
+        page.goto(view_url(url, args.query, "lab"))
         page.wait_for_selector(STRIP_IMG, timeout=180_000)
         wait_idle(page, 180_000)
         first_load = time.perf_counter() - t0

@@ -86,6 +86,13 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+def view_url(url: str, query: str, view: str) -> str:
+    """The page at `url` for the share-link `query` ('?sample=3', '/?sample=3' or '') opened on
+    `view` (?view=NAME)."""
+    query = query.lstrip("/")
+    return f"{url}/{query}{'&' if '?' in query else '?'}view={view}"
+
+
 def wait_idle(page, timeout: float = 60_000) -> None:
     page.wait_for_timeout(150)
     page.wait_for_selector(IDLE, timeout=timeout)

@@ -18,7 +18,7 @@ from app import inputs
 from app.analysis import diverging_rgb, to_uint8
 from app.pose_sliders import DIFF_LIMIT, clean_pose
 from capsnet.preprocess import to_mnist
-from tools.browser_driver import METRIC, launch, serve, wait_idle
+from tools.browser_driver import METRIC, launch, serve, view_url, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -90,7 +90,7 @@ def model():
 def open_page(context, url: str, query: str, live: str = "ready"):
     """A page of the pose view (?view=pose) for the share-link parameters in `query`."""
     page = context.new_page()
-    page.goto(url + query + "&view=pose")
+    page.goto(view_url(url, query, "pose"))
     page.wait_for_selector(METRIC, timeout=90_000)
     wait_idle(page, timeout=90_000)
     page.wait_for_selector(f".st-key-reconstruction [data-live='{live}']", state="attached", timeout=60_000)
