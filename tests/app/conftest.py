@@ -31,6 +31,15 @@ def app_env(random_checkpoint, monkeypatch) -> Path:
     return random_checkpoint
 
 
+@pytest.fixture
+def shipped(monkeypatch) -> Path:
+    """The page on the shipped weights."""
+    import capsnet
+
+    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(capsnet.DEFAULT_CHECKPOINT))
+    return capsnet.DEFAULT_CHECKPOINT
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's Chromium for the browser tests. Skipped without it, except under CI=true, where a

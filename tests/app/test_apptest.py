@@ -45,13 +45,6 @@ def canvas_value(rgba: np.ndarray) -> dict:
             "backgroundFit": None}  # fmt: skip
 
 
-@pytest.fixture
-def shipped(monkeypatch):
-    """The page on the shipped weights."""
-    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(capsnet.DEFAULT_CHECKPOINT))
-    return capsnet.DEFAULT_CHECKPOINT
-
-
 SAMPLES, LABELS = inputs.load_samples()
 
 
@@ -71,7 +64,6 @@ def pose_data(at) -> dict:
         for e in at.container(key="pose").get("bidi_component")
         if e.proto.component_name == "capsnet.pose_sliders"
     ]
-    assert el.proto.component_name == "capsnet.pose_sliders"
     return json.loads(el.proto.json), el.proto.id
 
 

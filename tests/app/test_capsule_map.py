@@ -3,14 +3,11 @@ known: where each capsule sits, its colour, the outline, the hover note and the 
 
 import numpy as np
 import pytest
+from test_images import hex_rgb as rgb
 
 from app import capsule_map as M
 from app import palette as P
 from app.images import _lut
-
-
-def rgb(h: str) -> tuple:
-    return tuple(int(h[k : k + 2], 16) for k in (1, 3, 5))
 
 
 def test_primary_map_puts_each_capsule_on_its_type_panel():

@@ -4,7 +4,6 @@ The JavaScript itself is checked against the model in Chromium (test_live_decode
 
 import gzip
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
+from test_apptest import pose_data
 
 import capsnet
 from app import decoder_weights as W
@@ -23,16 +23,6 @@ from capsnet.preprocess import to_mnist
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 TOLERANCE = 1 / 255  # one grey level
 SAMPLES, LABELS = inputs.load_samples()
-
-
-def pose_data(at) -> dict:
-    """What the pose component was sent."""
-    (el,) = [
-        e
-        for e in at.container(key="pose").get("bidi_component")
-        if e.proto.component_name == "capsnet.pose_sliders"
-    ]
-    return json.loads(el.proto.json)
 
 
 @pytest.fixture(scope="module")
@@ -134,20 +124,20 @@ def test_page_sends_the_file_pose_and_digit(static_dir, monkeypatch, random_chec
     at.query_params.update({"sample": "12", "capsule": "3", "iters": "2", "view": "pose"})
     at.run()
     assert not at.exception
-    live = pose_data(at)["live"]
+    live = pose_data(at)[0]["live"]
     assert live["weights"] == "app/static/" + W.publish(shipped_model, static_dir)
     assert (static_dir / live["weights"].removeprefix("app/static/")).is_file()
     poses, _ = page_poses(shipped_model, 12, iterations=2)
     assert live["digit"] == 3 and live["why"] == ""
     np.testing.assert_array_equal(np.float32(live["pose"]), poses[3])  # float32 values survive JSON
-    assert pose_data(at)["diff_limit"] == DIFF_LIMIT == 0.5
+    assert pose_data(at)[0]["diff_limit"] == DIFF_LIMIT == 0.5
 
     monkeypatch.setenv("CAPSNET_CHECKPOINT", str(random_checkpoint))
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update({"sample": "12", "view": "pose"})
     at.run()
     assert not at.exception
-    other = pose_data(at)["live"]["weights"]
+    other = pose_data(at)[0]["live"]["weights"]
     assert other.startswith("app/static/decoder-") and other != live["weights"]
     assert len(list(static_dir.iterdir())) == 2
 
@@ -163,7 +153,7 @@ def test_without_static_serving_the_page_says_why(static_dir, monkeypatch):
     finally:
         st_config.set_option("server.enableStaticServing", was)
     assert not at.exception
-    live = pose_data(at)["live"]
+    live = pose_data(at)[0]["live"]
     assert live["weights"] is None and "server.enableStaticServing" in live["why"]
     assert not static_dir.exists()
     assert len(at.container(key="reconstruction").get("image")) == 1  # the server's pictures remain

@@ -8,18 +8,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_apptest import SAMPLES, new_app, pose_data, shown
+from test_apptest import SAMPLES, new_app, open_view, pose_data, shown
 
 import capsnet
 from capsnet import atlas
 from capsnet.preprocess import to_mnist
 
-ATLAS = json.loads(capsnet.DEFAULT_CHECKPOINT.with_name("pose_atlas.json").read_text())
-
-
-@pytest.fixture
-def shipped(monkeypatch):
-    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(capsnet.DEFAULT_CHECKPOINT))
+ATLAS = json.loads(atlas.DEFAULT_ATLAS.read_text())
 
 
 def pose_page(query: dict):
@@ -88,7 +83,7 @@ def test_no_atlas_for_these_weights_means_no_names(tmp_path, monkeypatch, random
         shutil.copy(capsnet.DEFAULT_CHECKPOINT, weights)
     else:  # the shipped atlas next to random weights
         shutil.copy(random_checkpoint, weights)
-        shutil.copy(capsnet.DEFAULT_CHECKPOINT.with_name("pose_atlas.json"), tmp_path / "pose_atlas.json")
+        shutil.copy(atlas.DEFAULT_ATLAS, tmp_path / "pose_atlas.json")
     monkeypatch.setenv("CAPSNET_CHECKPOINT", str(weights))
     at = pose_page({"sample": "7"})
     assert not at.exception
@@ -97,8 +92,7 @@ def test_no_atlas_for_these_weights_means_no_names(tmp_path, monkeypatch, random
     assert ("No pose atlas" in warning) if case == "missing" else ("measured on other weights" in warning)
     assert pose_data(at)[0]["names"] == [f"dim {d}" for d in range(16)]
     assert not shown(at, "pose_atlas")
-    at.session_state["view"] = "Figure 4: every dimension"
-    at.run()
+    open_view(at, "figure4")
     assert "The rows are not named" in at.container(key="grid").markdown[0].value
 
 
@@ -109,7 +103,7 @@ def test_an_atlas_for_the_file_is_not_used_for_other_weights_still_served(
     the atlas beside it describes, the atlas still does not describe what is served."""
     weights = tmp_path / "capsnet_mnist.pt"
     shutil.copy(random_checkpoint, weights)
-    shutil.copy(capsnet.DEFAULT_CHECKPOINT.with_name("pose_atlas.json"), tmp_path / "pose_atlas.json")
+    shutil.copy(atlas.DEFAULT_ATLAS, tmp_path / "pose_atlas.json")
     monkeypatch.setenv("CAPSNET_CHECKPOINT", str(weights))
     at = pose_page({"sample": "7"})
     assert "measured on other weights" in " ".join(w.value for w in at.warning)

@@ -25,11 +25,6 @@ def model():
     return capsnet.load_model(capsnet.DEFAULT_CHECKPOINT)
 
 
-@pytest.fixture
-def shipped(monkeypatch):
-    monkeypatch.setenv("CAPSNET_CHECKPOINT", str(capsnet.DEFAULT_CHECKPOINT))
-
-
 def traced(model, index: int) -> dict:
     x = torch.from_numpy(to_mnist(SAMPLES[index]).astype(np.float32))[None, None]
     with torch.no_grad():
