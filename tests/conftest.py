@@ -9,6 +9,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/mnist_files.py
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `from tools import ...`, also under a bare `pytest`
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from tools import gpu_collect as collect  # noqa: E402 (tools/ is found from the repository root)
 from tools import gpu_plan as plan  # noqa: E402

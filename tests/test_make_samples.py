@@ -1,15 +1,14 @@
 """tools/make_samples.py: the app's 40 sample digits, and the one among them that routing puts right."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+import capsnet
+from tools import make_samples
 
-import make_samples  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_pick_that_routing_already_puts_right_keeps_the_set():
@@ -35,7 +34,7 @@ def test_the_shipped_samples_are_what_the_tool_makes_for_the_shipped_weights(rea
     """After a retrain the sample set is remade for the new weights (tests/app/test_apptest.py needs
     a sample that routing puts right); this fails until it is, and says the command."""
     out = tmp_path / "samples.npz"
-    checkpoint = ROOT / "checkpoints" / "capsnet_mnist.pt"
+    checkpoint = capsnet.DEFAULT_CHECKPOINT
     make_samples.main(["--data-root", str(real_mnist), "--checkpoint", str(checkpoint), "--out", str(out)])
     printed = capsys.readouterr().out
     made, shipped = np.load(out), np.load(ROOT / "app" / "samples.npz")
@@ -51,12 +50,11 @@ def test_routing_fixes_are_the_digits_routing_puts_right_clearest_first(real_mni
     page prepares them, and the MNIST labels."""
     import torch
 
-    import capsnet
     from capsnet.data import load_mnist
     from capsnet.preprocess import to_mnist
 
     images, labels = (t.numpy()[:2000] for t in load_mnist(str(real_mnist), train=False, download=False))
-    checkpoint = ROOT / "checkpoints" / "capsnet_mnist.pt"
+    checkpoint = capsnet.DEFAULT_CHECKPOINT
     fixes = make_samples.routing_fixes(images, labels, checkpoint)
     net = capsnet.load_model(checkpoint)
     x = torch.from_numpy(np.stack([to_mnist(img) for img in images])).float().reshape(-1, 1, 28, 28)
