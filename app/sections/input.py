@@ -21,6 +21,7 @@ from capsnet.model import DIGIT_DIM, NUM_PRIMARY
 from capsnet.preprocess import to_mnist
 
 MAX_ITERATIONS = 5
+DEFAULT_ITERATIONS = 3  # the paper's
 DRAW, SAMPLE, UPLOAD = "Draw", "MNIST sample", "Upload a photo"
 SOURCES = [DRAW, SAMPLE, UPLOAD]
 AUTO = "auto"
@@ -59,7 +60,7 @@ def init_state(n_samples: int) -> None:
     for key, default in (
         ("source", DRAW),
         ("sample", 0),
-        ("iterations", 3),
+        ("iterations", DEFAULT_ITERATIONS),
         ("capsule", AUTO),
         ("canvas_n", 0),
         (VIEW_KEY, VIEWS[DEFAULT_VIEW]),
@@ -140,9 +141,9 @@ def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
 def current_controls() -> Controls:
     """This run's values of the controls, read before their widgets are drawn (init_state and the
     widgets keep them in session state); anything out of range reads as the default."""
-    iterations = st.session_state.get("iterations", 3)
+    iterations = st.session_state.get("iterations", DEFAULT_ITERATIONS)
     if not isinstance(iterations, int) or not 1 <= iterations <= MAX_ITERATIONS:
-        iterations = 3
+        iterations = DEFAULT_ITERATIONS
     capsule = st.session_state.get("capsule", AUTO)
     if capsule != AUTO and not (isinstance(capsule, int) and 0 <= capsule < 10):
         capsule = AUTO
