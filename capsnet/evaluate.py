@@ -198,8 +198,20 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        return f"cpu ({cpu_model() or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     return device.type
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name as Linux reports it (e.g. "AMD EPYC"), None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return None
 
 
 def select_device(name: str = "auto") -> torch.device:

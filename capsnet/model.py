@@ -133,7 +133,7 @@ class PrimaryCaps(nn.Module):
         B = out.shape[0]
         out = out.view(B, NUM_PRIMARY_TYPES, PRIMARY_DIM, PRIMARY_GRID, PRIMARY_GRID)
         out = out.permute(0, 1, 3, 4, 2).reshape(B, NUM_PRIMARY, PRIMARY_DIM)  # (B, 1152, 8)
-        return squash(out)
+        return squash(out.to(self.conv.weight.dtype))  # the weights' dtype (fp32) even after a bf16 conv
 
 
 class DigitCaps(nn.Module):
@@ -173,9 +173,12 @@ class CapsNet(nn.Module):
             raise ValueError(f"iterations must be in 1..{MAX_ITERATIONS}, got {iterations}")
         check_routing_gain(routing_gain)  # before the convolutions, not after
         h = F.relu(self.conv1(x))  # (B, 256, 20, 20)
-        u = self.primary_caps(h)  # (B, 1152, 8)
-        u_hat = self.digit_caps.predictions(u)  # (B, 1152, 10, 16)
-        v, per_iter = dynamic_routing(u_hat, iterations, trace, routing_gain)
+        u = self.primary_caps(h)  # (B, 1152, 8), fp32
+        # A caller's bf16 autocast reaches the two convolutions only (95% of the arithmetic):
+        # u_hat, routing's softmax and agreement stay fp32, where the small differences decide c.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            u_hat = self.digit_caps.predictions(u)  # (B, 1152, 10, 16)
+            v, per_iter = dynamic_routing(u_hat, iterations, trace, routing_gain)
         lengths = torch.linalg.vector_norm(v, dim=-1)  # (B, 10)
         if not trace:
             return CapsOutput(poses=v, lengths=lengths)
@@ -237,13 +240,14 @@ def training_loss(
     """The paper's loss of one batch: margin loss (Eq. 4) + recon_weight x the SSE of the decoder's
     reconstruction from the capsule of the TRUE digit y (every other capsule masked out, Sec. 4.1).
 
-    x: (B, 1, 28, 28), y: (B,) labels. With amp the forward runs in bf16 autocast; the losses are
-    always summed in fp32. Returns the loss () and the forward's CapsOutput (e.g. for accuracy).
+    x: (B, 1, 28, 28), y: (B,) labels. With amp the two convolutions run in bf16 autocast (the
+    forward turns it off for routing); the decoder and the losses are fp32 either way. Returns the
+    loss () and the forward's CapsOutput (e.g. for accuracy).
     """
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
         out = model(x, iterations=iterations)  # no trace: no per-iteration copies
-        recon = model.reconstruct(out.poses, y)  # masked by the label, never by out.prediction
-    loss = margin_loss(out.lengths.float(), y) + reconstruction_loss(recon.float(), x, recon_weight)
+    recon = model.reconstruct(out.poses, y)  # masked by the label, never by out.prediction
+    loss = margin_loss(out.lengths, y) + reconstruction_loss(recon, x, recon_weight)
     return loss, out
 
 

@@ -11,6 +11,17 @@ Each epoch writes, atomically: the weights (OUT), their metadata (OUT with .json
 training state for `--resume` (OUT with .resume.pt). A killed run continues from the last epoch
 it finished with the same command plus `--resume`.
 
+    python -m capsnet.train --data-root ../shared/data --time-limit 90 --val 5000 \
+        --init-from checkpoints/capsnet_mnist.pt --out runs/cpu/capsnet_mnist.pt
+
+`--time-limit MINUTES` trains for that long: it measures its speed, plans the steps that fit and
+anneals the lr on a cosine to `--lr-floor` over them (re-planned as the speed changes, so the
+floor comes at the limit), writes the resume state every `--save-every` minutes (mid-epoch too)
+and at the limit, and exits cleanly. With `--val N`, OUT keeps the weights that scored best on
+the held-out digits and the test set is scored once, on those, when the run ends.
+`--init-from CHECKPOINT` starts from given weights with a fresh optimizer; the metadata's
+"lineage" lists every run the weights came from (command, epochs, hours, device).
+
 The hot loop never leaves the device: the training set sits there as uint8, each epoch's
 permutation too, the shift is one batched gather, and the host reads the running loss only every
 `--log-every` steps. On CUDA it also runs in bf16 autocast with TF32, channels-last convolutions,
@@ -23,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import sys
 import time
@@ -97,6 +109,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checkpoint path to write (default: " + ", ".join(f"{k}: {v}" for k, v in ARCHS.items()) + ")",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT's .resume.pt")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from these CapsNet weights with a fresh optimizer and schedule (not a resume); "
+        "the metadata's lineage records the runs they came from",
+    )
+    timed = p.add_argument_group("time limit")
+    timed.add_argument(
+        "--time-limit",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="train for this long (0 = off): plan the steps that fit, a cosine lr to --lr-floor over "
+        "them, checkpoints every --save-every minutes and at the limit; --epochs is then an upper bound",
+    )
+    timed.add_argument("--lr-floor", type=float, default=1e-5, help="the lr the cosine ends at")
+    timed.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="linear lr warm-up steps (a fresh Adam on trained weights)",
+    )
+    timed.add_argument(
+        "--save-every", type=float, default=5.0, metavar="MINUTES", help="minutes between resume checkpoints"
+    )
     p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT already exists")
     p.add_argument(
         "--max-steps", type=int, default=0, help="stop each epoch after N steps (0 = all; for smoke tests)"
@@ -112,6 +150,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--val and --max-shift must be >= 0")
     if not 0 <= args.dropout < 1:
         p.error("--dropout must be in [0, 1)")
+    if (
+        args.time_limit < 0
+        or args.save_every <= 0
+        or args.warmup_steps < 0
+        or not 0 <= args.lr_floor <= args.lr
+    ):
+        p.error(
+            "--time-limit must be >= 0, --save-every > 0, --warmup-steps >= 0 and 0 <= --lr-floor <= --lr"
+        )
+    if args.init_from and args.arch != "capsnet":
+        p.error("--init-from takes CapsNet weights: use it with --arch capsnet")
     if args.out is None:
         args.out = ARCHS[args.arch]
     return args
@@ -394,15 +443,24 @@ def train_epoch(
     epoch: int,
     world: distributed.World,
     progress: bool = True,
+    start: int = 0,
+    shift_state: Tensor | None = None,
+    after_step=None,
 ) -> dict:
     """One pass over `order` (positions in images, on the device); returns mean loss and accuracy
     over every process's images. Batches are full: the len(order) % batch_size left over are
-    skipped (a different few each epoch), so compiled shapes never change."""
+    skipped (a different few each epoch), so compiled shapes never change.
+
+    A run resumed mid-epoch passes the step to start at and the shift generator's saved state.
+    `after_step(k, shift_gen)`, called after step k, may return True to end the epoch there
+    (a --time-limit run at its limit); the result's "stopped" says whether it did."""
     from tqdm import tqdm
 
     device = images.device
     step.eager.train()
     shift_gen = torch.Generator(device=device).manual_seed((args.seed * 100_003 + epoch) * 1_000 + world.rank)
+    if shift_state is not None:
+        shift_gen.set_state(shift_state)
     steps = len(order) // args.batch_size
     if args.max_steps:
         steps = min(steps, args.max_steps)
@@ -412,9 +470,11 @@ def train_epoch(
     # Sums kept on the device: reading them (a host sync) happens only every log_every steps.
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    seen, stopped = 0, False
     bar = tqdm(
-        range(steps),
+        range(start, steps),
+        initial=start,
+        total=steps,
         desc=f"epoch {epoch + 1}/{args.epochs}",
         unit="batch",
         file=sys.stderr,
@@ -432,7 +492,12 @@ def train_epoch(
         seen += len(y)
         if (k + 1) % args.log_every == 0 or k + 1 == steps:
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
+        if after_step is not None and after_step(k, shift_gen) and k + 1 < steps:
+            stopped = True
+            break
     bar.close()
+    if seen == 0:  # resumed at the very end of an epoch
+        return {"train_loss": float("nan"), "train_accuracy": float("nan"), "images": 0, "stopped": stopped}
     totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(seen, device=device).double()])
     loss_sum, correct, seen = distributed.all_reduce_sum(totals, world).tolist()
     loss_mean = loss_sum / seen
@@ -442,7 +507,61 @@ def train_epoch(
         "train_loss": round(loss_mean, 6),
         "train_accuracy": round(correct / seen, 6),
         "images": int(seen),
+        "stopped": stopped,
     }
+
+
+@dataclass
+class LrPlan:
+    """The lr of a --time-limit run: a cosine from `lr` to `floor` along `progress` (0..1), times a
+    linear warm-up over the first `warmup` steps. Each step adds `per_step` to the progress; each
+    re-plan spreads what is left of the cosine over the steps the measured speed still fits before
+    the limit, so the curve stays continuous and ends at the floor at the limit, even when the
+    machine slows down or speeds up on the way."""
+
+    lr: float
+    floor: float
+    warmup: int = 0
+    steps: int = 0  # steps taken
+    progress: float = 0.0
+    per_step: float = 0.0  # 0 until the first plan: the starting lr
+
+    def current(self) -> float:
+        cosine = self.floor + 0.5 * (self.lr - self.floor) * (
+            1.0 + math.cos(math.pi * min(self.progress, 1.0))
+        )
+        return cosine * min(1.0, (self.steps + 1) / self.warmup) if self.warmup else cosine
+
+    def advance(self) -> None:
+        self.steps += 1
+        self.progress = min(1.0, self.progress + self.per_step)
+
+    def replan(self, steps_left: float) -> None:
+        self.per_step = (1.0 - self.progress) / max(steps_left, 1.0)
+
+
+class Clock:
+    """Where a --time-limit run stands against its limit. Training time is told apart from the
+    evaluations and saves, so the speed it plans with is the training step's own."""
+
+    def __init__(self, limit_s: float, start: float):
+        self.deadline = start + limit_s
+        self.limit_s = limit_s
+        self.other_s = 0.0  # evaluations and saves since `mark`
+        self.mark_time: float | None = None
+        self.mark_steps = 0
+
+    def mark(self, steps: int) -> None:
+        """Start measuring the speed here (after the first, compiling steps)."""
+        self.mark_time, self.mark_steps, self.other_s = time.perf_counter(), steps, 0.0
+
+    def seconds_per_step(self, steps: int) -> float | None:
+        if self.mark_time is None or steps - self.mark_steps < 5:
+            return None
+        return (time.perf_counter() - self.mark_time - self.other_s) / (steps - self.mark_steps)
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
 
 
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, iterations: int) -> tuple[float, int]:
@@ -495,14 +614,65 @@ def main(argv: list[str] | None = None) -> int:
         distributed.finish(world)
 
 
+def init_weights(model: CapsNet, path: Path, out: Path) -> list[dict]:
+    """Load --init-from's weights into `model`; return the lineage they carry (the runs that made
+    them, oldest first). Weights from before lineages were recorded count as one run, described by
+    their own metadata."""
+    if path.resolve() == out.resolve():
+        raise CheckpointError(f"--init-from {path} is --out too: the run would overwrite its own start")
+    fix = "Pass --init-from a CapsNet checkpoint written by capsnet.train."
+    state = read_checkpoint(path, fix)
+    if state.get("format") != CAPSNET_FORMAT:
+        raise CheckpointError(f"{path} does not hold CapsNet weights ({state.get('format')}). {fix}")
+    load_state(model, state["state_dict"], path, fix)
+    try:
+        meta = json.loads(state.get("meta") or "{}")
+    except json.JSONDecodeError:
+        meta = {}
+    if meta.get("lineage"):
+        return list(meta["lineage"])
+    return [run_summary(meta, source=str(path))] if meta else [{"source": str(path), "note": "no metadata"}]
+
+
+def run_summary(meta: dict, **extra) -> dict:
+    """One run of a lineage, from its metadata: what ran, for how long, where."""
+    keys = ("command", "date", "device", "torch_version", "epochs", "steps", "batch_size", "lr", "lr_decay")
+    summary = {k: meta[k] for k in keys if k in meta}
+    if "train_seconds" in meta:
+        summary["hours"] = round(meta["train_seconds"] / 3600, 3)
+    for k in ("val_accuracy", "test_accuracy"):
+        if k in meta:
+            summary[k] = meta[k]
+    return summary | extra
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
 def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_y, test_x, test_y) -> int:
+    timed = args.time_limit > 0
+    if timed and world.distributed:
+        say("error: --time-limit runs in one process (each would stop at its own step)", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
     speed = resolve_speed(args, device)
     model = build(args).to(device)
+    parents: list[dict] = []  # the runs the starting weights came from
+    if args.init_from and not args.resume:
+        try:
+            parents = init_weights(model, Path(args.init_from), out)
+        except CheckpointError as e:
+            say(f"error: --init-from: {e}", file=sys.stderr)
+            return 2
     if speed.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, args.lr, speed)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=args.lr_decay)
-    start_epoch, history, train_seconds = 0, [], 0.0
+    plan = LrPlan(args.lr, args.lr_floor, args.warmup_steps) if timed else None
+    start_epoch, start_step, shift_state, history, train_seconds = 0, 0, None, [], 0.0
+    best_val, best_state = -1.0, None
 
     if args.resume:
         rpath = resume_path(out)
@@ -521,7 +691,12 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
             match_state_layout(opt)
             sched.load_state_dict(state["scheduler"])
             held_out = int(state.get("val_images", 0))
-        except (CheckpointError, KeyError, ValueError) as e:
+            if timed != ("plan" in state):
+                raise CheckpointError("resume a --time-limit run with --time-limit, and only such a run")
+            if timed:
+                plan = LrPlan(**state["plan"])
+            parents = list(json.loads(state["meta"]).get("lineage", [{}]))[:-1]
+        except (CheckpointError, KeyError, ValueError, TypeError) as e:
             say(f"error: cannot resume from {rpath}: {e}", file=sys.stderr)
             return 2
         if held_out != args.val:
@@ -535,8 +710,13 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
         else:  # written before the state was saved: only dropout (the CNNs') is affected
             say(f"note: {rpath} holds no random-generator state; dropout masks will differ", file=sys.stderr)
         start_epoch, history = int(state["epoch"]), list(state["history"])
+        start_step, shift_state = int(state.get("step", 0)), state.get("shift_state")
         train_seconds = float(state["train_seconds"])
-        say(f"resuming after epoch {start_epoch} of {args.epochs} from {rpath}", file=sys.stderr)
+        best_val = float(state.get("best_val", -1.0))
+        if best_val >= 0:  # OUT holds the weights chosen so far
+            best_state = read_checkpoint(out, fix)["state_dict"]
+        where = f"at epoch {start_epoch + 1}, step {start_step}" if start_step else f"after epoch {start_epoch}"
+        say(f"resuming {where} of {args.epochs} from {rpath}", file=sys.stderr)
 
     if isinstance(model, CapsNet):
         loss_module = TrainingLoss(model, args.iterations, args.recon_weight, speed.amp)
@@ -547,6 +727,9 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
             loss_module, device_ids=[device.index] if device.type == "cuda" else None
         )
     step = TrainStep(loss_module, opt, speed, say)
+    steps_per_epoch = len(train_x) // world.world_size // args.batch_size
+    if args.max_steps:
+        steps_per_epoch = min(steps_per_epoch, args.max_steps)
 
     if world.is_main:  # temp files left by a run killed while writing: the real files beside them are intact
         for stale in (
@@ -554,83 +737,198 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
             *out.parent.glob(f".{resume_path(out).name}.*.tmp"),
         ):
             stale.unlink(missing_ok=True)
+
+    def make_meta(epochs_done: float, **extra) -> dict:
+        meta = {
+            "arch": args.arch,
+            "parameters": count_parameters(model),
+            **({"dropout": args.dropout} if args.arch != "capsnet" else {}),
+            **extra,
+            "epochs": epochs_done,
+            "seconds_per_epoch": round(train_seconds / epochs_done, 2) if epochs_done else None,
+            "train_seconds": round(train_seconds, 1),
+            "device": device_name(device),
+            "torch_version": torch.__version__,
+            "seed": args.seed,
+            "command": command,
+            "batch_size": args.batch_size,
+            "world_size": world.world_size,
+            "global_batch_size": args.batch_size * world.world_size,
+            "lr": args.lr,
+            **(
+                {"lr_schedule": f"cosine to {args.lr_floor:g} over the steps that fit", "steps": plan.steps}
+                if timed
+                else {"lr_decay": args.lr_decay}
+            ),
+            **({"routing_iterations": args.iterations} if args.arch == "capsnet" else {}),
+            "max_shift": args.max_shift,
+            "train_images": len(train_x),
+            "images_per_epoch": steps_per_epoch * args.batch_size * world.world_size,
+            "val_images": len(val_x),
+            "test_images": len(test_x),
+            "speed": speed.as_meta(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "history": history,
+        }
+        here = run_summary(meta, **({"init_from": args.init_from} if args.init_from else {}))
+        meta["lineage"] = [*parents, here]
+        hours = [r.get("hours") for r in meta["lineage"]]
+        if all(h is not None for h in hours):
+            meta["total_hours"] = round(sum(hours), 3)
+        return meta
+
+    def write_resume(meta: dict, epoch: int, at_step: int, shift_gen_state) -> None:
+        save(
+            resume_path(out),
+            model,
+            meta,
+            optimizer=opt.state_dict(),
+            scheduler=sched.state_dict(),
+            epoch=epoch,
+            step=at_step,
+            **({"shift_state": shift_gen_state} if at_step else {}),
+            **({"plan": asdict(plan)} if timed else {}),
+            best_val=best_val,
+            history=history,
+            train_seconds=train_seconds,
+            rng=rng_state(device),
+            val_images=len(val_x),
+        )
+
+    def epochs_done(epoch: int, at_step: int) -> float:
+        return round(epoch + at_step / steps_per_epoch, 3) if timed else epoch
+
+    # --time-limit: the speed is measured after the first (compiling) steps, and the time an end
+    # needs (scoring the validation and test digits, the saves) is kept in reserve.
+    clock = Clock(args.time_limit * 60, started) if timed else None
+    eval_s_per_image = 0.0
+    if timed and world.is_main:
+        t0 = time.perf_counter()
+        accuracy(model, test_x[:256], test_y[:256], args.iterations)
+        eval_s_per_image = (time.perf_counter() - t0) / min(256, len(test_x))
+    reserve = eval_s_per_image * (len(val_x) + len(test_x)) * 1.3 + 10.0
+    next_save = time.perf_counter() + args.save_every * 60
+    first_step = plan.steps if timed else 0
+    stop_at: dict = {}
+
+    def after_step(epoch: int, k: int, shift_gen) -> bool:
+        nonlocal next_save, train_seconds
+        plan.advance()
+        set_lr(opt, plan.current())
+        if plan.steps - first_step == 3:
+            clock.mark(plan.steps)
+        now = time.perf_counter()
+        sps = clock.seconds_per_step(plan.steps)
+        if sps is not None and (plan.per_step == 0.0 or now >= next_save):
+            # Each epoch's end also scores the validation digits: spread that over its steps.
+            per_step = sps + eval_s_per_image * len(val_x) / steps_per_epoch
+            plan.replan((clock.left() - reserve) / per_step)
+        if now >= next_save and k + 1 < steps_per_epoch:  # an epoch's end writes its own
+            t0 = time.perf_counter()
+            write_resume(make_meta(epochs_done(epoch, k + 1)), epoch, k + 1, shift_gen.get_state())
+            clock.other_s += time.perf_counter() - t0
+            next_save = time.perf_counter() + args.save_every * 60
+        if clock.left() <= reserve:
+            stop_at.update(step=k + 1, shift_state=shift_gen.get_state())
+            return True
+        return False
+
+    if timed:
+        set_lr(opt, plan.current())
+    meta = None
     for epoch in range(start_epoch, args.epochs):
         lr = opt.param_groups[0]["lr"]
         order = epoch_order(len(train_x), args.seed, epoch, world).to(device)
         t0 = time.perf_counter()
-        stats = train_epoch(step, train_x, train_y, order, args, epoch, world)
+        other_before = clock.other_s if timed else 0.0
+        first = epoch == start_epoch
+        stats = train_epoch(
+            step,
+            train_x,
+            train_y,
+            order,
+            args,
+            epoch,
+            world,
+            start=start_step if first else 0,
+            shift_state=shift_state if first else None,
+            after_step=(lambda k, gen, e=epoch: after_step(e, k, gen)) if timed else None,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - ((clock.other_s - other_before) if timed else 0.0)
         train_seconds += seconds
-        sched.step()
+        if not timed:
+            sched.step()
+        stopped = stats["stopped"]
+        at_step = stop_at["step"] if stopped else 0
         record = {
             "epoch": epoch + 1,
             "train_loss": stats["train_loss"],
             "train_accuracy": stats["train_accuracy"],
         }
+        if stopped:
+            record["steps"] = at_step  # the limit came mid-epoch
         if world.is_main:
+            t_eval = time.perf_counter()
+            extra = {}
             if args.val:
                 record["val_accuracy"] = round(accuracy(model, val_x, val_y, args.iterations)[0], 6)
-            acc, wrong = accuracy(model, test_x, test_y, args.iterations)
+                if record["val_accuracy"] > best_val:
+                    best_val = record["val_accuracy"]
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    record["chosen"] = True
+                extra = {"val_accuracy": best_val}
+            else:
+                acc, wrong = accuracy(model, test_x, test_y, args.iterations)
+                record["test_accuracy"] = round(acc, 6)
+                extra = {"test_accuracy": round(acc, 6), "test_errors": wrong}
             record.update(
-                test_accuracy=round(acc, 6),
                 seconds=round(seconds, 2),
-                images_per_second=round(stats["images"] / seconds, 1),
+                images_per_second=round(stats["images"] / seconds, 1) if seconds > 0 else None,
                 lr=lr,
             )
             history.append(record)
-            val_text = f"val acc {record['val_accuracy']:.4%}  " if args.val else ""
+            score = (
+                f"val acc {record['val_accuracy']:.4%}"
+                if args.val
+                else f"test acc {record['test_accuracy']:.4%}"
+            )
+            lr_now = f", lr {opt.param_groups[0]['lr']:.2e}" if timed else ""
             say(
-                f"epoch {epoch + 1}: loss {stats['train_loss']:.4f}  train acc {stats['train_accuracy']:.4f}  "
-                f"{val_text}test acc {acc:.4%}  ({seconds:.1f} s, {record['images_per_second']:,.0f} img/s)",
+                f"epoch {epoch + 1}{' (stopped at the time limit)' if stopped else ''}: "
+                f"loss {stats['train_loss']:.4f}  train acc {stats['train_accuracy']:.4f}  {score}  "
+                f"({seconds:.1f} s, {record['images_per_second'] or 0:,.0f} img/s{lr_now})",
                 file=sys.stderr,
                 flush=True,
             )
-            meta = {
-                "arch": args.arch,
-                "parameters": count_parameters(model),
-                **({"dropout": args.dropout} if args.arch != "capsnet" else {}),
-                "test_accuracy": round(acc, 6),
-                "test_errors": wrong,
-                "epochs": epoch + 1,
-                "seconds_per_epoch": round(train_seconds / (epoch + 1), 2),
-                "train_seconds": round(train_seconds, 1),
-                "device": device_name(device),
-                "torch_version": torch.__version__,
-                "seed": args.seed,
-                "command": command,
-                "batch_size": args.batch_size,
-                "world_size": world.world_size,
-                "global_batch_size": args.batch_size * world.world_size,
-                "lr": args.lr,
-                "lr_decay": args.lr_decay,
-                **({"routing_iterations": args.iterations} if args.arch == "capsnet" else {}),
-                "max_shift": args.max_shift,
-                "train_images": len(train_x),
-                "images_per_epoch": stats["images"],
-                "val_images": len(val_x),
-                **({"val_accuracy": record["val_accuracy"]} if args.val else {}),
-                "test_images": len(test_x),
-                "speed": speed.as_meta(),
-                "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "history": history,
-            }
+            done = epochs_done(epoch + (0 if stopped else 1), at_step)
+            meta = make_meta(done, **extra)
             # Order matters for a kill between writes: weights, then metadata, then the resume state.
-            save(out, model, meta)
-            atomic_write_json(out.with_suffix(".json"), meta)
-            save(
-                resume_path(out),
-                model,
-                meta,
-                optimizer=opt.state_dict(),
-                scheduler=sched.state_dict(),
-                epoch=epoch + 1,
-                history=history,
-                train_seconds=train_seconds,
-                rng=rng_state(device),
-                val_images=len(val_x),
-            )
+            if not args.val or record.get("chosen"):
+                save(out, model, meta)
+                atomic_write_json(out.with_suffix(".json"), meta)
+            write_resume(meta, epoch if stopped else epoch + 1, at_step, stop_at.get("shift_state"))
+            if timed:
+                clock.other_s += time.perf_counter() - t_eval
+        if stopped:
+            break
+    if args.val and world.is_main and best_state is not None:
+        # The test set is scored once, on the weights the validation digits chose.
+        final = build(args).to(device)
+        final.load_state_dict(best_state)
+        acc, wrong = accuracy(final, test_x, test_y, args.iterations)
+        chosen = max((r for r in history if r.get("chosen")), key=lambda r: r["val_accuracy"], default=None)
+        meta = make_meta(
+            meta["epochs"] if meta else epochs_done(start_epoch, start_step),
+            val_accuracy=best_val,
+            test_accuracy=round(acc, 6),
+            test_errors=wrong,
+            chosen_epoch=chosen["epoch"] if chosen else None,
+        )
+        say(f"chosen on validation: epoch {meta['chosen_epoch']}, test acc {acc:.4%}", file=sys.stderr)
+        save(out, final, meta)
+        atomic_write_json(out.with_suffix(".json"), meta)
     distributed.barrier(world)  # nobody leaves before rank 0 has written the last epoch
     say(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
     return 0
