@@ -715,7 +715,9 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
         best_val = float(state.get("best_val", -1.0))
         if best_val >= 0:  # OUT holds the weights chosen so far
             best_state = read_checkpoint(out, fix)["state_dict"]
-        where = f"at epoch {start_epoch + 1}, step {start_step}" if start_step else f"after epoch {start_epoch}"
+        where = (
+            f"at epoch {start_epoch + 1}, step {start_step}" if start_step else f"after epoch {start_epoch}"
+        )
         say(f"resuming {where} of {args.epochs} from {rpath}", file=sys.stderr)
 
     if isinstance(model, CapsNet):
