@@ -3,6 +3,7 @@
     python -m capsnet.bench              # inference: one digit, traced vs plain forward, decoder, grid
     python -m capsnet.bench --json       # the same, ending with one JSON line
     python -m capsnet.bench train --data-root ../shared/data [--n 60000] [--peak-tflops 989] [--json]
+    python -m capsnet.bench paths --data-root ../shared/data --threads 2 [--check-steps 300] [--json]
 
 Inference: medians of many repeats after warm-up, on the cpu. Training: images/s of (a) the usual
 pipeline, a torchvision DataLoader over torchvision.datasets.MNIST with a per-image
@@ -10,6 +11,14 @@ RandomCrop(28, padding=2) (the paper's shift of up to 2 px, zero padded), fp32, 
 loss every step, against (b) ours (capsnet.train: the set on the device as uint8, the shift as one
 batched gather, and on CUDA bf16, TF32, channels-last, fused Adam, torch.compile), interleaved
 a, b, a, b, ... on the same device, with the arithmetic floor of the training FLOPs.
+
+Paths (a CPU's training step, one formulation at a time): images/s of capsnet.train's step with
+fp32 or bf16 autocast on the two convolutions (routing, decoder and losses stay fp32), with or
+without channels-last, torch.compile, and PrimaryCaps' convolution as itself, as a stride-1
+convolution over 2x2 pixel blocks (s2d) or as unfold + one matrix product (unfold); timed in
+interleaved rounds, against the floor this machine's own measured matrix-product peaks put on the
+step. With --check-steps N, each path's numerics are checked: N steps from the same start and
+the held-out loss they reach, against the spread of fp32 runs that differ only in their seed.
 """
 
 from __future__ import annotations
@@ -20,10 +29,12 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_model
 from .evaluate import backend_switches, device_name, select_device, set_backend_switches
@@ -35,6 +46,7 @@ from .model import (
     PRIMARY_DIM,
     PRIMARY_GRID,
     CapsNet,
+    PrimaryCaps,
     training_loss,
 )
 from .preprocess import to_mnist
@@ -258,6 +270,237 @@ def bench_train(args) -> dict:
     return result
 
 
+class SpaceToDepthPrimaryCaps(PrimaryCaps):
+    """PrimaryCaps' 9x9 stride-2 convolution as a stride-1 one: each 2x2 block of input pixels
+    becomes channels (256 x 20 x 20 -> 1024 x 10 x 10) and the kernel, zero-padded to 10x10, a 5x5
+    one over them. Same weights, same result, 23% more multiply-adds (the padding), but no stride."""
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        w = F.pixel_unshuffle(F.pad(self.conv.weight, (0, 1, 0, 1)), 2)  # (256, 1024, 5, 5)
+        return F.conv2d(F.pixel_unshuffle(x, 2), w, self.conv.bias)  # (B, 256, 6, 6)
+
+
+class UnfoldPrimaryCaps(PrimaryCaps):
+    """The same convolution as one matrix product: the 36 receptive fields unfolded into columns
+    (B, 256 x 81, 36), multiplied by the (256, 256 x 81) kernel."""
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        cols = F.unfold(x, 9, stride=2)  # (B, 20736, 36)
+        w = self.conv.weight.reshape(self.conv.out_channels, -1)  # (256, 20736)
+        out = w @ cols + self.conv.bias[:, None]  # (B, 256, 36)
+        return out.view(x.shape[0], -1, PRIMARY_GRID, PRIMARY_GRID)
+
+
+FORMULATIONS = {"conv": PrimaryCaps, "s2d": SpaceToDepthPrimaryCaps, "unfold": UnfoldPrimaryCaps}
+DEFAULT_PATHS = (
+    "fp32",
+    "bf16",
+    "bf16+cl",
+    "bf16+s2d",
+    "bf16+unfold",
+    "fp32+compile",
+    "bf16+compile",
+    "bf16+cl+compile",
+    "bf16+s2d+compile",
+)
+
+
+@dataclass(frozen=True)
+class TrainPath:
+    """One way to run the training step: "fp32" or "bf16" (autocast on the convolutions), then any
+    of "cl" (channels-last), "compile" and a PrimaryCaps formulation ("s2d", "unfold"), joined by +."""
+
+    name: str
+    amp: bool
+    channels_last: bool
+    compile: bool
+    formulation: str
+
+    @classmethod
+    def parse(cls, name: str) -> TrainPath:
+        precision, *rest = name.split("+")
+        known = {"cl", "compile", *FORMULATIONS}
+        if precision not in ("fp32", "bf16") or not set(rest) <= known or len(set(rest)) != len(rest):
+            raise ValueError(
+                f"unknown path {name!r}: fp32 or bf16, then any of +cl, +compile, +s2d, +unfold (e.g. bf16+compile)"
+            )
+        forms = [r for r in rest if r in FORMULATIONS]
+        if len(forms) > 1:
+            raise ValueError(f"path {name!r} names two formulations of PrimaryCaps")
+        return cls(name, precision == "bf16", "cl" in rest, "compile" in rest, forms[0] if forms else "conv")
+
+    def build(self, start: dict, lr: float = 1e-3):
+        """A CapsNet with the `start` weights, laid out and formulated as this path says, and
+        capsnet.train's step for it: (TrainStep, model)."""
+        from .train import Speed, TrainingLoss, TrainStep, make_optimizer
+
+        model = CapsNet()
+        model.load_state_dict(start)
+        if self.formulation != "conv":
+            primary = FORMULATIONS[self.formulation]()
+            primary.load_state_dict(model.primary_caps.state_dict())
+            model.primary_caps = primary
+        speed = Speed(amp=self.amp, channels_last=self.channels_last, compile=self.compile)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        step = TrainStep(
+            TrainingLoss(model, 3, 0.0005, self.amp),
+            make_optimizer(model, lr, speed),
+            speed,
+            say=lambda *a, **k: print(*a, **{**k, "file": sys.stderr}),
+        )
+        return step, model
+
+
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """This machine's dense matrix-product rate, GFLOP/s: the best of `repeats` n x n products."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def step_floor_seconds(fp32_gflops: float, bf16_gflops: float, iterations: int = 3) -> float:
+    """The least time one training image can take here: the convolutions' FLOPs at the bf16
+    matrix-product peak, everything else at the fp32 one (it stays fp32)."""
+    flops = training_flops_per_image(iterations)
+    fwd = flops["forward"]
+    conv = 3 * (fwd["conv1"] + fwd["primary_caps"]) - fwd["conv1"]
+    return conv / (bf16_gflops * 1e9) + (flops["total"] - conv) / (fp32_gflops * 1e9)
+
+
+def bench_paths(args) -> dict:
+    """Images/s of each path's training step on real digits (interleaved rounds of --steps steps,
+    after a warm-up that compiles), and with --check-steps the held-out loss each path reaches."""
+    from .data import load_mnist, random_shift, to_float
+    from .train import train_val_split
+
+    paths = [TrainPath.parse(name) for name in args.paths.split(",")]
+    images, labels = load_mnist(args.data_root, train=True, download=False)
+    train_idx, held_idx = train_val_split(len(images), min(1000, len(images) // 2))
+    torch.manual_seed(0)
+    start = CapsNet().state_dict()
+    batch = args.batch_size
+    gen = torch.Generator().manual_seed(0)
+    pick = train_idx[torch.randint(len(train_idx), (batch,), generator=gen)]
+    x, y = random_shift(to_float(images[pick]), 2, gen), labels[pick]
+
+    steps = {}
+    for path in paths:
+        step, model = path.build(start)
+        xx = x.contiguous(memory_format=torch.channels_last) if path.channels_last else x
+        t = _timed(lambda: [step(xx, y) for _ in range(args.warmup)])
+        print(f"  {path.name:<18} warm-up {t:6.1f} s", file=sys.stderr)
+        steps[path.name] = (step, xx)
+    rates = {p.name: [] for p in paths}
+    for r in range(args.rounds):
+        for name, (step, xx) in steps.items():
+            t = _timed(lambda: [step(xx, y)[0].item() for _ in range(args.steps)])
+            rates[name].append(args.steps * batch / t)
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    fp32_peak, bf16_peak = matmul_peak_gflops(torch.float32), matmul_peak_gflops(torch.bfloat16)
+    floor = step_floor_seconds(fp32_peak, bf16_peak)
+    result = {
+        "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__,
+        "batch_size": batch,
+        "steps_per_round": args.steps,
+        "rounds": args.rounds,
+        "matmul_gflops": {"fp32": round(fp32_peak, 1), "bf16": round(bf16_peak, 1)},
+        "floor_images_per_second": round(1 / floor, 1),
+        "floor_seconds_per_epoch": round(60_000 * floor, 1),
+        "paths": {},
+    }
+    for path in paths:
+        ips = statistics.median(rates[path.name])
+        result["paths"][path.name] = {
+            "images_per_second": round(ips, 1),
+            "seconds_per_epoch": round(60_000 / ips, 1),
+            "times_floor": round((1 / ips) / floor, 2),
+            "rounds_images_per_second": [round(v, 1) for v in rates[path.name]],
+            "compiled": steps[path.name][0].speed.compile,
+        }
+    fastest = max(result["paths"], key=lambda n: result["paths"][n]["images_per_second"])
+    result["fastest"] = fastest
+    if args.check_steps:
+        held = (to_float(images[held_idx]), labels[held_idx])
+        result["numerics"] = check_numerics(
+            [TrainPath.parse("fp32")] * args.check_seeds, TrainPath.parse(args.check or fastest), start, images,
+            labels, train_idx, held, args.check_steps, args.check_batch,
+        )  # fmt: skip
+    return result
+
+
+def check_numerics(fp32_runs, candidate, start, images, labels, train_idx, held, steps, batch) -> dict:
+    """Train from the same start for `steps` steps: fp32 with seeds 0, 1, ... (the seed picks the
+    batches and shifts), and the candidate path with seed 0; score each on the held-out digits in
+    fp32. The candidate passes when its loss lies within the fp32 runs' seed-to-seed spread."""
+    from .data import random_shift, to_float
+
+    def run(path: TrainPath, seed: int) -> float:
+        step, model = path.build(start)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            idx = train_idx[torch.randint(len(train_idx), (batch,), generator=gen)]
+            x = random_shift(to_float(images[idx]), 2, gen)
+            step(x.contiguous(memory_format=torch.channels_last) if path.channels_last else x, labels[idx])
+        model.eval()
+        with torch.no_grad():
+            loss, _ = training_loss(model, held[0].contiguous(), held[1])
+        print(f"  {path.name} seed {seed}: held-out loss {float(loss):.5f}", file=sys.stderr)
+        return float(loss)
+
+    fp32 = [run(path, seed) for seed, path in enumerate(fp32_runs)]
+    value = run(candidate, 0)
+    low, high = min(fp32), max(fp32)
+    return {
+        "steps": steps,
+        "batch_size": batch,
+        "held_out_digits": len(held[1]),
+        "fp32_seed_losses": [round(v, 6) for v in fp32],
+        "candidate": candidate.name,
+        "candidate_loss": round(value, 6),
+        "candidate_minus_fp32_seed0": round(value - fp32[0], 6),
+        "fp32_spread": round(high - low, 6),
+        "within_spread": low <= value <= high or abs(value - fp32[0]) <= high - low,
+    }
+
+
+def print_paths(result: dict) -> None:
+    peaks = result["matmul_gflops"]
+    print(
+        f"capsnet training step on {result['device']} (torch {result['torch']}): batch {result['batch_size']}, "
+        f"median of {result['rounds']} interleaved rounds of {result['steps_per_round']} steps"
+    )
+    print(f"  {'path':<18} {'images/s':>9} {'s/epoch':>8} {'x floor':>8}")
+    for name, r in sorted(result["paths"].items(), key=lambda kv: -kv[1]["images_per_second"]):
+        note = "" if r["compiled"] or "compile" not in name else "  (compile failed: ran eager)"
+        print(
+            f"  {name:<18} {r['images_per_second']:9.1f} {r['seconds_per_epoch']:8.0f} {r['times_floor']:8.2f}{note}"
+        )
+    print(
+        f"  floor {result['floor_images_per_second']:.0f} images/s ({result['floor_seconds_per_epoch']:.0f} s/epoch): "
+        f"the convolutions at this CPU's bf16 matrix-product rate ({peaks['bf16']:.0f} GFLOP/s), the rest at "
+        f"its fp32 rate ({peaks['fp32']:.0f} GFLOP/s)"
+    )
+    print(f"  fastest: {result['fastest']}")
+    n = result.get("numerics")
+    if n:
+        verdict = "within" if n["within_spread"] else "OUTSIDE"
+        print(
+            f"  numerics, {n['steps']} steps of {n['batch_size']} from one start, loss on {n['held_out_digits']} "
+            f"held-out digits: fp32 seeds {', '.join(f'{v:.5f}' for v in n['fp32_seed_losses'])} "
+            f"(spread {n['fp32_spread']:.5f}); {n['candidate']} {n['candidate_loss']:.5f} "
+            f"({n['candidate_minus_fp32_seed0']:+.5f} from fp32 seed 0): {verdict} the seed-to-seed spread"
+        )
+
+
 def print_train(result: dict) -> None:
     print(
         f"capsnet training on {result['device']} (torch {result['torch']}): {result['n']:,} images a round, "
@@ -293,9 +536,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "mode",
         nargs="?",
-        choices=["infer", "train"],
+        choices=["infer", "train", "paths"],
         default="infer",
-        help="infer: one-digit inference timings; train: training throughput, usual vs ours",
+        help="infer: one-digit inference timings; train: training throughput, usual vs ours; "
+        "paths: the training step's formulations on this machine (a CPU's bench)",
     )
     p.add_argument(
         "--checkpoint",
@@ -324,9 +568,39 @@ def main(argv: list[str] | None = None) -> int:
         "A100 312; unknown devices print no floor ratio)",
     )
     add_speed_args(p)
+    q = p.add_argument_group("paths")
+    q.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated paths to time")
+    q.add_argument("--steps", type=int, default=4, help="timed steps of each path a round")
+    q.add_argument("--warmup", type=int, default=3, help="untimed steps of each path first (compiles)")
+    q.add_argument("--check-steps", type=int, default=0, help="numerics: steps from one start (0 = skip)")
+    q.add_argument("--check-batch", type=int, default=32, help="numerics: batch size of those steps")
+    q.add_argument("--check-seeds", type=int, default=3, help="numerics: fp32 runs, seeds 0, 1, ...")
+    q.add_argument("--check", default="", help="numerics: the path checked (default: the fastest)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.mode == "paths":
+        if (
+            args.batch_size < 1
+            or args.rounds < 1
+            or args.steps < 1
+            or args.warmup < 1
+            or args.check_seeds < 2
+        ):
+            p.error("--batch-size, --rounds, --steps and --warmup must be >= 1, --check-seeds >= 2")
+        try:
+            for name in [*args.paths.split(","), *([args.check] if args.check else [])]:
+                TrainPath.parse(name)
+            result = bench_paths(args)
+        except ValueError as e:
+            p.error(str(e))
+        except RuntimeError as e:  # torchvision: "Dataset not found"
+            print(f"error: {e}. Pass --data-root pointing at a folder that holds MNIST/raw.", file=sys.stderr)
+            return 2
+        print_paths(result)
+        if args.json:
+            print(json.dumps(result))
+        return 0
     if args.mode == "train":
         if args.n < 0 or args.batch_size < 1 or args.rounds < 1:
             p.error("--n must be >= 0, --batch-size and --rounds >= 1")

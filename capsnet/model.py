@@ -129,11 +129,15 @@ class PrimaryCaps(nn.Module):
         self.conv = nn.Conv2d(in_channels, NUM_PRIMARY_TYPES * PRIMARY_DIM, 9, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv(x)  # (B, 256, 6, 6)
+        out = self.convolve(x)  # (B, 256, 6, 6)
         B = out.shape[0]
         out = out.view(B, NUM_PRIMARY_TYPES, PRIMARY_DIM, PRIMARY_GRID, PRIMARY_GRID)
         out = out.permute(0, 1, 3, 4, 2).reshape(B, NUM_PRIMARY, PRIMARY_DIM)  # (B, 1152, 8)
         return squash(out.to(self.conv.weight.dtype))  # the weights' dtype (fp32) even after a bf16 conv
+
+    def convolve(self, x: Tensor) -> Tensor:
+        """(B, 256, 20, 20) -> (B, 256, 6, 6); capsnet.bench times other formulations of it."""
+        return self.conv(x)
 
 
 class DigitCaps(nn.Module):

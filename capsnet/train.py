@@ -492,7 +492,7 @@ def train_epoch(
         seen += len(y)
         if (k + 1) % args.log_every == 0 or k + 1 == steps:
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
-        if after_step is not None and after_step(k, shift_gen) and k + 1 < steps:
+        if after_step is not None and after_step(k, shift_gen):
             stopped = True
             break
     bar.close()
@@ -863,13 +863,14 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
         if not timed:
             sched.step()
         stopped = stats["stopped"]
-        at_step = stop_at["step"] if stopped else 0
+        at_step = stop_at["step"] % steps_per_epoch if stopped else 0  # 0: the limit came with the epoch's end
+        finished = at_step == 0
         record = {
             "epoch": epoch + 1,
             "train_loss": stats["train_loss"],
             "train_accuracy": stats["train_accuracy"],
         }
-        if stopped:
+        if not finished:
             record["steps"] = at_step  # the limit came mid-epoch
         if world.is_main:
             t_eval = time.perf_counter()
@@ -904,13 +905,13 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
                 file=sys.stderr,
                 flush=True,
             )
-            done = epochs_done(epoch + (0 if stopped else 1), at_step)
+            done = epochs_done(epoch + finished, at_step)
             meta = make_meta(done, **extra)
             # Order matters for a kill between writes: weights, then metadata, then the resume state.
             if not args.val or record.get("chosen"):
                 save(out, model, meta)
                 atomic_write_json(out.with_suffix(".json"), meta)
-            write_resume(meta, epoch if stopped else epoch + 1, at_step, stop_at.get("shift_state"))
+            write_resume(meta, epoch + finished, at_step, stop_at.get("shift_state"))
             if timed:
                 clock.other_s += time.perf_counter() - t_eval
         if stopped:

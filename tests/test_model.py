@@ -322,3 +322,19 @@ def test_training_step_has_finite_gradients_even_for_blank_images():
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
     assert net.digit_caps.W.grad.abs().sum() > 0
+
+
+def test_a_callers_bf16_autocast_reaches_the_convolutions_but_not_routing():
+    """bf16 runs the two convolutions (95% of the arithmetic); u_hat, c and v stay fp32, so the
+    small differences routing works with are not rounded to bf16's 8 bits."""
+    torch.manual_seed(0)
+    net = CapsNet()
+    seen = []
+    net.primary_caps.conv.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    x = torch.rand(2, 1, 28, 28)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, trace=True)
+    assert seen == [torch.bfloat16]
+    assert out.primary.dtype == out.u_hat.dtype == out.coupling.dtype == out.poses.dtype == torch.float32
+    fp32 = net(x, trace=True)
+    torch.testing.assert_close(out.coupling, fp32.coupling, rtol=0, atol=5e-3)  # bf16 convs: close, not equal
