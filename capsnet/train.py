@@ -863,7 +863,9 @@ def _train(args, world, device, out, say, command, train_x, train_y, val_x, val_
         if not timed:
             sched.step()
         stopped = stats["stopped"]
-        at_step = stop_at["step"] % steps_per_epoch if stopped else 0  # 0: the limit came with the epoch's end
+        at_step = (
+            stop_at["step"] % steps_per_epoch if stopped else 0
+        )  # 0: the limit came with the epoch's end
         finished = at_step == 0
         record = {
             "epoch": epoch + 1,
