@@ -226,16 +226,17 @@ export default function (component) {
     });
   }
 
+  // What the server hears: on a release, a range switch or a reset.
+  const send = () => setStateValue("pose", { values: inputs.map(i => Number(i.value)), wide: wide.checked });
   inputs.forEach((input, k) => {
     input.min = String(-limit); input.max = String(limit); input.step = String(data.step);
     if (Number(input.value) !== data.values[k]) input.value = String(data.values[k]);
     outputs[k].textContent = fmt(Number(input.value));
     input.oninput = () => { outputs[k].textContent = fmt(Number(input.value)); redraw(); };
-    input.onchange = () => send();
+    input.onchange = send;
   });
   if (view.net) redraw();  // the values just hydrated
   wide.checked = data.wide;
-  const send = () => setStateValue("pose", { values: inputs.map(i => Number(i.value)), wide: wide.checked });
   wide.onchange = () => {
     const lim = wide.checked ? data.wide_limit : data.narrow_limit;
     inputs.forEach(i => { i.min = String(-lim); i.max = String(lim); });  // the browser clamps the values
