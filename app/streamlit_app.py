@@ -25,9 +25,9 @@ from app.sections import figure4, lab, overview, pose, routing
 from app.sections import input as digit_input
 
 INPUT_PX = 290  # the overview's input column: the 280 px canvas and its margin
-ASSETS = ROOT / "app" / "assets"  # the page's own CSS (the components' is in app/components/)
+ASSETS = ROOT / "app" / "assets"  # the page's icon and own CSS (the components' are in app/components/)
 
-st.set_page_config(page_title="Capsule Network, live", page_icon=":material/neurology:", layout="wide")
+st.set_page_config(page_title="Capsule Network, live", page_icon=ASSETS / "icon.svg", layout="wide")
 # One torch thread: a batch of one gains nothing from two (12 ms vs 120 ms when the cores are
 # busy), and concurrent sessions then never oversubscribe the cores.
 torch.set_num_threads(1)
