@@ -16,14 +16,11 @@ import streamlit as st
 import streamlit_drawable_canvas
 from streamlit_drawable_canvas import st_canvas
 
+from app import components
+
 COMPONENT = "streamlit-drawable-canvas.streamlit_drawable_canvas"
-TOOLBAR_BELOW = """
-.dc-root { padding-bottom: 2.9rem; }
-.dc-toolbar, .dc-root:hover > .dc-toolbar, .dc-toolbar:hover, .dc-toolbar:focus-within,
-.dc-toolbar[data-pinned="true"] {
-  top: auto !important; bottom: 0 !important; opacity: 1 !important; transition: none !important;
-}
-"""
+# Docks the toolbar under the canvas, after the component's own stylesheet.
+TOOLBAR_BELOW = components.read("canvas", "toolbar_below.css")
 
 
 def _register_with_toolbar_below() -> None:
@@ -31,7 +28,7 @@ def _register_with_toolbar_below() -> None:
     css_files = sorted(build.glob("index-*.css"))
     if not css_files:  # a different build layout: keep the component as it is
         return
-    css = "".join(p.read_text() for p in css_files) + TOOLBAR_BELOW
+    css = "\n".join([*(p.read_text() for p in css_files), TOOLBAR_BELOW])
     st.components.v2.component(
         COMPONENT, js="index-*.js", css=css, html='<div class="canvas-root"></div>', isolate_styles=True
     )

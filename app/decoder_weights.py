@@ -1,5 +1,5 @@
 """The decoder's weights as one static file, so the browser can redraw a reconstruction while a pose
-slider is dragged (app/pose_sliders.py runs the decoder in JavaScript).
+slider is dragged (app/components/pose_sliders/main.js reads it and runs the decoder in JavaScript).
 
 The file, little-endian:
 

@@ -25,8 +25,9 @@ from app.sections import figure4, lab, overview, pose, routing
 from app.sections import input as digit_input
 
 INPUT_PX = 290  # the overview's input column: the 280 px canvas and its margin
+ASSETS = ROOT / "app" / "assets"  # the page's icon and own CSS (the components' are in app/components/)
 
-st.set_page_config(page_title="Capsule Network, live", page_icon=":material/neurology:", layout="wide")
+st.set_page_config(page_title="Capsule Network, live", page_icon=ASSETS / "icon.svg", layout="wide")
 # One torch thread: a batch of one gains nothing from two (12 ms vs 120 ms when the cores are
 # busy), and concurrent sessions then never oversubscribe the cores.
 torch.set_num_threads(1)
@@ -35,8 +36,7 @@ torch.set_num_threads(1)
 # to the switch interval (5 ms by default) for it every time. 1 ms: with 20 sessions on 2 cores the
 # median server time of a pose-slider run fell from 0.31 s to 0.17 s (p95 2.5 s to 1.3 s).
 sys.setswitchinterval(0.001)
-# The overview must fit one screen: Streamlit's default 6rem above the title is room it needs.
-st.html('<style>[data-testid="stMainBlockContainer"] { padding-top: 2rem; }</style>')
+st.html(ASSETS / "page.css")  # a .css file goes in as a <style>, outside the page's flow
 
 st.title("Capsule Network, live")
 

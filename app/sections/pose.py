@@ -24,12 +24,6 @@ ATLAS_MAP = "pose_atlas_map"
 MEASURE_ROWS = [("ink", "ink"), ("x", "px"), ("y", "px"), ("width", "px"), ("height", "px"), ("slant", "px/px"),
                 ("local", "share of the change")]  # fmt: skip
 
-# The server's pictures are the reconstruction until the page runs the decoder itself; then its
-# own canvases show the same three pictures, live, and these would only repeat them.
-HIDE_WHEN_LIVE = """<style>
-.st-key-reconstruction:has([data-live="ready"]) [data-testid="stImage"] { display: none; }
-</style>"""
-
 
 @st.fragment
 def _explorer(model, poses: np.ndarray, d: int, names: list[str], chosen: int) -> None:
@@ -82,7 +76,6 @@ def show(model, version: str, pixel_bytes: bytes, iterations: int, res: dict, di
             st.warning(f"**The sliders are not named:** {why}")
         st.session_state.setdefault(DIM_KEY, 0)
         chosen = int(st.session_state[DIM_KEY])
-        st.html(HIDE_WHEN_LIVE)
         _explorer(model, res["poses"], digit, names, chosen)
         _this_input(model, version, pixel_bytes, iterations, digit, atlas, names)
         if atlas:

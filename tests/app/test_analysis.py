@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from floats import assert_close_f32
 
 from app import analysis as A
 
@@ -115,4 +116,4 @@ def test_agreement_shares_add_up_to_the_length_of_s():
     v_ = np.zeros((1, 10, 16))
     v_[0, 3, 0] = 0.5
     got = A.agreement_shares(np.full((1, 1152, 10), 0.1), u_hat, v_)
-    np.testing.assert_allclose(got[0, :2, 3], [0.2, -0.1], atol=1e-7)
+    assert_close_f32(got[0, :2, 3], [0.2, -0.1], 1)  # float64 sums returned as float32: one rounding

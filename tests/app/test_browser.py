@@ -5,7 +5,9 @@ Needs Debian's chromium (the `chromium` fixture in conftest.py says what happens
 The README's screenshot is made on purpose by tools/screenshot.py, never by a test.
 """
 
+import base64
 import os
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -26,6 +28,8 @@ from tools.browser_driver import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 STAGES = [
     "1 · Input x",
@@ -290,3 +294,31 @@ def test_clicking_an_atlas_cell_selects_that_digit_and_dimension(browser, server
         == 1
     )
     page.close()
+
+
+def test_a_page_load_asks_no_other_host_than_the_app(browser, server):
+    """Everything the page needs ships with the app: loading it (the drawing canvas, then a sample
+    in the pose view, whose decoder weights the page downloads) asks nothing of any other host,
+    so it works offline. The page icon is the app's own SVG, inlined as a data: URL (a
+    :material/...: icon is fetched from fonts.gstatic.com)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    asked = []  # every request of every page, and every WebSocket it opens
+    context.on("request", lambda request: asked.append(request.url))
+    context.on("page", lambda p: p.on("websocket", lambda ws: asked.append(ws.url)))
+    page = context.new_page()
+    open_app(page, server)
+    page.goto(server + "/?sample=3&view=pose")
+    page.wait_for_selector(".st-key-reconstruction [data-live='ready']", state="attached", timeout=90_000)
+    wait_idle(page)
+    page.wait_for_load_state("networkidle")
+    icon = page.evaluate("() => [...document.querySelectorAll('link[rel~=icon]')].map(l => l.href)")
+    context.close()
+
+    app = urlparse(server).netloc  # 127.0.0.1:PORT
+    paths = [urlparse(u).path for u in asked]
+    assert "/_stcore/stream" in paths and any(p.startswith("/app/static/decoder-") for p in paths)
+    # data: and blob: URLs are the page's own bytes, not requests to a host.
+    elsewhere = [u for u in asked if urlparse(u).scheme not in ("data", "blob") and urlparse(u).netloc != app]
+    assert elsewhere == [], f"the page asked other hosts than {app}"
+    shipped = base64.b64encode((ROOT / "app" / "assets" / "icon.svg").read_bytes()).decode()
+    assert icon and all(href == f"data:image/svg+xml;base64,{shipped}" for href in icon), icon

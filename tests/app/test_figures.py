@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from floats import assert_close_f32
 
 from app import analysis as A
 from app import figures as F
@@ -35,11 +36,11 @@ def test_votes_animation_frames_colours_and_scale():
     L = 0.3  # the largest |delta c| (the default range): nothing beyond it
     for t, frame in enumerate(fig.frames):
         marker = frame.data[0].marker
-        np.testing.assert_allclose(np.asarray(marker.color), delta[t], atol=1e-7)  # colour is delta c
+        assert_close_f32(marker.color, delta[t], 1)  # colour is delta c, sent as float32 (one rounding)
         assert marker.cmin == -L and marker.cmax == L and marker.cmid == 0  # symmetric, centred
         np.testing.assert_allclose(frame.data[1].x, path[: t + 1, 0])  # the path so far
         np.testing.assert_allclose(frame.data[1].y, path[: t + 1, 1])
-    np.testing.assert_allclose(np.asarray(votes.marker.color), delta[-1], atol=1e-7)  # opens on the last
+    assert_close_f32(votes.marker.color, delta[-1], 1)  # opens on the last
     assert _title_limit(votes.marker.colorbar.title.text) == votes.marker.cmax == L
     assert "beyond" not in votes.marker.colorbar.title.text
     assert list(votes.marker.colorbar.tickvals) == [-L, 0.0, L]
@@ -82,8 +83,8 @@ def test_votes_animation_controls_axes_and_hover():
     custom = np.asarray(fig.data[0].customdata)
     assert custom.shape == (1152, 5 + T)
     np.testing.assert_allclose(custom[179, :4], [179, 4, 5, 5])  # i, type, row, col
-    np.testing.assert_allclose(custom[:, 4], u_len, rtol=1e-6)
-    np.testing.assert_allclose(custom[:, 5:], (delta + 0.1).T, atol=1e-7)  # c per iteration
+    assert_close_f32(custom[:, 4], u_len, 1)  # float32, as every column: one rounding
+    assert_close_f32(custom[:, 5:], (delta + 0.1).T, 1)  # c per iteration
     assert all(f"customdata[{5 + t}]" in fig.data[0].hovertemplate for t in range(T))
     assert len(fig.to_json()) < 200_000  # typed float32 arrays, frames hold only what changes
 
