@@ -28,7 +28,7 @@ from tools import gpu_plan as plan  # noqa: E402
 
 
 def test_the_time_limit_is_the_window_less_start_up_and_refuses_under_a_minute():
-    assert plan.time_limit_minutes(515) == pytest.approx(8.08)  # (515 - 30) / 60
+    assert plan.time_limit_minutes(530) == pytest.approx(8.08)  # (530 - 45) / 60
     assert plan.time_limit_minutes(100, startup=10) == 1.5
     with pytest.raises(RuntimeError, match="under a minute"):
         plan.time_limit_minutes(89)
@@ -184,6 +184,22 @@ def test_a_run_that_overstays_its_window_is_killed_with_its_children(tmp_path):
         3,
         None,
     )
+
+
+def test_the_gpu_stamp_comes_from_nvidia_smi_and_its_absence_costs_nothing(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text(
+        '#!/bin/sh\n[ "$1" ] && echo "name, driver_version" && echo "NVIDIA H100, 580.1" || echo TABLE\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    assert plan.nvidia_smi(tmp_path / "smi.txt") == "name, driver_version\nNVIDIA H100, 580.1"
+    assert (tmp_path / "smi.txt").read_text().endswith("580.1\n\nTABLE\n")
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    assert plan.nvidia_smi(tmp_path / "hung.txt", timeout=0.5).startswith("nvidia-smi failed: TimeoutExpired")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert plan.nvidia_smi(tmp_path / "none.txt") is None
 
 
 def test_fix_meta_rewrites_a_json_left_one_epoch_behind(tmp_path):

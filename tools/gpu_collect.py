@@ -202,7 +202,7 @@ def model_card(summary: dict, meta: dict) -> str:
             f"fine-tuned from {start['path']} (sha256 {start['sha256'][:16]}...)" if start else "from scratch"
         ),
         f"trained on     {meta.get('device')}, torch {meta.get('torch_version')}, {meta.get('date')}; "
-        f"plan {plan.get('elapsed_seconds')} s, machine {summary.get('machine', {}).get('nvidia_smi')!r}",
+        f"plan {plan.get('elapsed_seconds')} s, GPU {(summary.get('machine', {}).get('nvidia_smi') or '-').splitlines()[-1]}",
         f"schedule       Adam, lr {meta.get('lr')}, {meta.get('lr_schedule')}, {t.get('time_limit_minutes')} min "
         f"limit, batch {meta.get('batch_size')}, seed {meta.get('seed')}, {meta.get('steps')} steps = "
         f"{meta.get('epochs')} epochs; {meta.get('val_images')} digits held out; speed {json.dumps(meta.get('speed'))}",
