@@ -8,13 +8,16 @@ start, so a start of 1-3 minutes leaves room for exactly one command of at most 
     .venv/bin/python tools/gpu_collect.py FILES_AT                 # here: verify, install, follow-ups
 
 Why fine-tune by default: 15 minutes of device time leave about 8 minutes of training once the
-machine has started and the process has imported, loaded MNIST and compiled; on one H100 that is a
-few dozen epochs at most, where the recipes that reach 99.6-99.7% from scratch run 50 epochs or
-more (CapsNet-Keras: 50; the paper: far longer). The CPU weights start at >= 99.5% test accuracy
-(74 CPU steps of a cosine to 1e-5 took the shipped 4-epoch weights from 99.17% to 99.51%), so every
-GPU minute goes to refining them: a fresh Adam warmed up over 100 steps to lr 5e-4 (the long CPU
-run's settings), then capsnet.train's cosine down to 1e-5 at the time limit. `--from-scratch`
-trains fresh weights instead (lr 1e-3, no warm-up, same cosine), to compare or if no CPU weights fit.
+machine has started and capsnet.train has imported, loaded MNIST and compiled (about a minute of
+the 8). No GPU has measured this CapsNet's speed yet: at the benchmark's target of < 3 s per epoch
+that is up to ~150 epochs, at a more cautious 10 s a few dozen, while the recipes that reach
+99.6-99.7% from scratch run 50 epochs or more (CapsNet-Keras: 50; the paper: far longer). The CPU
+weights start at >= 99.5% test accuracy (74 CPU steps of a cosine to 1e-5 took the shipped 4-epoch
+weights from 99.17% to 99.51%), so whatever the speed turns out to be, every GPU minute refines
+them, and a run that comes out slow or is cut short still comes back near them; a from-scratch run
+cut short comes back worse than what ships. The fine-tune: a fresh Adam warmed up over 100 steps
+to lr 5e-4 (the long CPU run's settings), then capsnet.train's cosine down to 1e-5 at the time
+limit. `--from-scratch` trains fresh weights instead (lr 1e-3, no warm-up, same cosine).
 
 What it does, all of it within --seconds (540) of gpu_plan.sh's start, 30 s before the call's kill:
 1. unpack .data/MNIST/raw/*.gz and check the md5s; nvidia-smi's view of the GPU goes into the stamp;
