@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from app import analysis as A
-from app import inputs
+from app import inputs, pixel_arrays
 from app.canvas import drawing_canvas
 from app.views import DEFAULT_PART, DEFAULT_VIEW, DIM_KEY, PART_KEY, PARTS, VIEW_KEY, VIEWS, part, view
 from capsnet.model import DIGIT_DIM, NUM_PRIMARY
@@ -121,7 +120,7 @@ def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
             "MNIST test digit", range(len(samples)), key="sample",
             format_func=lambda i: inputs.sample_label(i, labels),
         )  # fmt: skip
-        st.image(A.upscale(samples[idx], 8), caption=inputs.sample_caption(idx, labels))
+        st.image(pixel_arrays.upscale(samples[idx], 8), caption=inputs.sample_caption(idx, labels))
         return Choice(source, samples[idx], int(labels[idx]))
     upload = st.file_uploader(
         "A photo or scan of one digit: dark ink on light paper works",

@@ -15,7 +15,7 @@ import torch
 
 import capsnet
 from app import inputs
-from app.analysis import diverging_rgb, to_uint8
+from app.pixel_arrays import diverging_rgb, to_uint8
 from app.pose_sliders import DIFF_LIMIT, clean_pose
 from capsnet.preprocess import to_mnist
 from tools.browser_driver import METRIC, launch, serve, view_url, wait_idle

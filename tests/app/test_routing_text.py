@@ -1,7 +1,7 @@
-"""Every number the routing view's text states is the analysis functions' output for this input:
+"""Every number the routing view's text states is the measures' output for this input:
 two shipped samples, each routing part, the forward pass redone here with the library.
 
-The page quotes one definition of how far c moved (analysis.coupling_move: the 1152 primary
+The page quotes one definition of how far c moved (routing_measures.coupling_move: the 1152 primary
 capsules, the inspected digit, the last iteration) wherever it appears; a part that computed its
 own statistic, or rounded it another way, fails here.
 """
@@ -14,7 +14,8 @@ import torch
 from test_apptest import SAMPLES, new_app, open_part
 
 import capsnet
-from app import analysis as A
+from app import pixel_arrays, routing_measures
+from app.sentences import fmt2, fmt_signed
 from capsnet.preprocess import to_mnist
 
 NUMBER = r"([+−-]?\d+(?:\.\d+)?(?:e-?\d+)?)"
@@ -39,7 +40,7 @@ def traced(model, index: int) -> dict:
 
 
 def move_numbers(text: str) -> dict:
-    """The numbers of analysis.move_sentence, as the page printed them."""
+    """The numbers of sentences.move_sentence, as the page printed them."""
     m = re.search(
         r"In iteration (\d+), \$c_\{i(\d)\}\$ lies within ±"
         + NUMBER
@@ -54,17 +55,17 @@ def move_numbers(text: str) -> dict:
                 fell=int(fell), threshold=float(thr), rise=rise, fall=fall)  # fmt: skip
 
 
-def expected_move(move: A.CouplingMove) -> dict:
-    return dict(iteration=move.iteration, digit=move.digit, limit=A.fmt2(move.limit), n=move.n, beyond=move.beyond,
-                rose=move.rose, fell=move.fell, threshold=move.threshold, rise=A.fmt_signed(move.largest_rise),
-                fall=A.fmt_signed(move.largest_fall))  # fmt: skip
+def expected_move(move: routing_measures.CouplingMove) -> dict:
+    return dict(iteration=move.iteration, digit=move.digit, limit=fmt2(move.limit), n=move.n, beyond=move.beyond,
+                rose=move.rose, fell=move.fell, threshold=move.threshold, rise=fmt_signed(move.largest_rise),
+                fall=fmt_signed(move.largest_fall))  # fmt: skip
 
 
 @pytest.mark.parametrize("index", [11, 4])
-def test_every_number_in_the_routing_text_is_the_analysis_output(shipped, model, index):
+def test_every_number_in_the_routing_text_is_the_measures_output(shipped, model, index):
     r = traced(model, index)
     digit = r["prediction"]
-    move = A.coupling_move(r["coupling"], digit)
+    move = routing_measures.coupling_move(r["coupling"], digit)
     assert move.rose + move.fell > 0 and move.beyond > 0  # a case where the numbers say something
     want = expected_move(move)
     at = new_app()
@@ -76,21 +77,23 @@ def test_every_number_in_the_routing_text_is_the_analysis_output(shipped, model,
     change = at.container(key="routing_change")
     text = " ".join(m.value for m in change.markdown)
     assert move_numbers(text) == want
-    assert f"on the 6×6 grid, on ±{A.fmt2(move.limit)}" in text
+    assert f"on the 6×6 grid, on ±{fmt2(move.limit)}" in text
     captions = [i.caption for el in change.get("image") for i in el.proto.imgs]
-    assert f"Δc: ±{A.fmt2(move.limit)}" in captions
-    assert f"Δc to {digit} per type; {move.beyond} beyond ±{A.fmt2(move.limit)}" in captions  # iteration 3
+    assert f"Δc: ±{fmt2(move.limit)}" in captions
+    assert f"Δc to {digit} per type; {move.beyond} beyond ±{fmt2(move.limit)}" in captions  # iteration 3
     on_ink = [
-        A.field_map(A.coupling_change(r["coupling"][t, :, digit]), ink=to_mnist(SAMPLES[index]))
+        routing_measures.field_map(
+            routing_measures.coupling_change(r["coupling"][t, :, digit]), ink=to_mnist(SAMPLES[index])
+        )
         for t in range(3)
     ]
-    assert f"Δc on the ink: ±{A.fmt2(A.symmetric_limit(np.stack(on_ink)))}" in captions
+    assert f"Δc on the ink: ±{fmt2(pixel_arrays.symmetric_limit(np.stack(on_ink)))}" in captions
 
     # Votes and agreement: the same sentence and the same colour range, the growth of |s_j|.
     open_part(at, "votes")
     text = " ".join(m.value for m in at.container(key="votes").markdown)
-    assert move_numbers(text) == want and f"red rose, blue fell, on ±{A.fmt2(move.limit)}" in text
-    g = A.vote_growth(r["coupling"], r["u_hat"], r["v"], digit)
+    assert move_numbers(text) == want and f"red rose, blue fell, on ±{fmt2(move.limit)}" in text
+    g = routing_measures.vote_growth(r["coupling"], r["u_hat"], r["v"], digit)
     assert f"|s_{digit}| grows {g.s_first:.2f} → {g.s_last:.2f} (+{g.along:.2f} along v_{digit})" in text
     assert f"give {g.top_share:.0%} of it, and half of it comes from {g.half_from} of the 1152" in text
 
