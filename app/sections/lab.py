@@ -19,6 +19,7 @@ import capsnet
 from app import cache, pixel_arrays, sentences, sweep_measures
 from app.cache import picture
 from app.sentences import fmt2
+from app.view_context import ViewContext
 from capsnet.transforms import DEFAULTS, FAMILIES, RANGES, clamp_params
 
 # parameter -> (URL name, slider label, step, format)
@@ -253,7 +254,7 @@ def _robustness(result: dict) -> None:
     )
 
 
-def show(model, version: str, pixel_bytes: bytes, iterations: int) -> None:
+def show(ctx: ViewContext) -> None:
     with st.container(key="lab"):
         st.subheader("Transform the digit: does the capsule follow?")
         st.markdown(
@@ -276,7 +277,7 @@ def show(model, version: str, pixel_bytes: bytes, iterations: int) -> None:
                 f"{cnn_meta.get('epochs')} epochs."
             )
         cnn_version = str(cache.cnn_checkpoint_path()) if cnn is not None else "no CNN"
-        _lab(model, cnn, f"{version}|{cnn_version}", pixel_bytes, iterations)
+        _lab(ctx.model, cnn, f"{ctx.version}|{cnn_version}", ctx.pixel_bytes, ctx.iterations)
         measured = _measured_robustness(cnn is not None)
         if measured is not None:
             with st.container(key="lab_measured"):

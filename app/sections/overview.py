@@ -17,6 +17,7 @@ from app import cache, pixel_arrays, routing_measures, sentences, views
 from app.cache import picture
 from app.capsule_map import capsule_map, digit_bars, picked, primary_map
 from app.sentences import fmt2
+from app.view_context import ViewContext
 from capsnet.model import NUM_PRIMARY, margin_loss
 
 PRIMARY_CHART, DIGIT_CHART = "overview_primary", "overview_digits"
@@ -57,10 +58,12 @@ def _stage(title: str, shape: str) -> None:
     st.markdown(f"**{title}** · {shape}")
 
 
-def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict, iterations: int, digit: int,
-         label: int | None) -> None:  # fmt: skip
-    """Draw the prediction and the six stages in `col`; digit: the inspected digit capsule. The
-    prediction goes to the page first, before anything else is computed."""
+def show(col, ctx: ViewContext, label: int | None) -> None:
+    """Draw the prediction and the six stages in `col`; ctx.digit: the inspected digit capsule; label:
+    the MNIST label of a shipped sample. The prediction goes to the page first, before anything else
+    is computed."""
+    model, version, pixel_bytes, pixels = ctx.model, ctx.version, ctx.pixel_bytes, ctx.pixels
+    res, iterations, digit = ctx.res, ctx.iterations, ctx.digit
     lengths, pred, T = res["lengths"], res["prediction"], len(res["coupling"])
     result = routing_measures.Ablation.from_trace(res["lengths_per_iter"])
     with col:

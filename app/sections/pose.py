@@ -16,11 +16,12 @@ from app.cache import decode, picture
 from app.capsule_map import atlas_map, capsule_map, picked
 from app.decoder_weights import browser_copy
 from app.pose_sliders import DIFF_LIMIT, pose_sliders
-from app.views import DIM_KEY
+from app.view_context import ViewContext
 from capsnet.atlas import OFFSET, describe
 from capsnet.model import DIGIT_DIM, NUM_DIGITS
 
 ATLAS_MAP = "pose_atlas_map"
+DIM_KEY = "pose_dim"  # the chosen dimension (measured below, outlined among the sliders; ?dim=)
 MEASURE_ROWS = [("ink", "ink"), ("x", "px"), ("y", "px"), ("width", "px"), ("height", "px"), ("slant", "px/px"),
                 ("local", "share of the change")]  # fmt: skip
 
@@ -58,9 +59,12 @@ def _pick_cell() -> None:
         st.session_state.capsule, st.session_state[DIM_KEY] = divmod(k, DIGIT_DIM)
 
 
-def show(model, version: str, pixel_bytes: bytes, iterations: int, res: dict, digit: int, checkpoint) -> None:
+def show(ctx: ViewContext) -> None:
+    model, version, pixel_bytes, iterations, res, digit = (
+        ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, ctx.res, ctx.digit
+    )  # fmt: skip
     lengths, pred = res["lengths"], res["prediction"]
-    atlas, why = cache.pose_atlas(checkpoint)
+    atlas, why = cache.pose_atlas(ctx.checkpoint)
     names = pose_measures.dimension_names(atlas, digit)
     with st.container(key="pose"):
         st.subheader(f"What the 16 numbers of capsule {digit} encode")

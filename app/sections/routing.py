@@ -19,16 +19,29 @@ import streamlit as st
 
 import capsnet
 from app import figures as F
-from app import pixel_arrays, routing_measures, sentences, views
+from app import pixel_arrays, routing_measures, sentences
 from app.cache import agreement, forward, picture
 from app.sentences import fmt2
+from app.view_context import ViewContext
 
 ITER_COUPLING_WIDTH = 760  # px: the absolute coupling picture of an iteration
 MAX_GAIN = 20.0
+# The parts: share-link name (?part=) -> label. Only the chosen part is computed.
+PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Parse tree",
+         "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
+DEFAULT_PART = "change"
+PART_KEY = "routing_part"  # the parts' control: session state holds the chosen part's label
 
 
-def show(model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict, digit: int,
-         iterations: int, meta: dict) -> None:  # fmt: skip
+def part() -> str:
+    """The chosen part, by share-link name."""
+    label = st.session_state.get(PART_KEY)
+    return next((name for name, text in PARTS.items() if text == label), DEFAULT_PART)
+
+
+def show(ctx: ViewContext) -> None:
+    model, version, pixel_bytes, pixels = ctx.model, ctx.version, ctx.pixel_bytes, ctx.pixels
+    res, digit, iterations = ctx.res, ctx.digit, ctx.iterations
     with st.container(key="routing"):
         _intro(digit)
         gain = _gain_control()
@@ -41,21 +54,26 @@ def show(model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict,
                 f"|v{digit}| = {res['lengths'][digit]:.2f}."
             )
         move = routing_measures.coupling_move(res["coupling"], digit)
-        st.segmented_control("Part", list(views.PARTS.values()), key=views.PART_KEY, required=True,
+        st.segmented_control("Part", list(PARTS.values()), key=PART_KEY, required=True,
                              label_visibility="collapsed")  # fmt: skip
-        part = views.part()
-        if part in ("change", "inspector"):  # each primary capsule's share of |s_j| after the last iteration
+        chosen = part()
+        if chosen in (
+            "change",
+            "inspector",
+        ):  # each primary capsule's share of |s_j| after the last iteration
             shares = agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
-        if part == "change":
+        if chosen == "change":
             _how_c_changed(pixels, res, digit, move, shares)
-        elif part == "votes":
+        elif chosen == "votes":
             _votes(res, digit, move)
-        elif part == "tree":
+        elif chosen == "tree":
             _parse_tree(res, digit)
-        elif part == "ablation":
-            _ablation(res, digit, gain, meta, move)
-        else:
+        elif chosen == "ablation":
+            _ablation(res, digit, gain, ctx.meta, move)
+        elif chosen == "inspector":
             _inspector(pixels, res, digit, shares)
+        else:  # a part added to PARTS without its branch here
+            raise ValueError(f"the routing view draws no part named {chosen!r}")
 
 
 def _intro(digit: int) -> None:
