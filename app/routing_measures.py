@@ -32,8 +32,9 @@ class CouplingMove:
     """How far routing moved c from the uniform 0.1: the one definition the page quotes.
 
     Over the 1152 primary capsules i, for one digit capsule j, in the c of the last routing
-    iteration (coupling[T - 1]: the c that produced the final v_j). delta_i = c_ij - 0.1.
-    Every view of delta c colours it on -limit..+limit and counts what lies beyond that range.
+    iteration (coupling[T - 1]: the c that produced the final v_j). delta_i = c_ij - 0.1, which is
+    also the change since iteration 1 (whose c is 0.1 everywhere). Every view of delta c colours it
+    on -limit..+limit and counts what lies beyond that range.
     """
 
     digit: int
@@ -41,9 +42,11 @@ class CouplingMove:
     n: int  # 1152 primary capsules
     limit: float  # 99th percentile of |delta|: the colour range of every delta-c view
     beyond: int  # capsules with |delta| > limit, drawn in the end colours
-    rose: int  # delta > +threshold
-    fell: int  # delta < -threshold
-    threshold: float
+    rose: int  # delta > 0: capsules whose c rose at all (changes below NOISE are none)
+    fell: int  # delta < 0
+    steps: tuple[float, ...]  # sizes of change counted, smallest first: (0.01, 0.05)
+    rose_by: tuple[int, ...]  # per step s: capsules with delta > s
+    fell_by: tuple[int, ...]  # per step s: capsules with delta < -s
     largest_rise: float  # max delta (0 when none rose)
     largest_fall: float  # min delta (0 when none fell)
 
@@ -52,17 +55,20 @@ NOISE = 1e-6  # |delta c| below this is float32 rounding of 0.1, not routing
 
 
 def coupling_move(
-    coupling: np.ndarray, digit: int, quantile: float = 0.99, threshold: float = 0.01
+    coupling: np.ndarray, digit: int, quantile: float = 0.99, steps: tuple[float, ...] = (0.01, 0.05)
 ) -> CouplingMove:
     """coupling (T, 1152, 10) of one input -> CouplingMove of its last iteration for `digit`.
     Changes below NOISE (float32 rounding: 0.1 is not exact) count as none."""
     delta = coupling_change(np.asarray(coupling)[-1, :, digit])  # (1152,)
     delta[np.abs(delta) < NOISE] = 0.0
     limit = symmetric_limit(delta, quantile)
+    steps = tuple(sorted(float(s) for s in steps))
     return CouplingMove(
         digit=int(digit), iteration=len(coupling), n=delta.size, limit=limit,
-        beyond=saturated(delta, limit), rose=int(np.count_nonzero(delta > threshold)),
-        fell=int(np.count_nonzero(delta < -threshold)), threshold=threshold,
+        beyond=saturated(delta, limit), rose=int(np.count_nonzero(delta > 0)),
+        fell=int(np.count_nonzero(delta < 0)), steps=steps,
+        rose_by=tuple(int(np.count_nonzero(delta > s)) for s in steps),
+        fell_by=tuple(int(np.count_nonzero(delta < -s)) for s in steps),
         largest_rise=max(float(delta.max()), 0.0), largest_fall=min(float(delta.min()), 0.0),
     )  # fmt: skip
 

@@ -345,11 +345,11 @@ def _ablation(off, on, iterations=3, gain=1.0) -> routing_measures.Ablation:
 
 
 def _coupling_moved() -> np.ndarray:
-    """(3, 1152, 10): in iteration 3, c to digit 4 rises by 0.05 for capsules 0..4, by 0.02 for
+    """(3, 1152, 10): in iteration 3, c to digit 4 rises by 0.06 for capsules 0..4, by 0.02 for
     5..14, falls by 0.03 for 15..17 and by 0.005 for 18..1151; the other digits absorb it."""
     c = np.full((3, 1152, 10), 0.1)
     delta = np.full(1152, -0.005)
-    delta[0:5], delta[5:15], delta[15:18] = 0.05, 0.02, -0.03
+    delta[0:5], delta[5:15], delta[15:18] = 0.06, 0.02, -0.03
     c[2, :, 4] += delta
     c[2, :, 5] -= delta  # each capsule's c still sums to 1
     return c
@@ -358,16 +358,21 @@ def _coupling_moved() -> np.ndarray:
 def test_coupling_move_by_hand():
     m = routing_measures.coupling_move(_coupling_moved(), digit=4)
     assert (m.digit, m.iteration, m.n) == (4, 3, 1152)
-    # |delta| sorted: 1134 x 0.005, 10 x 0.02, 3 x 0.03, 5 x 0.05. The 99th percentile (numpy's linear
+    # |delta| sorted: 1134 x 0.005, 10 x 0.02, 3 x 0.03, 5 x 0.06. The 99th percentile (numpy's linear
     # interpolation at rank 0.99 * 1151 = 1139.49) lies among the 0.02s: 0.02.
     assert m.limit == pytest.approx(0.02)
-    assert m.beyond == 8  # the three 0.03s and five 0.05s lie outside ±0.02
-    assert (m.rose, m.fell) == (15, 3)  # beyond ±0.01: 5 + 10 rose, 3 fell; the 0.005s count as neither
-    assert m.largest_rise == pytest.approx(0.05) and m.largest_fall == pytest.approx(-0.03)
+    assert m.beyond == 8  # the three 0.03s and five 0.06s lie outside ±0.02
+    assert (m.rose, m.fell) == (15, 1137)  # 5 + 10 rose; 3 + 1134 fell, the 0.005s too
+    assert m.steps == (0.01, 0.05)
+    assert m.rose_by == (15, 5)  # by more than 0.01: the 0.06s and 0.02s; by more than 0.05: the 0.06s
+    assert m.fell_by == (3, 0)  # by more than 0.01: the 0.03s; none by more than 0.05
+    assert m.largest_rise == pytest.approx(0.06) and m.largest_fall == pytest.approx(-0.03)
     other = routing_measures.coupling_move(_coupling_moved(), digit=5)  # the mirror image
-    assert (other.rose, other.fell) == (3, 15) and other.largest_fall == pytest.approx(-0.05)
+    assert (other.rose, other.fell, other.rose_by, other.fell_by) == (1137, 15, (3, 0), (15, 5))
+    assert other.largest_fall == pytest.approx(-0.06)
     none = routing_measures.coupling_move(np.full((1, 1152, 10), 0.1), digit=0)
     assert (none.rose, none.fell, none.beyond, none.largest_rise, none.largest_fall) == (0, 0, 0, 0.0, 0.0)
+    assert none.rose_by == none.fell_by == (0, 0)
 
 
 def test_move_sentence_states_the_numbers():
@@ -375,8 +380,12 @@ def test_move_sentence_states_the_numbers():
     assert text.startswith(
         "In iteration 3, $c_{i4}$ lies within ±0.020 of 0.1 for 99% of the 1152 primary capsules"
     )
-    assert "8 lie beyond it" in text and "15 rose and 3 fell by more than 0.01" in text
-    assert "the largest rise is +0.050, the largest fall −0.030." in text
+    assert "8 lie beyond it" in text
+    assert (
+        "Since iteration 1 it rose for 15 of them (15 by more than 0.01, 5 by more than 0.05) and fell for "
+        "1137 (3 by more than 0.01, 0 by more than 0.05)" in text
+    )
+    assert "the largest rise is +0.060, the largest fall −0.030." in text
     one = sentences.move_sentence(routing_measures.coupling_move(np.full((1, 1152, 10), 0.1), digit=2))
     assert one == "With 1 iteration there is no routing: $c_{i2} = 0.1$ for all 1152 primary capsules."
     # Gain 0 keeps c uniform: what is left is float32's rounding of 0.1, not a move.
@@ -384,6 +393,7 @@ def test_move_sentence_states_the_numbers():
     still[2, :5, 1] += np.float32(3e-8)
     m = routing_measures.coupling_move(still, digit=1)
     assert (m.rose, m.fell, m.beyond, m.largest_rise, m.largest_fall) == (0, 0, 0, 0.0, 0.0)
+    assert m.rose_by == m.fell_by == (0, 0)
     assert (
         sentences.move_sentence(m)
         == "In iteration 3, $c_{i1}$ is still 0.1 for all 1152 primary capsules: routing moved none."
