@@ -57,10 +57,8 @@ def show(ctx: ViewContext) -> None:
         st.segmented_control("Part", list(PARTS.values()), key=PART_KEY, required=True,
                              label_visibility="collapsed")  # fmt: skip
         chosen = part()
-        if chosen in (
-            "change",
-            "inspector",
-        ):  # each primary capsule's share of |s_j| after the last iteration
+        # each primary capsule's share of |s_j| after the last iteration
+        if chosen in ("change", "inspector"):
             shares = agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
         if chosen == "change":
             _how_c_changed(pixels, res, digit, move, shares)
@@ -166,9 +164,8 @@ def _change_maps(
     of `move`, the others on their own printed ranges."""
     T = delta.shape[0]
     b_lim = pixel_arrays.symmetric_limit(b_j, 0.99)
-    on_ink = [
-        routing_measures.field_map(delta[t], ink=pixels) for t in range(T)
-    ]  # (28, 28) each, 0 off the ink
+    # (28, 28) each, 0 off the ink
+    on_ink = [routing_measures.field_map(delta[t], ink=pixels) for t in range(T)]
     f_lim = pixel_arrays.symmetric_limit(np.stack(on_ink))
     st.markdown(
         sentences.move_sentence(move)

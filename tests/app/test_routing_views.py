@@ -157,9 +157,8 @@ def test_symmetric_limit():
     assert pixel_arrays.symmetric_limit(np.array([[0.05, np.nan], [-0.07, 0.0]])) == pytest.approx(0.07)
     assert 0 < pixel_arrays.symmetric_limit(np.zeros((3, 4))) < 1e-3  # all zero: a tiny positive range
     assert pixel_arrays.symmetric_limit(np.array([])) > 0
-    assert pixel_arrays.symmetric_limit(np.arange(101.0), quantile=0.9) == pytest.approx(
-        90.0
-    )  # 0..100: 90th is 90
+    # 0..100: the 90th percentile is 90
+    assert pixel_arrays.symmetric_limit(np.arange(101.0), quantile=0.9) == pytest.approx(90.0)
     assert pixel_arrays.symmetric_limit(-np.arange(101.0), quantile=0.5) == pytest.approx(50.0)
     assert pixel_arrays.saturated(np.array([-0.5, 0.1, 0.2, 0.3]), 0.2) == 2
 
@@ -458,9 +457,8 @@ def test_vote_growth_by_hand():
     assert text.startswith("|s_0| grows 0.20 → 0.65 (+0.45 along v_0)")
     assert "the 2 primary capsules with the longest votes give 89% of it" in text
     assert "half of it comes from 1 of the 1152" in text
-    top6 = routing_measures.vote_growth(
-        c, u_hat, v, digit=0, top_n=4
-    )  # 5, 8, 9, then 6 or 7 (both 1.0): 6 by index
+    # the top 4: 5, 8, 9, then 6 or 7 (both 1.0): 6 by index
+    top6 = routing_measures.vote_growth(c, u_hat, v, digit=0, top_n=4)
     assert top6.top_share == pytest.approx(0.5 / 0.45)  # more than all of it: capsule 7 took some back
     c[1, 9, 0] = 0.3  # the e_1 votes no longer cancel: s turns, and the turn is the difference
     turned = routing_measures.vote_growth(c, u_hat, v, digit=0)
