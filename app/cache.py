@@ -14,11 +14,11 @@ import streamlit as st
 import torch
 
 import capsnet
-from app import analysis as A
 from app import images as I
-from app import inputs
+from app import inputs, pixel_arrays, pose_measures, routing_measures
 from capsnet import atlas
 from capsnet.baseline import load_baseline, predict_proba
+from capsnet.model import DIGIT_DIM
 from capsnet.transforms import affine, sweep
 
 
@@ -154,7 +154,7 @@ def agreement(_model, version: str, pixels: bytes, iterations: int, routing_gain
     (T, 1152, 10), read-only. Summed over i it gives |s_j| exactly, so it says where the evidence
     for j comes from. Only the routing view needs it, so the forward pass does not compute it."""
     res = forward(_model, version, pixels, iterations, routing_gain)
-    shares = A.agreement_shares(res["coupling"], res["u_hat"], res["poses_per_iter"])
+    shares = routing_measures.agreement_shares(res["coupling"], res["u_hat"], res["poses_per_iter"])
     shares.flags.writeable = False
     return shares
 
@@ -186,10 +186,10 @@ def decode(model, poses: np.ndarray, digits) -> np.ndarray:
 def perturbation_grid(_model, version: str, pixels: bytes, iterations: int, digit: int) -> np.ndarray:
     """The paper's Fig. 4 for one capsule: 16 dims x 11 offsets, decoded in one batch of 176."""
     poses = forward(_model, version, pixels, iterations)["poses"]
-    steps = A.perturbation_steps()
-    batch = A.perturbed_poses(poses, digit, steps)  # (176, 10, 16)
+    steps = pose_measures.perturbation_steps()
+    batch = pose_measures.perturbed_poses(poses, digit, steps)  # (176, 10, 16)
     images = decode(_model, batch, np.full(len(batch), digit))  # (176, 28, 28)
-    return A.stitch(images, A.DIGIT_DIM, len(steps))  # (16*28, 11*28)
+    return pixel_arrays.stitch(images, DIGIT_DIM, len(steps))  # (16*28, 11*28)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

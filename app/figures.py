@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from app.analysis import fmt2
 from app.palette import (
     DIGIT_COLORS,
     DIVERGING,
@@ -27,6 +26,7 @@ from app.palette import (
     THRESHOLD,
     WINNER,
 )
+from app.sentences import fmt2
 
 FONT = dict(size=12)
 
@@ -90,7 +90,7 @@ def votes_animation(
 ) -> go.Figure:
     """The 1152 votes for one digit j, one point each, animated over the routing iterations.
 
-    x, y (1152,): the votes u_hat_j|i in the plane of analysis.vote_projection.
+    x, y (1152,): the votes u_hat_j|i in the plane of routing_measures.vote_projection.
     contribution (T, 1152): c_ij |u_hat_j|i| in each iteration -> marker area (one scale for all
         frames: the largest contribution gets `max_px` diameter; none is drawn below `min_px`).
     delta_c (T, 1152): c_ij - 0.1 -> colour on a diverging scale -L..L, L = `limit` (default the
@@ -193,7 +193,7 @@ def _rgba(colour: str, alpha: float) -> str:
 
 
 def parse_tree_sankey(flows) -> go.Figure:
-    """Sankey of analysis.parse_tree_flows: groups of primary capsules -> digit capsules.
+    """Sankey of routing_measures.parse_tree_flows: groups of primary capsules -> digit capsules.
 
     Links are positive contributions to |s_j| in one iteration; what goes against v_j is printed
     in the digit's label (a Sankey cannot draw negative flows)."""

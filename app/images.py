@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
-from app.analysis import diverging_rgb, fmt2, to_uint8, upscale
 from app.palette import (
     ACTIVATION_SCALE,
     COUPLING_SCALE,
@@ -31,6 +30,8 @@ from app.palette import (
     WINNER,
 )
 from app.palette import TEXT as P_TEXT
+from app.pixel_arrays import diverging_rgb, to_uint8, upscale
+from app.sentences import fmt2
 
 BACKGROUND = (255, 255, 255)
 TEXT = tuple(hex_to_rgb(P_TEXT))  # palette.TEXT as RGB
@@ -351,7 +352,7 @@ def diverging_grid_image(grid: np.ndarray, limit: float, px: int = 10, px_w: int
 
 
 def diverging_colorbar_image(limit: float, width: int = 200, height: int = 12) -> np.ndarray:
-    """The diverging colour bar with its range printed as the page's text prints it (analysis.fmt2,
+    """The diverging colour bar with its range printed as the page's text prints it (sentences.fmt2,
     two significant digits): -limit (blue) .. 0 (white) .. +limit (red)."""
     margin = 56  # room for a label such as "-0.0123" on each side
     bar = _over(colorize(np.linspace(-1, 1, width)[None, :].repeat(height, 0), -1, 1, DIVERGING), BACKGROUND)
@@ -403,7 +404,7 @@ def _type_grid_frame(n: int, grid: int, px: int, cols: int) -> np.ndarray:
 
 
 def activation_mosaic_image(mosaic: np.ndarray, vmax: float, px: int = 1) -> np.ndarray:
-    """Feature maps stitched into one array (NaN gaps, analysis.stitch) on a sequential scale
+    """Feature maps stitched into one array (NaN gaps, pixel_arrays.stitch) on a sequential scale
     0..vmax: black where a map is silent, yellow where it fires most. RGB uint8."""
     rgba = colorize(mosaic, 0.0, max(float(vmax), 1e-12), ACTIVATION_SCALE)
     return _cells(_over(rgba, BACKGROUND), px, px)

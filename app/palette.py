@@ -29,7 +29,7 @@ ACTIVATION_SCALE = "Inferno"  # ReLU maps: black (silent) to yellow (strongest)
 HEAT_SCALE = [[0.0, "#fff7ec"], [0.5, "#fc8d59"], [1.0, "#7f0000"]]
 OVERLAY_SCALE = [[0.0, "rgba(255,69,0,0)"], [0.3, "rgba(255,140,0,0.35)"], [1.0, "rgba(255,215,0,0.85)"]]
 # Signed quantities (delta c = c - 0.1, logits b, a pose change): blue below 0, white at 0, red
-# above, as analysis.diverging_rgb.
+# above, as pixel_arrays.diverging_rgb.
 DIVERGING = [[0.0, "rgb(33,77,191)"], [0.5, "rgb(255,255,255)"], [1.0, "rgb(204,26,38)"]]
 # What a pose dimension mostly does, by family of capsnet.atlas's labels, each with a light and a dark
 # end: the darker, the stronger the effect.

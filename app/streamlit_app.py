@@ -5,7 +5,8 @@ The weights come from $CAPSNET_CHECKPOINT, else checkpoints/capsnet_mnist.pt.
 
 This file is the page's table of contents: load the model, read the input, run the forward pass
 once, draw the overview (the whole network for this input), then the one detailed view that is
-open. The other views compute nothing. Cached computations live in app/cache.py.
+open: the tabs come from the registry in app/views.py, and every view's `show` takes the same
+ViewContext. The other views compute nothing. Cached computations live in app/cache.py.
 """
 
 import sys
@@ -21,8 +22,9 @@ import torch
 
 import capsnet
 from app import cache, views
-from app.sections import figure4, lab, overview, pose, routing
 from app.sections import input as digit_input
+from app.sections import lab, overview
+from app.view_context import ViewContext
 
 INPUT_PX = 290  # the overview's input column: the 280 px canvas and its margin
 ASSETS = ROOT / "app" / "assets"  # the page's icon and own CSS (the components' are in app/components/)
@@ -81,9 +83,9 @@ with st.container(key="overview", horizontal=True, gap="medium"):
         pixel_bytes = np.ascontiguousarray(pixels, dtype=np.float32).tobytes()
         res = cache.forward(model, version, pixel_bytes, controls.iterations)
         digit = res["prediction"] if controls.capsule == digit_input.AUTO else int(controls.capsule)
-        overview.show(
-            col_net, model, version, pixel_bytes, pixels, res, controls.iterations, digit, choice.label
-        )
+        ctx = ViewContext(model=model, version=version, pixels=pixels, pixel_bytes=pixel_bytes, res=res,
+                          controls=controls, meta=meta, checkpoint=path, digit=digit)  # fmt: skip
+        overview.show(col_net, ctx, choice.label)
     with col_in:
         controls = digit_input.controls()
 digit_input.write_query_params(choice, controls, lab.query_params())
@@ -91,16 +93,8 @@ if pixels is None:
     st.stop()
 
 # ---------------------------------------------------------------- details on demand: only the open view runs
-tabs = st.tabs(list(views.VIEWS.values()), key=views.VIEW_KEY, on_change="rerun")
-for name, tab in zip(views.VIEWS, tabs):
-    if not tab.open:
-        continue
-    with tab:
-        if name == "routing":
-            routing.show(model, version, pixel_bytes, pixels, res, digit, controls.iterations, meta)
-        elif name == "pose":
-            pose.show(model, version, pixel_bytes, controls.iterations, res, digit, path)
-        elif name == "figure4":
-            figure4.show(model, version, pixel_bytes, controls.iterations, digit, path)
-        else:
-            lab.show(model, version, pixel_bytes, controls.iterations)
+tabs = st.tabs([v.label for v in views.VIEWS.values()], key=views.VIEW_KEY, on_change="rerun")
+for view, tab in zip(views.VIEWS.values(), tabs):
+    if tab.open:
+        with tab:
+            view.show(ctx)

@@ -1,38 +1,73 @@
-"""The page's detailed views and the routing view's parts: their share-link names, labels and
-the session-state keys that hold which is open. Importable without a running page (tests use it).
+"""The page's detailed views, in one registry: each view's share-link name (?view=) maps to its tab
+label and its `show`, and every `show` takes the one ViewContext (app/view_context.py). The page
+builds its tabs from VIEWS and runs the open one's `show`: adding a view is one entry here plus its
+module in app/sections/. A name with no entry is an error (UnknownView), never another view; an
+unknown ?view= in a share link is user input, which app/sections/input.py ignores before it gets here.
+Importable without a running page (tests use it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import streamlit as st
 
-# The detailed views: share-link name -> tab label. The first is the default.
-VIEWS = {"routing": "Routing by agreement", "pose": "Pose explorer", "figure4": "Figure 4: every dimension",
-         "lab": "Equivariance lab"}  # fmt: skip
+from app.sections import figure4, lab, pose, routing
+from app.view_context import ViewContext
+
+
+@dataclass(frozen=True)
+class View:
+    label: str  # the tab's label
+    show: Callable[[ViewContext], None]  # draws the view (only while its tab is open)
+
+
+# share-link name -> View, in tab order. The default view is the first tab (st.tabs opens it when
+# the state holds no label of its own).
+VIEWS = {
+    "routing": View("Routing by agreement", routing.show),
+    "pose": View("Pose explorer", pose.show),
+    "figure4": View("Figure 4: every dimension", figure4.show),
+    "lab": View("Equivariance lab", lab.show),
+}
 DEFAULT_VIEW = "routing"
 VIEW_KEY = "view"  # the tabs' key: session state holds the open tab's label
-# The routing view's parts: share-link name -> label. Only the chosen part is computed.
-PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Parse tree",
-         "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
-DEFAULT_PART = "change"
-PART_KEY = "routing_part"
-DIM_KEY = "pose_dim"  # the pose view's chosen dimension (measured, outlined among the sliders)
+
+
+class UnknownView(KeyError):
+    """A view name (or tab label) with no entry in VIEWS: a programming error, not user input."""
+
+
+def get(name: str) -> View:
+    """The registered view `name`; UnknownView when there is none."""
+    try:
+        return VIEWS[name]
+    except KeyError:
+        raise UnknownView(f"no view named {name!r}; the registered views are {', '.join(VIEWS)}") from None
+
+
+def name_of(label: str) -> str:
+    """The share-link name of the view whose tab is labelled `label`; UnknownView when none is."""
+    for name, v in VIEWS.items():
+        if v.label == label:
+            return name
+    raise UnknownView(f"no view has the tab label {label!r}")
 
 
 def view() -> str:
-    """The open view's share-link name."""
+    """The open view's share-link name (the default until the tabs or a share link set one)."""
     label = st.session_state.get(VIEW_KEY)
-    return next((name for name, text in VIEWS.items() if text == label), DEFAULT_VIEW)
+    return DEFAULT_VIEW if label is None else name_of(label)
 
 
-def part() -> str:
-    """The routing view's chosen part, by share-link name."""
-    label = st.session_state.get(PART_KEY)
-    return next((name for name, text in PARTS.items() if text == label), DEFAULT_PART)
+def open_view(name: str) -> None:
+    """Open view `name` on the next run (from a callback, or before the tabs are drawn)."""
+    st.session_state[VIEW_KEY] = get(name).label
 
 
 def open_primary(i: int) -> None:
     """Open the routing view with its inspector on primary capsule i (call from a callback)."""
     st.session_state.primary_i = int(i)
-    st.session_state[PART_KEY] = PARTS["inspector"]
-    st.session_state[VIEW_KEY] = VIEWS["routing"]
+    st.session_state[routing.PART_KEY] = routing.PARTS["inspector"]
+    open_view("routing")

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import analysis as A
-from app import cache
+from app import cache, pose_measures
 from app.cache import perturbation_grid, picture
+from app.view_context import ViewContext
 
 
-def show(model, version: str, pixel_bytes: bytes, iterations: int, digit: int, checkpoint) -> None:
-    atlas, why = cache.pose_atlas(checkpoint)
-    names = A.dimension_names(atlas, digit)
+def show(ctx: ViewContext) -> None:
+    digit = ctx.digit
+    atlas, why = cache.pose_atlas(ctx.checkpoint)
+    names = pose_measures.dimension_names(atlas, digit)
     with st.container(key="grid"):
         st.subheader(f"Every dimension of capsule {digit} at once (the paper's Fig. 4)")
         st.markdown(
@@ -26,9 +27,9 @@ def show(model, version: str, pixel_bytes: bytes, iterations: int, digit: int, c
                 else f"The rows are not named: {why}"
             )
         )
-        grid = perturbation_grid(model, version, pixel_bytes, iterations, digit)
+        grid = perturbation_grid(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, digit)
         st.image(
-            picture("perturbation_grid_image", grid, A.perturbation_steps(), names=tuple(names)),
+            picture("perturbation_grid_image", grid, pose_measures.perturbation_steps(), names=tuple(names)),
             output_format="PNG",
             caption=f"16 by 11 reconstructions of digit {digit}: rows are pose dimensions, columns offsets",
         )

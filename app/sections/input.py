@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from app import analysis as A
-from app import inputs
+from app import inputs, pixel_arrays, views
 from app.canvas import drawing_canvas
-from app.views import DEFAULT_PART, DEFAULT_VIEW, DIM_KEY, PART_KEY, PARTS, VIEW_KEY, VIEWS, part, view
+from app.sections.pose import DIM_KEY
+from app.sections.routing import DEFAULT_PART, PART_KEY, PARTS, part
+from app.view_context import Controls
 from capsnet.model import DIGIT_DIM, NUM_PRIMARY
 from capsnet.preprocess import to_mnist
 
@@ -40,12 +41,6 @@ class Choice:
     label: int | None  # MNIST label of a shipped sample
 
 
-@dataclass(frozen=True)
-class Controls:
-    iterations: int
-    capsule: str | int  # AUTO or a digit 0..9
-
-
 def init_state(n_samples: int) -> None:
     """Defaults, and on a session's first run the share link's values (invalid ones are ignored)."""
     if "started" not in st.session_state:
@@ -63,7 +58,7 @@ def init_state(n_samples: int) -> None:
         ("iterations", DEFAULT_ITERATIONS),
         ("capsule", AUTO),
         ("canvas_n", 0),
-        (VIEW_KEY, VIEWS[DEFAULT_VIEW]),
+        (views.VIEW_KEY, views.get(views.DEFAULT_VIEW).label),
         (PART_KEY, PARTS[DEFAULT_PART]),
     ):
         st.session_state.setdefault(key, default)
@@ -90,8 +85,8 @@ def _read_query_params(n_samples: int) -> None:
     capsule = qp.get("capsule")
     if capsule == AUTO or _small_int(capsule, 0, 9) is not None:
         st.session_state.capsule = capsule if capsule == AUTO else int(capsule)
-    if qp.get("view") in VIEWS:  # an unknown name keeps the default view
-        st.session_state[VIEW_KEY] = VIEWS[qp["view"]]
+    if qp.get("view") in views.VIEWS:  # user input: an unknown name keeps the default view
+        views.open_view(qp["view"])
     if qp.get("part") in PARTS:
         st.session_state[PART_KEY] = PARTS[qp["part"]]
     primary = _small_int(qp.get("primary"), 0, NUM_PRIMARY - 1)
@@ -121,7 +116,7 @@ def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
             "MNIST test digit", range(len(samples)), key="sample",
             format_func=lambda i: inputs.sample_label(i, labels),
         )  # fmt: skip
-        st.image(A.upscale(samples[idx], 8), caption=inputs.sample_caption(idx, labels))
+        st.image(pixel_arrays.upscale(samples[idx], 8), caption=inputs.sample_caption(idx, labels))
         return Choice(source, samples[idx], int(labels[idx]))
     upload = st.file_uploader(
         "A photo or scan of one digit: dark ink on light paper works",
@@ -165,7 +160,12 @@ def controls() -> Controls:
 
 def write_query_params(choice: Choice, ctl: Controls, extra: dict[str, str] | None = None) -> None:
     """The share link: these controls, the open view (and routing part), plus `extra` (the lab's)."""
-    params = {"iters": str(ctl.iterations), "capsule": str(ctl.capsule), "view": view(), **(extra or {})}
+    params = {
+        "iters": str(ctl.iterations),
+        "capsule": str(ctl.capsule),
+        "view": views.view(),
+        **(extra or {}),
+    }
     if choice.source == SAMPLE:
         params["sample"] = str(st.session_state.sample)
     if params["view"] == "routing":

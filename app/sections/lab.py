@@ -16,9 +16,10 @@ import numpy as np
 import streamlit as st
 
 import capsnet
-from app import analysis as A
-from app import cache
+from app import cache, pixel_arrays, sentences, sweep_measures
 from app.cache import picture
+from app.sentences import fmt2
+from app.view_context import ViewContext
 from capsnet.transforms import DEFAULTS, FAMILIES, RANGES, clamp_params
 
 # parameter -> (URL name, slider label, step, format)
@@ -162,11 +163,11 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int) -> None:
     sw = cache.lab_sweep(model, cnn, version, pixel_bytes, iterations, family, STEPS)
     values, followed = sw["values"], sw["followed"]
     lo, hi = RANGES[FAMILIES[family]]
-    summary = A.sweep_summary(values, sw["lengths"], sw["poses"], followed, sw["cnn_probs"])
+    summary = sweep_measures.sweep_summary(values, sw["lengths"], sw["poses"], followed, sw["cnn_probs"])
     st.markdown(
         f"The untransformed digit, {family} alone moved over {STEPS} steps (the other sliders are "
         f"not applied here; the dashed line marks the {family} slider). "
-        + A.sweep_sentence(summary, family, f"{lo:g}{UNITS[family]} to {hi:g}{UNITS[family]}")
+        + sentences.sweep_sentence(summary, family, f"{lo:g}{UNITS[family]} to {hi:g}{UNITS[family]}")
     )
     now = p[FAMILIES[family]]
     x_title = AXIS_TITLES[family]
@@ -189,12 +190,12 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int) -> None:
 
     poses = sw["poses"][:, followed]  # (S, 16)
     change = poses - poses[STEPS // 2]  # 0 at the identity
-    limit = A.symmetric_limit(change)
+    limit = pixel_arrays.symmetric_limit(change)
     with st.container(key="lab_pose_strip"):
         st.markdown(
             f"**The 16 pose dimensions of capsule {followed} along the sweep**, as the change from "
             f"the untransformed digit's pose (white = unchanged, red = larger, blue = smaller, "
-            f"scale ±{A.fmt2(limit)}). Equivariance would show as smooth colour gradients across a row."
+            f"scale ±{fmt2(limit)}). Equivariance would show as smooth colour gradients across a row."
         )
         st.image(picture("pose_change_image", change, values, limit), output_format="PNG")
         st.image(picture("diverging_colorbar_image", limit), output_format="PNG")
@@ -226,7 +227,7 @@ def _robustness(result: dict) -> None:
     )
     st.markdown(
         "**Measured on the whole test set, not just this digit.** "
-        + A.robustness_sentence(result)
+        + sentences.robustness_sentence(result)
         + f" The transforms: {ranges} (seed {result['seed']}); the paper's affNIST digits are 40×40 "
         "with larger shifts, so the numbers are not the same test."
     )
@@ -253,7 +254,7 @@ def _robustness(result: dict) -> None:
     )
 
 
-def show(model, version: str, pixel_bytes: bytes, iterations: int) -> None:
+def show(ctx: ViewContext) -> None:
     with st.container(key="lab"):
         st.subheader("Transform the digit: does the capsule follow?")
         st.markdown(
@@ -276,7 +277,7 @@ def show(model, version: str, pixel_bytes: bytes, iterations: int) -> None:
                 f"{cnn_meta.get('epochs')} epochs."
             )
         cnn_version = str(cache.cnn_checkpoint_path()) if cnn is not None else "no CNN"
-        _lab(model, cnn, f"{version}|{cnn_version}", pixel_bytes, iterations)
+        _lab(ctx.model, cnn, f"{ctx.version}|{cnn_version}", ctx.pixel_bytes, ctx.iterations)
         measured = _measured_robustness(cnn is not None)
         if measured is not None:
             with st.container(key="lab_measured"):

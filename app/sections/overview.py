@@ -13,10 +13,11 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import analysis as A
-from app import cache, views
+from app import cache, pixel_arrays, routing_measures, sentences, views
 from app.cache import picture
 from app.capsule_map import capsule_map, digit_bars, picked, primary_map
+from app.sentences import fmt2
+from app.view_context import ViewContext
 from capsnet.model import NUM_PRIMARY, margin_loss
 
 PRIMARY_CHART, DIGIT_CHART = "overview_primary", "overview_digits"
@@ -57,12 +58,14 @@ def _stage(title: str, shape: str) -> None:
     st.markdown(f"**{title}** · {shape}")
 
 
-def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict, iterations: int, digit: int,
-         label: int | None) -> None:  # fmt: skip
-    """Draw the prediction and the six stages in `col`; digit: the inspected digit capsule. The
-    prediction goes to the page first, before anything else is computed."""
+def show(col, ctx: ViewContext, label: int | None) -> None:
+    """Draw the prediction and the six stages in `col`; ctx.digit: the inspected digit capsule; label:
+    the MNIST label of a shipped sample. The prediction goes to the page first, before anything else
+    is computed."""
+    model, version, pixel_bytes, pixels = ctx.model, ctx.version, ctx.pixel_bytes, ctx.pixels
+    res, iterations, digit = ctx.res, ctx.iterations, ctx.digit
     lengths, pred, T = res["lengths"], res["prediction"], len(res["coupling"])
-    result = A.Ablation.from_trace(res["lengths_per_iter"])
+    result = routing_measures.Ablation.from_trace(res["lengths_per_iter"])
     with col:
         with st.container(key="prediction"):
             left, right = st.columns([0.24, 0.76], gap="small", vertical_alignment="center")
@@ -71,7 +74,7 @@ def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: 
             note = (
                 "" if label is None else f" MNIST label: {label} ({'correct' if label == pred else 'wrong'})."
             )
-            right.markdown(A.overview_sentence(result) + note)
+            right.markdown(sentences.overview_sentence(result) + note)
             _formulas(right, lengths, pred)
 
         conv1 = cache.conv1_maps(model, version, pixel_bytes)  # (256, 20, 20)
@@ -83,10 +86,10 @@ def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: 
             st.caption("what the network sees")
         with top[1]:
             _stage("2 · Conv1", "256 × 20×20")
-            pooled = A.max_pool(conv1, 2)  # (256, 10, 10): each map at half size, its peaks kept
+            pooled = pixel_arrays.max_pool(conv1, 2)  # (256, 10, 10): each map at half size, its peaks kept
             top_act = float(np.quantile(conv1[conv1 > 0], 0.99)) if np.any(conv1 > 0) else 1.0
-            st.image(picture("activation_mosaic_image", A.stitch(pooled, 16, 16, gap=1, fill=np.nan), top_act),
-                     output_format="PNG")  # fmt: skip
+            mosaic = pixel_arrays.stitch(pooled, 16, 16, gap=1, fill=np.nan)
+            st.image(picture("activation_mosaic_image", mosaic, top_act), output_format="PNG")
             st.caption("256 ReLU maps (2×2 max-pooled), from 0 to the 99th percentile of the positive values")
         with top[2]:
             _stage("3 · PrimaryCaps u_i", "1152 × 8 = 32 types × 6×6")
@@ -101,12 +104,12 @@ def show(col, model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: 
         bottom = st.columns([1.05, 1.95, 1], gap="small")
         with bottom[0]:
             _stage(f"4 · Routing c_i{digit}", f"{T} iteration{'s' if T > 1 else ''}")
-            delta = A.coupling_change(res["coupling"][-1, :, digit])  # (1152,)
-            on_ink = A.field_map(delta, ink=pixels)  # (28, 28), 0 off the ink
-            limit = A.symmetric_limit(on_ink)
+            delta = routing_measures.coupling_change(res["coupling"][-1, :, digit])  # (1152,)
+            on_ink = routing_measures.field_map(delta, ink=pixels)  # (28, 28), 0 off the ink
+            limit = pixel_arrays.symmetric_limit(on_ink)
             st.image(picture("signed_overlay_image", pixels, on_ink, limit, px=5), output_format="PNG")
             st.caption(
-                f"Δc to {digit}, summed over the 32 types, on the ink: red rose, blue fell (±{A.fmt2(limit)})"
+                f"Δc to {digit}, summed over the 32 types, on the ink: red rose, blue fell (±{fmt2(limit)})"
             )
         with bottom[1]:
             _stage("5 · DigitCaps v_j", "10 × 16; length = presence")

@@ -10,17 +10,18 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import analysis as A
-from app import cache
+from app import cache, pose_measures
 from app import images as I
 from app.cache import decode, picture
 from app.capsule_map import atlas_map, capsule_map, picked
 from app.decoder_weights import browser_copy
 from app.pose_sliders import DIFF_LIMIT, pose_sliders
-from app.views import DIM_KEY
+from app.view_context import ViewContext
 from capsnet.atlas import OFFSET, describe
+from capsnet.model import DIGIT_DIM, NUM_DIGITS
 
 ATLAS_MAP = "pose_atlas_map"
+DIM_KEY = "pose_dim"  # the chosen dimension (measured below, outlined among the sliders; ?dim=)
 MEASURE_ROWS = [("ink", "ink"), ("x", "px"), ("y", "px"), ("width", "px"), ("height", "px"), ("slant", "px/px"),
                 ("local", "share of the change")]  # fmt: skip
 
@@ -31,7 +32,7 @@ def _explorer(model, poses: np.ndarray, d: int, names: list[str], chosen: int) -
     weights, why = browser_copy(model)
     with st.container(key="reconstruction"):
         live = {"weights": weights, "why": why, "pose": [float(v) for v in poses[d]], "digit": d}
-        offsets = pose_sliders(f"pose_{d}", A.DIGIT_DIM, live=live, names=names, chosen=chosen)
+        offsets = pose_sliders(f"pose_{d}", DIGIT_DIM, live=live, names=names, chosen=chosen)
         moved = poses.copy()
         moved[d] += offsets
         base, new = decode(model, np.stack([poses, moved]), [d, d])
@@ -48,14 +49,17 @@ def _explorer(model, poses: np.ndarray, d: int, names: list[str], chosen: int) -
 def _pick_cell() -> None:
     """A click on a cell of the atlas map: explore that digit's capsule and that dimension."""
     k = picked(ATLAS_MAP)
-    if k is not None and 0 <= k < A.NUM_DIGITS * A.DIGIT_DIM:
-        st.session_state.capsule, st.session_state[DIM_KEY] = divmod(k, A.DIGIT_DIM)
+    if k is not None and 0 <= k < NUM_DIGITS * DIGIT_DIM:
+        st.session_state.capsule, st.session_state[DIM_KEY] = divmod(k, DIGIT_DIM)
 
 
-def show(model, version: str, pixel_bytes: bytes, iterations: int, res: dict, digit: int, checkpoint) -> None:
+def show(ctx: ViewContext) -> None:
+    model, version, pixel_bytes, iterations, res, digit = (
+        ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, ctx.res, ctx.digit
+    )  # fmt: skip
     lengths, pred = res["lengths"], res["prediction"]
-    atlas, why = cache.pose_atlas(checkpoint)
-    names = A.dimension_names(atlas, digit)
+    atlas, why = cache.pose_atlas(ctx.checkpoint)
+    names = pose_measures.dimension_names(atlas, digit)
     with st.container(key="pose"):
         st.subheader(f"What the 16 numbers of capsule {digit} encode")
         as_if = (
@@ -88,7 +92,7 @@ def _this_input(model, version: str, pixel_bytes: bytes, iterations: int, digit:
     with st.container(key="pose_measure"):
         st.markdown("**Measured on your digit**")
         d = st.selectbox(
-            "Dimension", range(A.DIGIT_DIM), key=DIM_KEY, format_func=lambda k: names[k], width=420
+            "Dimension", range(DIGIT_DIM), key=DIM_KEY, format_func=lambda k: names[k], width=420
         )
         live = cache.capsule_measures(model, version, pixel_bytes, iterations, digit)[d]
         avg = atlas["digits"][digit][d] if atlas else None

@@ -3,7 +3,7 @@ which only the chosen one is computed.
 
 In a trained paper model the coupling coefficients c move only a little from 0.1 (the votes
 u_hat are short, so u_hat . v moves the logits b by hundredths), yet a few capsules with long votes
-can more than double |s_j|. How far c moved is defined once (analysis.coupling_move: the 1152
+can more than double |s_j|. How far c moved is defined once (routing_measures.coupling_move: the 1152
 primary capsules, digit j, the last iteration) and every part quotes it the same way; every Δc
 picture uses its colour range.
 
@@ -18,17 +18,30 @@ import numpy as np
 import streamlit as st
 
 import capsnet
-from app import analysis as A
 from app import figures as F
-from app import views
+from app import pixel_arrays, routing_measures, sentences
 from app.cache import agreement, forward, picture
+from app.sentences import fmt2
+from app.view_context import ViewContext
 
 ITER_COUPLING_WIDTH = 760  # px: the absolute coupling picture of an iteration
 MAX_GAIN = 20.0
+# The parts: share-link name (?part=) -> label. Only the chosen part is computed.
+PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Parse tree",
+         "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
+DEFAULT_PART = "change"
+PART_KEY = "routing_part"  # the parts' control: session state holds the chosen part's label
 
 
-def show(model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict, digit: int,
-         iterations: int, meta: dict) -> None:  # fmt: skip
+def part() -> str:
+    """The chosen part, by share-link name."""
+    label = st.session_state.get(PART_KEY)
+    return next((name for name, text in PARTS.items() if text == label), DEFAULT_PART)
+
+
+def show(ctx: ViewContext) -> None:
+    model, version, pixel_bytes, pixels = ctx.model, ctx.version, ctx.pixel_bytes, ctx.pixels
+    res, digit, iterations = ctx.res, ctx.digit, ctx.iterations
     with st.container(key="routing"):
         _intro(digit)
         gain = _gain_control()
@@ -40,22 +53,25 @@ def show(model, version: str, pixel_bytes: bytes, pixels: np.ndarray, res: dict,
                 f"views keep the paper's routing (λ = 1). Here the prediction is **{res['prediction']}**, "
                 f"|v{digit}| = {res['lengths'][digit]:.2f}."
             )
-        move = A.coupling_move(res["coupling"], digit)
-        st.segmented_control("Part", list(views.PARTS.values()), key=views.PART_KEY, required=True,
+        move = routing_measures.coupling_move(res["coupling"], digit)
+        st.segmented_control("Part", list(PARTS.values()), key=PART_KEY, required=True,
                              label_visibility="collapsed")  # fmt: skip
-        part = views.part()
-        if part in ("change", "inspector"):  # each primary capsule's share of |s_j| after the last iteration
+        chosen = part()
+        # each primary capsule's share of |s_j| after the last iteration
+        if chosen in ("change", "inspector"):
             shares = agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
-        if part == "change":
+        if chosen == "change":
             _how_c_changed(pixels, res, digit, move, shares)
-        elif part == "votes":
+        elif chosen == "votes":
             _votes(res, digit, move)
-        elif part == "tree":
+        elif chosen == "tree":
             _parse_tree(res, digit)
-        elif part == "ablation":
-            _ablation(res, digit, gain, meta, move)
-        else:
+        elif chosen == "ablation":
+            _ablation(res, digit, gain, ctx.meta, move)
+        elif chosen == "inspector":
             _inspector(pixels, res, digit, shares)
+        else:  # a part added to PARTS without its branch here
+            raise ValueError(f"the routing view draws no part named {chosen!r}")
 
 
 def _intro(digit: int) -> None:
@@ -85,28 +101,28 @@ def _gain_control() -> float:
 
 
 # ---------------------------------------------------------------- votes and agreement
-def _votes(res: dict, digit: int, move: A.CouplingMove) -> None:
+def _votes(res: dict, digit: int, move: routing_measures.CouplingMove) -> None:
     c, u_hat, v = res["coupling"], res["u_hat"], res["poses_per_iter"]  # (T,1152,10), (1152,10,16), (T,10,16)
     T = c.shape[0]
     u_j = u_hat[:, digit]  # (1152, 16)
-    x, y, axes = A.vote_projection(u_j, v[-1, digit])
+    x, y, axes = routing_measures.vote_projection(u_j, v[-1, digit])
     s = np.einsum("ti,ih->th", c[:, :, digit], u_j)  # (T, 16) s_j per iteration
-    path = A.project(s, axes)  # (T, 2)
+    path = routing_measures.project(s, axes)  # (T, 2)
     vote_len = np.linalg.norm(u_j, axis=-1)  # (1152,)
     contribution = c[:, :, digit] * vote_len  # (T, 1152)
-    delta = A.coupling_change(c)[:, :, digit]  # (T, 1152)
-    growth = A.vote_growth(c, u_hat, v, digit)
+    delta = routing_measures.coupling_change(c)[:, :, digit]  # (T, 1152)
+    growth = routing_measures.vote_growth(c, u_hat, v, digit)
     with st.container(key="votes"):
         st.markdown(
             f"Each point is one of the 1152 votes $\\hat u_{{{digit}|i}}$, drawn in a plane whose "
             f"horizontal axis is the direction of $v_{{{digit}}}$ (so a vote's x is how much it agrees). "
             f"Its **area** is what it adds to $s_{{{digit}}}$ ($c_{{i{digit}}}|\\hat u_{{{digit}|i}}|$), its "
-            f"**colour** how $c_{{i{digit}}}$ moved from 0.1: red rose, blue fell, on ±{A.fmt2(move.limit)}. "
+            f"**colour** how $c_{{i{digit}}}$ moved from 0.1: red rose, blue fell, on ±{fmt2(move.limit)}. "
             f"The orange-red path is $s_{{{digit}}}$ after each iteration. Press ▶ to step through the "
             f"iterations.\n\n**This input:** "
-            + A.growth_sentence(growth)
+            + sentences.growth_sentence(growth)
             + f" The typical vote is short (median $|\\hat u| = {np.median(vote_len):.3f}$), so "
-            f"$\\hat u\\cdot v$ moves $b$ by little. " + A.move_sentence(move)
+            f"$\\hat u\\cdot v$ moves $b$ by little. " + sentences.move_sentence(move)
         )
         fig = F.votes_animation(x, y, contribution, delta, path, res["primary_len"], digit, limit=move.limit,
                                 beyond=move.beyond, path_name=f"s{digit}")  # fmt: skip
@@ -115,10 +131,10 @@ def _votes(res: dict, digit: int, move: A.CouplingMove) -> None:
 
 # ---------------------------------------------------------------- how c changed
 def _how_c_changed(
-    pixels: np.ndarray, res: dict, digit: int, move: A.CouplingMove, shares: np.ndarray
+    pixels: np.ndarray, res: dict, digit: int, move: routing_measures.CouplingMove, shares: np.ndarray
 ) -> None:
     c = res["coupling"]
-    delta = A.coupling_change(c)[:, :, digit]  # (T, 1152)
+    delta = routing_measures.coupling_change(c)[:, :, digit]  # (T, 1152)
     with st.container(key="routing_change"):
         absolute = st.toggle(
             "Absolute scale (c on 0..1)", key="absolute_c",
@@ -128,7 +144,7 @@ def _how_c_changed(
             _absolute_maps(c, res["primary_len"], digit)
         else:
             _change_maps(pixels, delta, res["logits"][:, :, digit], digit, move)
-        ink = A.ink_weighted_evidence(shares, pixels)
+        ink = routing_measures.ink_weighted_evidence(shares, pixels)
         st.markdown(
             f"**Where the evidence for {digit} comes from** after the last iteration: each primary "
             f"capsule's share of $|s_{{{digit}}}|$ ($c_{{i{digit}}}\\,\\hat u_{{{digit}|i}}\\cdot v_{{{digit}}}/|v_{{{digit}}}|$, "
@@ -142,37 +158,38 @@ def _how_c_changed(
 
 
 def _change_maps(
-    pixels: np.ndarray, delta: np.ndarray, b_j: np.ndarray, digit: int, move: A.CouplingMove
+    pixels: np.ndarray, delta: np.ndarray, b_j: np.ndarray, digit: int, move: routing_measures.CouplingMove
 ) -> None:
     """Per iteration: delta c per type, delta c on the ink, the logits b; delta c on the colour range
     of `move`, the others on their own printed ranges."""
     T = delta.shape[0]
-    b_lim = A.symmetric_limit(b_j, 0.99)
-    on_ink = [A.field_map(delta[t], ink=pixels) for t in range(T)]  # (28, 28) each, 0 off the ink
-    f_lim = A.symmetric_limit(np.stack(on_ink))
+    b_lim = pixel_arrays.symmetric_limit(b_j, 0.99)
+    # (28, 28) each, 0 off the ink
+    on_ink = [routing_measures.field_map(delta[t], ink=pixels) for t in range(T)]
+    f_lim = pixel_arrays.symmetric_limit(np.stack(on_ink))
     st.markdown(
-        A.move_sentence(move)
+        sentences.move_sentence(move)
         + f" Below, per iteration: **left**, $\\Delta c = c_{{i{digit}}} - 0.1$ for the 32 capsule types "
-        f"(numbered panels) on the 6×6 grid, on ±{A.fmt2(move.limit)}; **middle**, $\\Delta c$ summed over the "
+        f"(numbered panels) on the 6×6 grid, on ±{fmt2(move.limit)}; **middle**, $\\Delta c$ summed over the "
         f"32 types at each grid position and spread over the ink of its 17×17 receptive field, on "
-        f"±{A.fmt2(f_lim)} (the largest value, nothing clipped); **right**, the routing logits $b_{{i{digit}}}$ "
-        f"that gave this iteration's c, on ±{A.fmt2(b_lim)} (99th percentile of |b| over all iterations). "
+        f"±{fmt2(f_lim)} (the largest value, nothing clipped); **right**, the routing logits $b_{{i{digit}}}$ "
+        f"that gave this iteration's c, on ±{fmt2(b_lim)} (99th percentile of |b| over all iterations). "
         "Red is up, blue down, white unchanged."
     )
     bars = st.columns(3, gap="medium")
     for col, limit, name in zip(bars, (move.limit, f_lim, b_lim), ("Δc", "Δc on the ink", "b")):
-        col.image(picture("diverging_colorbar_image", limit), caption=f"{name}: ±{A.fmt2(limit)}",
+        col.image(picture("diverging_colorbar_image", limit), caption=f"{name}: ±{fmt2(limit)}",
                   output_format="PNG")  # fmt: skip
     for t in range(T):
         st.subheader(f"Iteration {t + 1}")
-        beyond = A.saturated(delta[t], move.limit)
+        beyond = pixel_arrays.saturated(delta[t], move.limit)
         left, middle, right = st.columns([1.45, 1, 1.45], gap="medium")
-        left.image(picture("type_grid_image", A.type_maps(delta[t]), move.limit), output_format="PNG",
+        left.image(picture("type_grid_image", routing_measures.type_maps(delta[t]), move.limit), output_format="PNG",
                    caption=f"Δc to {digit} per type"
-                   + (" (uniform by definition)" if t == 0 else f"; {beyond} beyond ±{A.fmt2(move.limit)}"))  # fmt: skip
+                   + (" (uniform by definition)" if t == 0 else f"; {beyond} beyond ±{fmt2(move.limit)}"))  # fmt: skip
         middle.image(picture("signed_overlay_image", pixels, on_ink[t], f_lim), output_format="PNG",
                      caption=f"Δc to {digit} on the ink")  # fmt: skip
-        right.image(picture("type_grid_image", A.type_maps(b_j[t]), b_lim), output_format="PNG",
+        right.image(picture("type_grid_image", routing_measures.type_maps(b_j[t]), b_lim), output_format="PNG",
                     caption=f"b to {digit} per type")  # fmt: skip
 
 
@@ -186,7 +203,7 @@ def _absolute_maps(c: np.ndarray, primary_len: np.ndarray, digit: int) -> None:
     st.image(
         picture("colorbar_image"), caption="c, the same 0..1 scale in every iteration", output_format="PNG"
     )
-    pos_maps = [A.type_position_map(c[t, :, digit], primary_len).sum(axis=0) for t in range(T)]
+    pos_maps = [routing_measures.type_position_map(c[t, :, digit], primary_len).sum(axis=0) for t in range(T)]
     pos_min, pos_max = min(float(m.min()) for m in pos_maps), max(float(m.max()) for m in pos_maps)
     for t in range(T):
         st.subheader(f"Iteration {t + 1}")
@@ -207,7 +224,9 @@ def _parse_tree(res: dict, digit: int) -> None:
         group = cols[1].radio(
             "Group primary capsules by", ["position", "type"], horizontal=True, key="tree_group"
         )
-        flows = A.parse_tree_flows(res["coupling"][t], res["u_hat"], res["poses_per_iter"][t], group=group)
+        flows = routing_measures.parse_tree_flows(
+            res["coupling"][t], res["u_hat"], res["poses_per_iter"][t], group=group
+        )
         top = flows.net[:, digit]
         st.markdown(
             f"Capsules are meant to carve a parse tree out of the network: each part sends its vote "
@@ -222,11 +241,11 @@ def _parse_tree(res: dict, digit: int) -> None:
 
 
 # ---------------------------------------------------------------- does routing matter?
-def _ablation(res: dict, digit: int, gain: float, meta: dict, move: A.CouplingMove) -> None:
+def _ablation(res: dict, digit: int, gain: float, meta: dict, move: routing_measures.CouplingMove) -> None:
     lpi, T = res["lengths_per_iter"], res["coupling"].shape[0]
-    result = A.Ablation.from_trace(lpi, gain)
+    result = routing_measures.Ablation.from_trace(lpi, gain)
     with st.container(key="routing_ablation"):
-        st.markdown(A.outcome_sentence(result) + " " + A.move_sentence(move))
+        st.markdown(sentences.outcome_sentence(result) + " " + sentences.move_sentence(move))
         _per_iteration(res)
         left, right = st.columns(2, gap="large")
         with left:
@@ -248,7 +267,7 @@ def _ablation(res: dict, digit: int, gain: float, meta: dict, move: A.CouplingMo
 def _per_iteration(res: dict) -> None:
     """The entropy of c and the ten lengths after each iteration: how far routing got."""
     c = res["coupling"]
-    T, entropy = c.shape[0], A.coupling_entropy(c)
+    T, entropy = c.shape[0], routing_measures.coupling_entropy(c)
     left, right = st.columns(2, gap="large")
     with left:
         drop = 1000 * (np.log2(10) - entropy[-1])

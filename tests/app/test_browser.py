@@ -13,7 +13,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 import capsnet
-from app.views import PARTS, VIEWS
+from app.sections.routing import PARTS
+from app.views import VIEWS
 from tools.browser_driver import (
     CANVAS,
     METRIC,
@@ -133,7 +134,7 @@ def test_draw_predict_route_and_pose(browser, server):
     assert len(one) == len(seven) == 4 and all(a != b for a, b in zip(one, seven))
 
     # The pose view, opened by its tab: a key press on a slider redraws the server's picture.
-    page.get_by_role("tab", name=VIEWS["pose"]).click()
+    page.get_by_role("tab", name=VIEWS["pose"].label).click()
     page.wait_for_selector(".st-key-pose input[type='range']", timeout=30_000)
     wait_idle(page)
     assert query(page)["view"] == "pose" and page.locator(".st-key-routing").count() == 0
@@ -175,7 +176,7 @@ def test_share_link_opens_the_view(browser, server, name):
     page = open_sample(browser, server, f"?sample=4&view={name}")
     want = name if name in VIEWS else "routing"  # an unknown name: the default view
     selected = page.locator("[role='tab'][aria-selected='true']").inner_text().strip()
-    assert selected == VIEWS[want] and query(page)["view"] == want
+    assert selected == VIEWS[want].label and query(page)["view"] == want
     key = {"routing": "routing", "pose": "pose", "figure4": "grid", "lab": "lab"}[want]
     page.wait_for_selector(f".st-key-{key}", timeout=30_000)
     for other in {"routing", "pose", "grid", "lab"} - {key}:
@@ -204,7 +205,7 @@ def test_clicking_a_primary_capsule_opens_it_in_the_routing_view(browser, server
     wait_idle(page)
     q = query(page)
     assert (q["view"], q["part"], q["primary"]) == ("routing", "inspector", str(i))
-    assert page.locator("[role='tab'][aria-selected='true']").inner_text().strip() == VIEWS["routing"]
+    assert page.locator("[role='tab'][aria-selected='true']").inner_text().strip() == VIEWS["routing"].label
     chosen = page.locator(".st-key-primary_i input").first.input_value()
     assert f"i = {i} (type 20, grid (2, 5))" in chosen
     assert PARTS["inspector"] in page.locator(".st-key-routing_part [aria-checked='true'], "

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from floats import assert_close_f32
 
-from app import analysis as A
 from app import figures as F
+from app import routing_measures
 
 
 # ---------------------------------------------------------------- routing views (issue 10)
@@ -95,7 +95,9 @@ def test_parse_tree_sankey_draws_the_flows():
     u_hat[1 * 36 + 9, 5, 0] = 0.8
     v = np.zeros((10, 16))
     v[2, 0] = v[5, 0] = 0.5
-    flows = A.parse_tree_flows(np.full((1152, 10), 0.1), u_hat, v, "position", top_k=1, digits=[2, 5])
+    flows = routing_measures.parse_tree_flows(
+        np.full((1152, 10), 0.1), u_hat, v, "position", top_k=1, digits=[2, 5]
+    )
     (sankey,) = F.parse_tree_sankey(flows).data
     assert sankey.type == "sankey"
     assert list(sankey.node.label) == flows.labels and len(sankey.node.color) == len(flows.labels)

@@ -5,9 +5,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from app import analysis as A
 from app import images as I
 from app import palette as P
+from app import pose_measures
 
 
 def hex_rgb(h):
@@ -66,7 +66,7 @@ def test_position_image():
 
 
 def test_perturbation_grid_image_lays_out_16_by_11_labelled_digits():
-    steps = A.perturbation_steps()
+    steps = pose_measures.perturbation_steps()
     grid = np.zeros((16 * 28, 11 * 28))
     grid[28 * 3 : 28 * 4, 28 * 5 : 28 * 6] = 1.0  # dim 3, offset 0.00
     img = I.perturbation_grid_image(grid, steps, scale=2)

@@ -1,13 +1,14 @@
-"""The equivariance lab's pure parts: the sweep's numbers (app/analysis.py) and its pictures
-(app/images.py, app/figures.py), on hand-made inputs whose answers are known."""
+"""The equivariance lab's pure parts: the sweep's numbers (app/sweep_measures.py) and sentences
+(app/sentences.py), and its pictures (app/images.py, app/figures.py), on hand-made inputs whose
+answers are known."""
 
 import numpy as np
 import pytest
 from test_images import colour_mask
 
-from app import analysis as A
 from app import images as I
 from app import palette as P
+from app import sentences, sweep_measures
 
 
 def test_pose_dims_are_ranked_by_how_far_they_move_with_their_correlation():
@@ -17,7 +18,7 @@ def test_pose_dims_are_ranked_by_how_far_they_move_with_their_correlation():
     poses[:, 5] = -0.002 * values  # spread 0.24, against it
     poses[:, 9] = 0.1 * np.cos(np.deg2rad(values) * 3)  # moves, uncorrelated (symmetric)
     poses[:, 0] = 0.7  # constant: spread 0, r 0
-    dims = A.pose_dims_ranked(values, poses)
+    dims = sweep_measures.pose_dims_ranked(values, poses)
     assert [d.dim for d in dims[:3]] == [3, 5, 9]
     assert dims[0].spread == pytest.approx(0.48) and dims[0].r == pytest.approx(1.0)
     assert dims[1].spread == pytest.approx(0.24) and dims[1].r == pytest.approx(-1.0)
@@ -39,18 +40,23 @@ def test_sweep_summary_counts_the_steps_each_model_keeps_the_digit():
     poses = np.zeros((5, 10, 16))
     poses[:, 2, 4] = values  # capsule 2's dimension 4 follows the parameter
     poses[:, 7, 1] = 10 * values  # another capsule's pose is not the followed one's
-    s = A.sweep_summary(values, lengths, poses, 2, probs)
+    s = sweep_measures.sweep_summary(values, lengths, poses, 2, probs)
     assert (s.digit, s.steps, s.capsnet_kept, s.cnn_kept) == (2, 5, 3, 4)
     assert s.length_range == (pytest.approx(0.2), pytest.approx(0.9))
     assert s.dims[0].dim == 4 and s.dims[0].spread == 4.0
-    assert A.sweep_summary(values, lengths, poses, 2).cnn_kept is None
+    assert sweep_measures.sweep_summary(values, lengths, poses, 2).cnn_kept is None
 
-    text = A.sweep_sentence(s, "rotation", "-60° to 60°")
+    text = sentences.sweep_sentence(s, "rotation", "-60° to 60°")
     assert text.startswith("Across rotation from -60° to 60°, CapsNet reads 2")
     assert "reads 2 for 3 of 5 steps; the CNN for 4" in text
-    assert text.count("(spread ") == 3 and A.sweep_sentence(s, "rotation", "x", top=1).count("(spread ") == 1
+    assert (
+        text.count("(spread ") == 3
+        and sentences.sweep_sentence(s, "rotation", "x", top=1).count("(spread ") == 1
+    )
     assert "from 0.20 to 0.90" in text and "dimensions 4 (spread 4.00, r = +1.00)" in text
-    assert "CNN" not in A.sweep_sentence(A.sweep_summary(values, lengths, poses, 2), "scale", "0.5 to 1.5")
+    assert "CNN" not in sentences.sweep_sentence(
+        sweep_measures.sweep_summary(values, lengths, poses, 2), "scale", "0.5 to 1.5"
+    )
 
 
 def test_bar_chart_without_thresholds_for_probabilities():
@@ -132,11 +138,11 @@ def robustness_result(caps: float, cnn: float) -> dict:
 
 
 def test_robustness_sentence_says_who_keeps_more_digits_from_the_numbers():
-    text = A.robustness_sentence(robustness_result(0.8958, 0.9021))
+    text = sentences.robustness_sentence(robustness_result(0.8958, 0.9021))
     assert "CapsNet reads 89.58% and the CNN 90.21%" in text and "within 0.63 points" in text
     assert "no advantage for capsules" in text and "10,000 MNIST test digits" in text
-    assert "CapsNet keeps 13.0 points more" in A.robustness_sentence(robustness_result(0.79, 0.66))
-    assert "the CNN keeps 2.5 points more" in A.robustness_sentence(robustness_result(0.80, 0.825))
+    assert "CapsNet keeps 13.0 points more" in sentences.robustness_sentence(robustness_result(0.79, 0.66))
+    assert "the CNN keeps 2.5 points more" in sentences.robustness_sentence(robustness_result(0.80, 0.825))
 
 
 def test_accuracy_curves_draw_both_models_and_keep_their_labels_apart():

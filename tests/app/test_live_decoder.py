@@ -16,7 +16,7 @@ from floats import FORWARD_ULPS, assert_close_f32
 
 import capsnet
 from app import inputs
-from app.analysis import diverging_rgb, to_uint8
+from app.pixel_arrays import diverging_rgb, to_uint8
 from app.pose_sliders import DIFF_LIMIT, clean_pose
 from capsnet.preprocess import to_mnist
 from tools.browser_driver import METRIC, launch, serve, view_url, wait_idle

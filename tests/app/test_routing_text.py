@@ -1,7 +1,7 @@
-"""Every number the routing view's text states is the analysis functions' output for this input:
+"""Every number the routing view's text states is the measures' output for this input:
 two shipped samples, each routing part, the forward pass redone here with the library.
 
-The page quotes one definition of how far c moved (analysis.coupling_move: the 1152 primary
+The page quotes one definition of how far c moved (routing_measures.coupling_move: the 1152 primary
 capsules, the inspected digit, the last iteration) wherever it appears; a part that computed its
 own statistic, or rounded it another way, fails here.
 """
@@ -14,7 +14,8 @@ import torch
 from test_apptest import SAMPLES, new_app, open_part
 
 import capsnet
-from app import analysis as A
+from app import pixel_arrays, routing_measures
+from app.sentences import fmt2, fmt_signed
 from capsnet.preprocess import to_mnist
 
 NUMBER = r"([+−-]?\d+(?:\.\d+)?(?:e-?\d+)?)"
@@ -39,32 +40,46 @@ def traced(model, index: int) -> dict:
 
 
 def move_numbers(text: str) -> dict:
-    """The numbers of analysis.move_sentence, as the page printed them."""
+    """The numbers of sentences.move_sentence, as the page printed them."""
+    steps = rf"\((\d+) by more than {NUMBER}, (\d+) by more than {NUMBER}\)"
     m = re.search(
-        r"In iteration (\d+), \$c_\{i(\d)\}\$ lies within ±"
-        + NUMBER
-        + r" of 0\.1 for 99% of the (\d+) primary "
-        r"capsules \(the colour range of the per-capsule Δc views; (\d+) lie beyond it\)\. (\d+) rose and (\d+) fell by more "
-        r"than " + NUMBER + r"; the largest rise is " + NUMBER + r", the largest fall " + NUMBER + r"\.",
+        rf"In iteration (\d+), \$c_\{{i(\d)\}}\$ lies within ±{NUMBER} of 0\.1 for 99% of the (\d+) primary "
+        rf"capsules \(the colour range of the per-capsule Δc views; (\d+) lie beyond it\)\. Since iteration 1 it "
+        rf"rose for (\d+) of them {steps} and fell for (\d+) {steps}; the largest rise is {NUMBER}, the "
+        rf"largest fall {NUMBER}\.",
         text,
-    )
+    )  # fmt: skip
     assert m, f"no move sentence in: {text}"
-    it, digit, limit, n, beyond, rose, fell, thr, rise, fall = m.groups()
+    it, digit, limit, n, beyond, rose, r1, s1, r2, s2, fell, f1, t1, f2, t2, rise, fall = m.groups()
+    assert s1 == t1 and s2 == t2, "the rises and the falls are counted against different steps"
     return dict(iteration=int(it), digit=int(digit), limit=limit, n=int(n), beyond=int(beyond), rose=int(rose),
-                fell=int(fell), threshold=float(thr), rise=rise, fall=fall)  # fmt: skip
+                fell=int(fell), steps=(float(s1), float(s2)), rose_by=(int(r1), int(r2)), fell_by=(int(f1), int(f2)),
+                rise=rise, fall=fall)  # fmt: skip
 
 
-def expected_move(move: A.CouplingMove) -> dict:
-    return dict(iteration=move.iteration, digit=move.digit, limit=A.fmt2(move.limit), n=move.n, beyond=move.beyond,
-                rose=move.rose, fell=move.fell, threshold=move.threshold, rise=A.fmt_signed(move.largest_rise),
-                fall=A.fmt_signed(move.largest_fall))  # fmt: skip
+def expected_move(move: routing_measures.CouplingMove) -> dict:
+    return dict(iteration=move.iteration, digit=move.digit, limit=fmt2(move.limit), n=move.n, beyond=move.beyond,
+                rose=move.rose, fell=move.fell, steps=move.steps, rose_by=move.rose_by, fell_by=move.fell_by,
+                rise=fmt_signed(move.largest_rise), fall=fmt_signed(move.largest_fall))  # fmt: skip
+
+
+def counted_here(coupling: np.ndarray, digit: int) -> dict:
+    """How c_i,digit of the 1152 primary capsules moved from the first iteration to the last, counted
+    here with numpy on the library's trace (not with routing_measures). Float32 rounding (a change
+    under 1e-6) is no move."""
+    first, last = coupling[0, :, digit].astype(np.float64), coupling[-1, :, digit].astype(np.float64)
+    d = last - first  # (1152,)
+    d[np.abs(d) < 1e-6] = 0.0
+    return dict(rose=int((d > 0).sum()), fell=int((d < 0).sum()), steps=(0.01, 0.05),
+                rose_by=(int((d > 0.01).sum()), int((d > 0.05).sum())),
+                fell_by=(int((d < -0.01).sum()), int((d < -0.05).sum())))  # fmt: skip
 
 
 @pytest.mark.parametrize("index", [11, 4])
-def test_every_number_in_the_routing_text_is_the_analysis_output(shipped, model, index):
+def test_every_number_in_the_routing_text_is_the_measures_output(shipped, model, index):
     r = traced(model, index)
     digit = r["prediction"]
-    move = A.coupling_move(r["coupling"], digit)
+    move = routing_measures.coupling_move(r["coupling"], digit)
     assert move.rose + move.fell > 0 and move.beyond > 0  # a case where the numbers say something
     want = expected_move(move)
     at = new_app()
@@ -76,21 +91,23 @@ def test_every_number_in_the_routing_text_is_the_analysis_output(shipped, model,
     change = at.container(key="routing_change")
     text = " ".join(m.value for m in change.markdown)
     assert move_numbers(text) == want
-    assert f"on the 6×6 grid, on ±{A.fmt2(move.limit)}" in text
+    assert f"on the 6×6 grid, on ±{fmt2(move.limit)}" in text
     captions = [i.caption for el in change.get("image") for i in el.proto.imgs]
-    assert f"Δc: ±{A.fmt2(move.limit)}" in captions
-    assert f"Δc to {digit} per type; {move.beyond} beyond ±{A.fmt2(move.limit)}" in captions  # iteration 3
+    assert f"Δc: ±{fmt2(move.limit)}" in captions
+    assert f"Δc to {digit} per type; {move.beyond} beyond ±{fmt2(move.limit)}" in captions  # iteration 3
     on_ink = [
-        A.field_map(A.coupling_change(r["coupling"][t, :, digit]), ink=to_mnist(SAMPLES[index]))
+        routing_measures.field_map(
+            routing_measures.coupling_change(r["coupling"][t, :, digit]), ink=to_mnist(SAMPLES[index])
+        )
         for t in range(3)
     ]
-    assert f"Δc on the ink: ±{A.fmt2(A.symmetric_limit(np.stack(on_ink)))}" in captions
+    assert f"Δc on the ink: ±{fmt2(pixel_arrays.symmetric_limit(np.stack(on_ink)))}" in captions
 
     # Votes and agreement: the same sentence and the same colour range, the growth of |s_j|.
     open_part(at, "votes")
     text = " ".join(m.value for m in at.container(key="votes").markdown)
-    assert move_numbers(text) == want and f"red rose, blue fell, on ±{A.fmt2(move.limit)}" in text
-    g = A.vote_growth(r["coupling"], r["u_hat"], r["v"], digit)
+    assert move_numbers(text) == want and f"red rose, blue fell, on ±{fmt2(move.limit)}" in text
+    g = routing_measures.vote_growth(r["coupling"], r["u_hat"], r["v"], digit)
     assert f"|s_{digit}| grows {g.s_first:.2f} → {g.s_last:.2f} (+{g.along:.2f} along v_{digit})" in text
     assert f"give {g.top_share:.0%} of it, and half of it comes from {g.half_from} of the 1152" in text
 
@@ -103,6 +120,24 @@ def test_every_number_in_the_routing_text_is_the_analysis_output(shipped, model,
     assert f"the network reads {digit} (|v_{digit}| = {lpi[-1, digit]:.2f})" in text
     assert f"it reads {off} (|v_{off}| = {lpi[0, off]:.2f})" in text
     assert ("routing changed the answer" in text) == (off != digit)
+
+
+@pytest.mark.parametrize("index", [11, 4])
+def test_the_routing_text_counts_how_many_capsules_rose_and_fell(shipped, model, index):
+    """How many primary capsules' c to the inspected digit rose by more than 0.05, by more than 0.01,
+    and how many fell, between the first and the last iteration: the page's numbers against numpy's
+    count on the library's own traced forward."""
+    r = traced(model, index)
+    digit = r["prediction"]
+    want = counted_here(r["coupling"], digit)
+    assert want["rose_by"][1] > 0 and want["rose_by"][0] > want["rose_by"][1] and want["fell"] > 0
+    assert want["rose"] + want["fell"] <= 1152
+    at = new_app()
+    at.query_params.update({"sample": str(index), "iters": "3"})
+    at.run()
+    assert not at.exception and at.metric[0].value == str(digit)
+    said = move_numbers(" ".join(m.value for m in at.container(key="routing_change").markdown))
+    assert {k: said[k] for k in want} == want
 
 
 def test_the_margin_loss_the_overview_states(shipped, model):

@@ -1,4 +1,5 @@
-"""The routing views' numbers (app/analysis.py, issue 10): hand-made inputs with known answers, and
+"""The routing views' numbers (app/routing_measures.py, their sentences in app/sentences.py,
+the runner in app/ablation.py; issue 10): hand-made inputs with known answers, and
 real traced forward passes (a random CapsNet, and the shipped weights on a shipped MNIST digit)."""
 
 from pathlib import Path
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 import capsnet
-from app import analysis as A
+from app import ablation, pixel_arrays, routing_measures, sentences
+from app.sentences import fmt_signed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,14 +74,14 @@ def test_vote_parallel_to_v_lands_on_the_x_axis_at_its_length():
     U, v = _votes()
     U[7] = 0.8 * v / np.linalg.norm(v)  # a vote of length 0.8 along v
     U[8] = -0.3 * v / np.linalg.norm(v)  # and one of length 0.3 against it
-    x, y, axes = A.vote_projection(U, v * 0.37)  # |v| does not matter, only its direction
+    x, y, axes = routing_measures.vote_projection(U, v * 0.37)  # |v| does not matter, only its direction
     assert x.shape == y.shape == (1152,) and axes.shape == (2, 16)
     assert x[7] == pytest.approx(0.8, abs=1e-12) and y[7] == pytest.approx(0.0, abs=1e-12)
     assert x[8] == pytest.approx(-0.3, abs=1e-12) and y[8] == pytest.approx(0.0, abs=1e-12)
     np.testing.assert_allclose(axes[0], v / np.linalg.norm(v), atol=1e-12)  # x axis is v's direction
     np.testing.assert_allclose(axes @ axes.T, np.eye(2), atol=1e-12)  # orthonormal
     assert abs(axes[1] @ v) < 1e-10  # y axis orthogonal to v
-    np.testing.assert_allclose(np.column_stack([x, y]), A.project(U, axes), atol=1e-12)
+    np.testing.assert_allclose(np.column_stack([x, y]), routing_measures.project(U, axes), atol=1e-12)
     np.testing.assert_allclose(x, U @ (v / np.linalg.norm(v)), atol=1e-12)
 
 
@@ -92,16 +94,16 @@ def test_y_axis_is_the_widest_spread_across_v():
     U[:, 5] = 0.1 * rng.normal(size=1152)
     v = np.zeros(16)
     v[0] = 0.9
-    x, y, axes = A.vote_projection(U, v)
+    x, y, axes = routing_measures.vote_projection(U, v)
     assert abs(axes[1, 3]) > 0.999
     np.testing.assert_allclose(np.abs(y), np.abs(U[:, 3]), atol=0.01)
     for seed in range(8):  # sign convention: the vote furthest off the x axis lies above it
         votes, _ = _votes(seed)
-        _, y, _ = A.vote_projection(votes, v)
+        _, y, _ = routing_measures.vote_projection(votes, v)
         assert y[np.argmax(np.abs(y))] > 0
     # a common offset across v (every vote +2 along e_4) is not spread: y still follows e_3
     U[:, 4] = 2.0
-    x, y, axes = A.vote_projection(U, v)
+    x, y, axes = routing_measures.vote_projection(U, v)
     assert abs(axes[1, 3]) > 0.999
 
 
@@ -109,16 +111,16 @@ def test_vote_projection_handles_a_zero_v():
     U = np.zeros((1152, 16))
     U[:, 2] = np.linspace(-1, 1, 1152)  # the votes lie along e_2
     U[:, 9] = 0.01 * np.cos(np.arange(1152))
-    x, y, axes = A.vote_projection(U, np.zeros(16))
+    x, y, axes = routing_measures.vote_projection(U, np.zeros(16))
     assert np.isfinite(x).all() and np.isfinite(y).all()
     np.testing.assert_allclose(axes @ axes.T, np.eye(2), atol=1e-12)
     assert abs(axes[0, 2]) > 0.999  # x falls back to the votes' own leading direction
     # every vote the same (no spread at all) and v in no basis direction: y is a basis vector made orthogonal
     same = np.tile(np.linspace(0.1, 0.4, 16), (1152, 1))
-    x, y, axes = A.vote_projection(same, np.arange(1.0, 17.0))
+    x, y, axes = routing_measures.vote_projection(same, np.arange(1.0, 17.0))
     np.testing.assert_allclose(axes @ axes.T, np.eye(2), atol=1e-12)
     # nothing at all: still two orthonormal axes and every vote at the origin
-    x, y, axes = A.vote_projection(np.zeros((1152, 16)), np.zeros(16))
+    x, y, axes = routing_measures.vote_projection(np.zeros((1152, 16)), np.zeros(16))
     np.testing.assert_allclose(axes @ axes.T, np.eye(2), atol=1e-12)
     assert not x.any() and not y.any()
 
@@ -126,9 +128,9 @@ def test_vote_projection_handles_a_zero_v():
 def test_project_puts_s_on_the_same_axes_as_the_votes(shipped_trace):
     j = shipped_trace["prediction"]
     v = shipped_trace["v"]
-    x, y, axes = A.vote_projection(shipped_trace["u_hat"][:, j], v[-1, j])
+    x, y, axes = routing_measures.vote_projection(shipped_trace["u_hat"][:, j], v[-1, j])
     s = _s(shipped_trace)[:, j]  # (T, 16)
-    path = A.project(s, axes)
+    path = routing_measures.project(s, axes)
     assert path.shape == (3, 2)
     # the last s_j lies along the last v_j: on the x axis at |s_j|
     assert path[-1, 0] == pytest.approx(np.linalg.norm(s[-1]), rel=1e-5)
@@ -142,7 +144,7 @@ def test_project_puts_s_on_the_same_axes_as_the_votes(shipped_trace):
 # ---------------------------------------------------------------- coupling_change, symmetric_limit
 def test_coupling_change_sums_to_zero_over_digits_on_a_traced_forward(random_trace):
     c = random_trace["coupling"]
-    dc = A.coupling_change(c)
+    dc = routing_measures.coupling_change(c)
     assert dc.shape == (3, 1152, 10) and dc.dtype == np.float64
     np.testing.assert_allclose(dc.sum(axis=-1), 0.0, atol=1e-6)  # every capsule, every iteration
     np.testing.assert_allclose(dc + 0.1, c, atol=1e-12)
@@ -151,13 +153,14 @@ def test_coupling_change_sums_to_zero_over_digits_on_a_traced_forward(random_tra
 
 
 def test_symmetric_limit():
-    assert A.symmetric_limit(np.array([-0.3, 0.2, 0.01])) == pytest.approx(0.3)
-    assert A.symmetric_limit(np.array([[0.05, np.nan], [-0.07, 0.0]])) == pytest.approx(0.07)
-    assert 0 < A.symmetric_limit(np.zeros((3, 4))) < 1e-3  # all zero: a tiny positive range
-    assert A.symmetric_limit(np.array([])) > 0
-    assert A.symmetric_limit(np.arange(101.0), quantile=0.9) == pytest.approx(90.0)  # 0..100: 90th is 90
-    assert A.symmetric_limit(-np.arange(101.0), quantile=0.5) == pytest.approx(50.0)
-    assert A.saturated(np.array([-0.5, 0.1, 0.2, 0.3]), 0.2) == 2
+    assert pixel_arrays.symmetric_limit(np.array([-0.3, 0.2, 0.01])) == pytest.approx(0.3)
+    assert pixel_arrays.symmetric_limit(np.array([[0.05, np.nan], [-0.07, 0.0]])) == pytest.approx(0.07)
+    assert 0 < pixel_arrays.symmetric_limit(np.zeros((3, 4))) < 1e-3  # all zero: a tiny positive range
+    assert pixel_arrays.symmetric_limit(np.array([])) > 0
+    # 0..100: the 90th percentile is 90
+    assert pixel_arrays.symmetric_limit(np.arange(101.0), quantile=0.9) == pytest.approx(90.0)
+    assert pixel_arrays.symmetric_limit(-np.arange(101.0), quantile=0.5) == pytest.approx(50.0)
+    assert pixel_arrays.saturated(np.array([-0.5, 0.1, 0.2, 0.3]), 0.2) == 2
 
 
 # ---------------------------------------------------------------- per-position maps
@@ -166,16 +169,18 @@ def test_per_position_type_maps_and_field_map():
     w[5 * 36 + 2 * 6 + 4] = 0.5  # type 5, row 2, col 4
     w[9 * 36 + 2 * 6 + 4] = -0.2  # type 9, same position
     w[0 * 36 + 0 * 6 + 1] = 0.1  # type 0, row 0, col 1
-    maps = A.type_maps(w)
+    maps = routing_measures.type_maps(w)
     assert maps.shape == (32, 6, 6) and maps[5, 2, 4] == 0.5 and maps[9, 2, 4] == -0.2
-    pos = A.per_position(w)
+    pos = routing_measures.per_position(w)
     expected = np.zeros((6, 6))
     expected[2, 4], expected[0, 1] = 0.3, 0.1
     np.testing.assert_allclose(pos, expected, atol=1e-15)
-    np.testing.assert_allclose(A.field_map(w), A.evidence_map(w))
+    np.testing.assert_allclose(routing_measures.field_map(w), routing_measures.evidence_map(w))
     ink = np.zeros((28, 28))
     ink[10, 12] = 1.0
-    np.testing.assert_allclose(A.field_map(w, ink=ink), A.ink_weighted_evidence(w, ink).map)
+    np.testing.assert_allclose(
+        routing_measures.field_map(w, ink=ink), routing_measures.ink_weighted_evidence(w, ink).map
+    )
 
 
 # ---------------------------------------------------------------- ink_weighted_evidence
@@ -187,7 +192,7 @@ def test_ink_weighted_evidence_by_hand():
     image = np.zeros((28, 28))
     image[1, 1], image[15, 3] = 0.25, 0.75
     image[25, 25] = 1.0  # outside field (0, 0): no share of that capsule may land here
-    ev = A.ink_weighted_evidence(shares, image)
+    ev = routing_measures.ink_weighted_evidence(shares, image)
     assert ev.map[1, 1] == pytest.approx(0.5) and ev.map[15, 3] == pytest.approx(1.5)
     assert np.count_nonzero(ev.map) == 2
     assert ev.painted == pytest.approx(2.0) and ev.no_ink == 0.0
@@ -197,10 +202,12 @@ def test_ink_weighted_evidence_is_zero_off_the_ink_and_adds_up(random_trace):
     """Real shares of a traced forward; ink only in the top-left corner, rows and cols 2..5,
     which only the fields of grid rows and cols 0..2 reach (field r covers rows 2r..2r+16)."""
     j = random_trace["prediction"]
-    shares = A.agreement_shares(random_trace["coupling"], random_trace["u_hat"], random_trace["v"])[-1, :, j]
+    shares = routing_measures.agreement_shares(
+        random_trace["coupling"], random_trace["u_hat"], random_trace["v"]
+    )[-1, :, j]
     image = np.zeros((28, 28))
     image[2:6, 2:6] = np.linspace(0.1, 1.0, 16).reshape(4, 4)
-    ev = A.ink_weighted_evidence(shares, image)
+    ev = routing_measures.ink_weighted_evidence(shares, image)
     assert (ev.map[image == 0] == 0).all()  # no evidence where there is no ink
     expected_empty = np.ones((6, 6), dtype=bool)
     expected_empty[:3, :3] = False
@@ -210,16 +217,16 @@ def test_ink_weighted_evidence_is_zero_off_the_ink_and_adds_up(random_trace):
     assert ev.no_ink == pytest.approx(per_pos.sum() - per_pos[:3, :3].sum(), rel=1e-9)
     assert ev.map.sum() == pytest.approx(ev.painted, rel=1e-9)  # the total painted is what had ink to go to
     # the old map spreads the same shares over the background too
-    assert np.count_nonzero(A.evidence_map(shares)[image == 0]) > 600
+    assert np.count_nonzero(routing_measures.evidence_map(shares)[image == 0]) > 600
 
 
 def test_ink_weighted_evidence_on_the_shipped_digit(shipped_trace):
     j = shipped_trace["prediction"]
     image = shipped_trace["image"]
-    shares = A.agreement_shares(shipped_trace["coupling"], shipped_trace["u_hat"], shipped_trace["v"])[
-        -1, :, j
-    ]
-    ev = A.ink_weighted_evidence(shares, image)
+    shares = routing_measures.agreement_shares(
+        shipped_trace["coupling"], shipped_trace["u_hat"], shipped_trace["v"]
+    )[-1, :, j]
+    ev = routing_measures.ink_weighted_evidence(shares, image)
     assert (ev.map[image == 0] == 0).all()
     assert ev.painted + ev.no_ink == pytest.approx(float(shares.astype(np.float64).sum()), rel=1e-6)
     assert ev.map.sum() == pytest.approx(ev.painted, rel=1e-9)
@@ -242,7 +249,7 @@ def test_parse_tree_flows_add_up_to_the_length_of_s(random_trace, shipped_trace,
     for trace in (random_trace, shipped_trace):
         s = _s(trace)
         for t in range(3):
-            flows = A.parse_tree_flows(
+            flows = routing_measures.parse_tree_flows(
                 trace["coupling"][t], trace["u_hat"], trace["v"][t], group, 5, per_digit=per_digit
             )
             _check_flows_add_up(flows, np.linalg.norm(s[t], axis=-1))
@@ -256,7 +263,7 @@ def test_parse_tree_flows_of_the_shipped_model_match_its_lengths(shipped_trace):
     """|s_j| from the model's own |v_j| = |s|^2 / (1 + |s|^2), and only the digits asked for."""
     v = shipped_trace["lengths_per_iter"][-1].astype(np.float64)
     j = shipped_trace["prediction"]
-    flows = A.parse_tree_flows(shipped_trace["coupling"][-1], shipped_trace["u_hat"], shipped_trace["v"][-1],
+    flows = routing_measures.parse_tree_flows(shipped_trace["coupling"][-1], shipped_trace["u_hat"], shipped_trace["v"][-1],
                                digits=[j, 3])  # fmt: skip
     assert flows.digits == [j, 3] and len(flows.labels) == len(flows.sources) + 3
     _check_flows_add_up(flows, np.sqrt(v / (1 - v)))
@@ -275,21 +282,25 @@ def test_parse_tree_flows_by_hand():
     u_hat[2 * 36 + 11, 2, 1] = 0.2
     v = np.zeros((10, 16))
     v[2, 0] = 0.5
-    flows = A.parse_tree_flows(np.full((1152, 10), 0.1), u_hat, v, "position", top_k=1, digits=[2])
+    flows = routing_measures.parse_tree_flows(
+        np.full((1152, 10), 0.1), u_hat, v, "position", top_k=1, digits=[2]
+    )
     assert flows.sources == [3] and flows.labels[0] == "position (0, 3)"
     assert list(flows.link_source) == [0, 1] and list(flows.link_target) == [2, 2]
     np.testing.assert_allclose(flows.link_value, [0.06, 0.03])  # top group, then the rest
     assert flows.against[2] == pytest.approx(0.05) and flows.support[2] == pytest.approx(0.09)
     assert flows.s_along_v[2] == pytest.approx(0.04)
-    by_type = A.parse_tree_flows(np.full((1152, 10), 0.1), u_hat, v, "type", top_k=3, digits=[2])
+    by_type = routing_measures.parse_tree_flows(
+        np.full((1152, 10), 0.1), u_hat, v, "type", top_k=3, digits=[2]
+    )
     assert by_type.sources == [0, 4] and by_type.net[0, 2] == pytest.approx(
         0.05
     )  # type 0: 0.1 - 0.05, then 0.03
     assert by_type.net[1, 2] == pytest.approx(-0.04) and by_type.against[2] == pytest.approx(0.04)
     with pytest.raises(ValueError, match="group"):
-        A.parse_tree_flows(np.full((1152, 10), 0.1), u_hat, v, "row")
+        routing_measures.parse_tree_flows(np.full((1152, 10), 0.1), u_hat, v, "row")
     with pytest.raises(ValueError, match="top_k"):
-        A.parse_tree_flows(np.full((1152, 10), 0.1), u_hat, v, top_k=0)
+        routing_measures.parse_tree_flows(np.full((1152, 10), 0.1), u_hat, v, top_k=0)
 
 
 # ---------------------------------------------------------------- ablation
@@ -305,7 +316,7 @@ def test_ablation_no_routing_is_the_uniform_squash(which, random_model, shipped_
     trace = _trace(model, image, iterations=3)
     u_hat = trace["u_hat"].astype(np.float64)
     expected = np.linalg.norm(_squash_by_hand(0.1 * u_hat.sum(axis=0)), axis=-1)  # (10,)
-    result = A.ablation(model, image, iterations=3)
+    result = ablation.ablation(model, image, iterations=3)
     np.testing.assert_allclose(result.lengths_no_routing, expected, rtol=1e-4)
     np.testing.assert_allclose(result.lengths_no_routing, trace["lengths_per_iter"][0], rtol=1e-6)
     np.testing.assert_allclose(result.lengths_routed, trace["lengths_per_iter"][-1], rtol=1e-6)
@@ -314,65 +325,79 @@ def test_ablation_no_routing_is_the_uniform_squash(which, random_model, shipped_
 
 
 def test_ablation_passes_iterations_and_gain_on(shipped_model, shipped_image):
-    strong = A.ablation(shipped_model, shipped_image, iterations=4, routing_gain=5.0)
+    strong = ablation.ablation(shipped_model, shipped_image, iterations=4, routing_gain=5.0)
     trace = _trace(shipped_model, shipped_image, iterations=4, gain=5.0)
     np.testing.assert_allclose(strong.lengths_routed, trace["lengths_per_iter"][-1], rtol=1e-6)
     assert strong.iterations == 4 and strong.routing_gain == 5.0
-    paper = A.ablation(shipped_model, torch.from_numpy(shipped_image).reshape(1, 1, 28, 28), iterations=4)
+    paper = ablation.ablation(
+        shipped_model, torch.from_numpy(shipped_image).reshape(1, 1, 28, 28), iterations=4
+    )
     assert not np.allclose(strong.lengths_routed, paper.lengths_routed, rtol=1e-3)
     np.testing.assert_array_equal(strong.lengths_no_routing, paper.lengths_no_routing)
 
 
 # ---------------------------------------------------------------- sentences
-def _ablation(off, on, iterations=3, gain=1.0) -> A.Ablation:
-    return A.Ablation(np.asarray(off, dtype=float), np.asarray(on, dtype=float), iterations, gain)
+def _ablation(off, on, iterations=3, gain=1.0) -> routing_measures.Ablation:
+    return routing_measures.Ablation(
+        np.asarray(off, dtype=float), np.asarray(on, dtype=float), iterations, gain
+    )
 
 
 def _coupling_moved() -> np.ndarray:
-    """(3, 1152, 10): in iteration 3, c to digit 4 rises by 0.05 for capsules 0..4, by 0.02 for
+    """(3, 1152, 10): in iteration 3, c to digit 4 rises by 0.06 for capsules 0..4, by 0.02 for
     5..14, falls by 0.03 for 15..17 and by 0.005 for 18..1151; the other digits absorb it."""
     c = np.full((3, 1152, 10), 0.1)
     delta = np.full(1152, -0.005)
-    delta[0:5], delta[5:15], delta[15:18] = 0.05, 0.02, -0.03
+    delta[0:5], delta[5:15], delta[15:18] = 0.06, 0.02, -0.03
     c[2, :, 4] += delta
     c[2, :, 5] -= delta  # each capsule's c still sums to 1
     return c
 
 
 def test_coupling_move_by_hand():
-    m = A.coupling_move(_coupling_moved(), digit=4)
+    m = routing_measures.coupling_move(_coupling_moved(), digit=4)
     assert (m.digit, m.iteration, m.n) == (4, 3, 1152)
-    # |delta| sorted: 1134 x 0.005, 10 x 0.02, 3 x 0.03, 5 x 0.05. The 99th percentile (numpy's linear
+    # |delta| sorted: 1134 x 0.005, 10 x 0.02, 3 x 0.03, 5 x 0.06. The 99th percentile (numpy's linear
     # interpolation at rank 0.99 * 1151 = 1139.49) lies among the 0.02s: 0.02.
     assert m.limit == pytest.approx(0.02)
-    assert m.beyond == 8  # the three 0.03s and five 0.05s lie outside ±0.02
-    assert (m.rose, m.fell) == (15, 3)  # beyond ±0.01: 5 + 10 rose, 3 fell; the 0.005s count as neither
-    assert m.largest_rise == pytest.approx(0.05) and m.largest_fall == pytest.approx(-0.03)
-    other = A.coupling_move(_coupling_moved(), digit=5)  # the mirror image
-    assert (other.rose, other.fell) == (3, 15) and other.largest_fall == pytest.approx(-0.05)
-    none = A.coupling_move(np.full((1, 1152, 10), 0.1), digit=0)
+    assert m.beyond == 8  # the three 0.03s and five 0.06s lie outside ±0.02
+    assert (m.rose, m.fell) == (15, 1137)  # 5 + 10 rose; 3 + 1134 fell, the 0.005s too
+    assert m.steps == (0.01, 0.05)
+    assert m.rose_by == (15, 5)  # by more than 0.01: the 0.06s and 0.02s; by more than 0.05: the 0.06s
+    assert m.fell_by == (3, 0)  # by more than 0.01: the 0.03s; none by more than 0.05
+    assert m.largest_rise == pytest.approx(0.06) and m.largest_fall == pytest.approx(-0.03)
+    other = routing_measures.coupling_move(_coupling_moved(), digit=5)  # the mirror image
+    assert (other.rose, other.fell, other.rose_by, other.fell_by) == (1137, 15, (3, 0), (15, 5))
+    assert other.largest_fall == pytest.approx(-0.06)
+    none = routing_measures.coupling_move(np.full((1, 1152, 10), 0.1), digit=0)
     assert (none.rose, none.fell, none.beyond, none.largest_rise, none.largest_fall) == (0, 0, 0, 0.0, 0.0)
+    assert none.rose_by == none.fell_by == (0, 0)
 
 
 def test_move_sentence_states_the_numbers():
-    text = A.move_sentence(A.coupling_move(_coupling_moved(), digit=4))
+    text = sentences.move_sentence(routing_measures.coupling_move(_coupling_moved(), digit=4))
     assert text.startswith(
         "In iteration 3, $c_{i4}$ lies within ±0.020 of 0.1 for 99% of the 1152 primary capsules"
     )
-    assert "8 lie beyond it" in text and "15 rose and 3 fell by more than 0.01" in text
-    assert "the largest rise is +0.050, the largest fall −0.030." in text
-    one = A.move_sentence(A.coupling_move(np.full((1, 1152, 10), 0.1), digit=2))
+    assert "8 lie beyond it" in text
+    assert (
+        "Since iteration 1 it rose for 15 of them (15 by more than 0.01, 5 by more than 0.05) and fell for "
+        "1137 (3 by more than 0.01, 0 by more than 0.05)" in text
+    )
+    assert "the largest rise is +0.060, the largest fall −0.030." in text
+    one = sentences.move_sentence(routing_measures.coupling_move(np.full((1, 1152, 10), 0.1), digit=2))
     assert one == "With 1 iteration there is no routing: $c_{i2} = 0.1$ for all 1152 primary capsules."
     # Gain 0 keeps c uniform: what is left is float32's rounding of 0.1, not a move.
     still = np.full((3, 1152, 10), np.float32(0.1), dtype=np.float32)
     still[2, :5, 1] += np.float32(3e-8)
-    m = A.coupling_move(still, digit=1)
+    m = routing_measures.coupling_move(still, digit=1)
     assert (m.rose, m.fell, m.beyond, m.largest_rise, m.largest_fall) == (0, 0, 0, 0.0, 0.0)
+    assert m.rose_by == m.fell_by == (0, 0)
     assert (
-        A.move_sentence(m)
+        sentences.move_sentence(m)
         == "In iteration 3, $c_{i1}$ is still 0.1 for all 1152 primary capsules: routing moved none."
     )
-    assert A.fmt_signed(0.0) == "0" and A.fmt_signed(-0.0123) == "−0.012"
+    assert fmt_signed(0.0) == "0" and fmt_signed(-0.0123) == "−0.012"
 
 
 def test_outcome_and_overview_sentences():
@@ -380,11 +405,11 @@ def test_outcome_and_overview_sentences():
     off[7] = 0.95
     on = off.copy()
     on[7], on[1] = 0.97, 0.30
-    text = A.outcome_sentence(_ablation(off, on))
+    text = sentences.outcome_sentence(_ablation(off, on))
     assert text.startswith("With 3 iterations of routing the network reads 7 (|v_7| = 0.97); without routing")
     assert "it reads 7 (|v_7| = 0.95): routing did not change the answer; it made |v_7| 0.02 longer." in text
-    assert A.outcome_sentence(_ablation(off, off)).endswith("and |v_7| stays about the same.")
-    overview = A.overview_sentence(_ablation(off, on))
+    assert sentences.outcome_sentence(_ablation(off, off)).endswith("and |v_7| stays about the same.")
+    overview = sentences.overview_sentence(_ablation(off, on))
     assert overview.startswith(
         "The network reads **7**: its digit capsule is the longest, |v_7| = 0.97 (above m⁺"
     )
@@ -397,13 +422,13 @@ def test_outcome_and_overview_sentences():
     off[4], off[9] = 0.60, 0.55
     on = off.copy()
     on[4], on[9], on[7] = 0.50, 0.80, 0.05
-    changed = A.outcome_sentence(_ablation(off, on, iterations=5, gain=3.0))
+    changed = sentences.outcome_sentence(_ablation(off, on, iterations=5, gain=3.0))
     assert "With 5 iterations of routing with gain 3 the network reads 9 (|v_9| = 0.80)" in changed
     assert "it reads 7 (|v_7| = 0.95): **routing changed the answer** from 7 to 9." in changed
-    overview = A.overview_sentence(_ablation(off, on))
+    overview = sentences.overview_sentence(_ablation(off, on))
     assert "fairly sure" in overview and "runner-up is 4" in overview
     assert overview.endswith("it would read 7 (|v_7| = 0.95): **routing changed the answer**.")
-    one = A.outcome_sentence(_ablation(off, off, iterations=1))
+    one = sentences.outcome_sentence(_ablation(off, off, iterations=1))
     assert (
         one
         == "With 1 iteration there is no routing (c = 0.1 everywhere): the network reads 7 (|v_7| = 0.95)."
@@ -421,21 +446,22 @@ def test_vote_growth_by_hand():
     c[1, 5, 0], c[1, 6, 0], c[1, 7, 0] = 0.3, 0.2, 0.15
     v = np.zeros((2, 10, 16))
     v[:, 0, 0] = 0.5
-    g = A.vote_growth(c, u_hat, v, digit=0, top_n=2)
+    g = routing_measures.vote_growth(c, u_hat, v, digit=0, top_n=2)
     np.testing.assert_array_equal(g.top, [5, 8])  # the two longest votes, not the two largest gains
     assert g.along == pytest.approx(0.45)
     assert g.top_share == pytest.approx(0.4 / 0.45)
     assert g.half_from == 1  # capsule 5 alone gives 0.4 >= 0.225
     assert g.s_first == pytest.approx(0.1 * (2.0 + 1.0 - 1.0)) and g.s_last == pytest.approx(0.6 + 0.2 - 0.15)
     assert g.turn == pytest.approx(0.0, abs=1e-12)
-    text = A.growth_sentence(g)
+    text = sentences.growth_sentence(g)
     assert text.startswith("|s_0| grows 0.20 → 0.65 (+0.45 along v_0)")
     assert "the 2 primary capsules with the longest votes give 89% of it" in text
     assert "half of it comes from 1 of the 1152" in text
-    top6 = A.vote_growth(c, u_hat, v, digit=0, top_n=4)  # 5, 8, 9, then 6 or 7 (both 1.0): 6 by index
+    # the top 4: 5, 8, 9, then 6 or 7 (both 1.0): 6 by index
+    top6 = routing_measures.vote_growth(c, u_hat, v, digit=0, top_n=4)
     assert top6.top_share == pytest.approx(0.5 / 0.45)  # more than all of it: capsule 7 took some back
     c[1, 9, 0] = 0.3  # the e_1 votes no longer cancel: s turns, and the turn is the difference
-    turned = A.vote_growth(c, u_hat, v, digit=0)
+    turned = routing_measures.vote_growth(c, u_hat, v, digit=0)
     s_first, s_last = np.array([0.2, 0.0]), np.array([0.65, 0.15 - 0.45])
     assert turned.turn == pytest.approx(np.linalg.norm(s_first) - s_first[0])
     assert turned.s_last == pytest.approx(np.linalg.norm(s_last))
@@ -446,9 +472,9 @@ def test_vote_growth_without_growth_says_so():
     u_hat[:, 3, 0] = 0.1
     v = np.zeros((2, 10, 16))
     v[:, 3, 0] = 0.4
-    g = A.vote_growth(np.full((2, 1152, 10), 0.1), u_hat, v, digit=3)
+    g = routing_measures.vote_growth(np.full((2, 1152, 10), 0.1), u_hat, v, digit=3)
     assert g.along == 0 and np.isnan(g.top_share) and g.half_from == 0
-    assert "routing gave no capsule more weight" in A.growth_sentence(g)
+    assert "routing gave no capsule more weight" in sentences.growth_sentence(g)
 
 
 def test_vote_growth_on_the_shipped_model(shipped_trace):
@@ -456,7 +482,9 @@ def test_vote_growth_on_the_shipped_model(shipped_trace):
     1152 primary capsules give half of the growth, and the decomposition is exact."""
     j = shipped_trace["prediction"]
     assert j == 0
-    g = A.vote_growth(shipped_trace["coupling"], shipped_trace["u_hat"], shipped_trace["v"], j, top_n=20)
+    g = routing_measures.vote_growth(
+        shipped_trace["coupling"], shipped_trace["u_hat"], shipped_trace["v"], j, top_n=20
+    )
     s = np.linalg.norm(_s(shipped_trace)[:, j], axis=-1)
     assert g.s_first == pytest.approx(s[0], rel=1e-9) and g.s_last == pytest.approx(s[-1], rel=1e-9)
     assert g.s_last - g.s_first == pytest.approx(g.along - g.turn, rel=1e-9)
@@ -468,6 +496,6 @@ def test_vote_growth_on_the_shipped_model(shipped_trace):
 def test_ablation_from_a_trace_reads_its_first_and_last_iteration():
     lpi = np.array([[0.1] * 10, [0.2] * 10, [0.3] * 10])
     lpi[0, 4], lpi[2, 9] = 0.8, 0.9
-    a = A.Ablation.from_trace(lpi, routing_gain=2.0)
+    a = routing_measures.Ablation.from_trace(lpi, routing_gain=2.0)
     assert (a.prediction_no_routing, a.prediction_routed, a.iterations, a.routing_gain) == (4, 9, 3, 2.0)
     assert a.changed and a.lengths_no_routing[4] == 0.8 and a.lengths_routed[9] == 0.9

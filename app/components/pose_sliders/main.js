@@ -5,7 +5,7 @@
 // input event and paints the three pictures; the element that hosts it carries data-live
 // (loading / ready / fallback) and, for tests and benchmarks, the instance's state as `capsnetLive`.
 const fmt = v => (v >= 0 ? "+" : "") + v.toFixed(2);
-const RED = [0.80, 0.10, 0.15], BLUE = [0.13, 0.30, 0.75];  // app/analysis.py diverging_rgb
+const RED = [0.80, 0.10, 0.15], BLUE = [0.13, 0.30, 0.75];  // app/pixel_arrays.py diverging_rgb
 const PIXELS = 784;
 const nets = new Map();        // weights URL -> promise of the decoder: one download per page
 const views = new WeakMap();   // parentElement -> this instance's live state
@@ -100,7 +100,7 @@ function decode(net, pose, d, out) {
   for (let p = 0; p < PIXELS; p++) out[p] = 1 / (1 + Math.exp(-out[p]));
 }
 
-const u8 = x => Math.floor(Math.min(Math.max(x, 0), 1) * 255 + 0.5);  // app/analysis.py to_uint8
+const u8 = x => Math.floor(Math.min(Math.max(x, 0), 1) * 255 + 0.5);  // app/pixel_arrays.py to_uint8
 
 function paint(canvas, fill) {
   const ctx = canvas.getContext("2d");
