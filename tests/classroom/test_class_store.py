@@ -6,12 +6,13 @@ import csv
 import hashlib
 import io
 import threading
+import time
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine, func, insert, select, update
+from sqlalchemy import create_engine, event, func, insert, select, update
 
 from app.classroom import (
     CLASS_LIFETIME_S,
@@ -418,27 +419,86 @@ def test_sqlite_unreachable_then_back(tmp_path, clock):
 
 def test_postgresql_unreachable_then_back(postgres_server, clock):
     url = postgres_server.new_database()
-    running = ClassStore(url, clock=clock)
+    running, idle = ClassStore(url, clock=clock), ClassStore(url, clock=clock)
+    stores = [running, idle]
     try:
         code, key = running.create_class()
         add(running, code)
+        assert idle.class_exists(code)  # idle holds a pooled connection, and is not called while down
         postgres_server.stop()
         try:
-            started_while_down = ClassStore(url, clock=clock)
-            for store in (running, started_while_down):
+            stores.append(ClassStore(url, clock=clock))  # a replica starting while the database is down
+            for store in (running, stores[2]):
                 with pytest.raises(ClassStoreUnavailable) as unavailable:
                     store.list_drawings(code)
                 message = str(unavailable.value)
                 assert "\n" not in message and message.startswith("the class database (postgresql) cannot be")
         finally:
             postgres_server.start()
-        # The first call after the restart works: the pool's dead connections are not reused.
-        assert len(running.list_drawings(code).drawings) == 1
-        assert len(started_while_down.list_drawings(code).drawings) == 1
-        assert running.clear_class(code, key) == 1
+        # The first call after the restart works on each: no store keeps a dead connection or a failed set-up.
+        for store in stores:
+            assert len(store.list_drawings(code).drawings) == 1
+        assert idle.clear_class(code, key) == 1
     finally:
-        running.dispose()
-        started_while_down.dispose()
+        for store in stores:
+            store.dispose()
+
+
+def test_postgresql_two_replicas_cannot_both_take_the_last_place(postgres_server, clock):
+    """Replica A counts 499 drawings and is held there while replica B sends: B must wait for A's
+    transaction (the class row's lock) and then find the class full, not count 499 too."""
+    import psycopg
+
+    url = postgres_server.new_database()
+    replica_a, replica_b = ClassStore(url, clock=clock), ClassStore(url, clock=clock)
+    try:
+        code, _ = replica_a.create_class()
+        assert replica_b.class_exists(code)
+        fill(url, code, MAX_DRAWINGS - 1, clock.now)
+        a_counted, b_done = threading.Event(), threading.Event()
+        outcomes = {}
+
+        def b_waits_for_a_lock() -> bool:
+            with psycopg.connect(
+                host=str(postgres_server.socket_dir), user="capsnet", dbname="postgres"
+            ) as c:
+                query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                return c.execute(query).fetchone()[0] > 0
+
+        def hold_a_after_its_count(conn, cursor, statement, parameters, context, executemany):
+            if threading.current_thread().name == "A" and "count(*)" in statement:
+                a_counted.set()
+                deadline = time.monotonic() + 60
+                while not b_done.wait(0.05) and not b_waits_for_a_lock():
+                    assert time.monotonic() < deadline, "B neither finished nor waited for A"
+
+        event.listen(replica_a._engine, "after_cursor_execute", hold_a_after_its_count)
+
+        def send(name, replica, after=None):
+            if after is not None:
+                after.wait()
+            try:
+                outcomes[name] = add(replica, code, session=name)
+            except ClassStoreError as error:
+                outcomes[name] = error
+            finally:
+                if name == "B":
+                    b_done.set()
+
+        threads = [
+            threading.Thread(target=send, args=("A", replica_a), name="A"),
+            threading.Thread(target=send, args=("B", replica_b, a_counted), name="B"),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert isinstance(outcomes["A"], int), outcomes
+        assert isinstance(outcomes["B"], ClassFull), outcomes
+        assert count(url, drawings) == MAX_DRAWINGS
+    finally:
+        replica_a.dispose()
+        replica_b.dispose()
 
 
 # -- exports -----------------------------------------------------------------------------------------
