@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -584,3 +588,23 @@ def test_concurrent_sends_through_two_replicas_never_pass_the_cap(open_store, db
     assert sum(isinstance(o, int) for o in outcomes) == 1, outcomes
     assert sum(isinstance(o, ClassFull) for o in outcomes) == 7, outcomes
     assert count(db_url, drawings) == MAX_DRAWINGS
+
+
+# -- the rule for a missing PostgreSQL ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ci, outcome", [(None, "1 skipped"), ("true", "1 error")])
+def test_a_missing_postgresql_skips_except_under_ci(tmp_path, ci, outcome):
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"CAPSNET_PG_BIN": str(tmp_path / "none")}
+    if ci:
+        env["CI"] = ci
+    test = f"{Path(__file__).name}::test_a_wrong_key_manages_nothing[postgresql]"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider", "-o", "addopts="],
+        cwd=Path(__file__).parent, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert outcome in result.stdout.splitlines()[-1], result.stdout
+    assert result.returncode == (1 if ci else 0)
+    if ci:
+        assert "PostgreSQL not found" in result.stdout
