@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -105,7 +106,7 @@ class Cluster:
             "CAPSNET_CLUSTER_PORT": str(self.port),
             "CAPSNET_REPLICA_PORTS": " ".join(map(str, self.replica_ports)),
             "CAPSNET_PG_BIN": str(postgres_bindir()),
-            "CAPSNET_PYTHON": str(ROOT / ".venv" / "bin" / "python"),
+            "CAPSNET_PYTHON": sys.executable,  # the replicas run on the tests' own environment
         }
 
         self.started: dict[str, int] = {}
