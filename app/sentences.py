@@ -159,3 +159,35 @@ def robustness_sentence(result: dict) -> str:
         f"On {result['images']:,} MNIST test digits under random affine transforms, CapsNet reads "
         f"{caps:.2%} and the CNN {cnn:.2%}; {verdict}."
     )
+
+
+def training_budget(meta: dict) -> tuple[float | None, float | None]:
+    """(epochs, hours) a checkpoint's weights were trained for, over every run of its lineage
+    (a run that fine-tuned another's weights adds to them); None where the metadata is silent."""
+    runs = meta.get("lineage") or [
+        {
+            "epochs": meta.get("epochs"),
+            "hours": meta["train_seconds"] / 3600 if "train_seconds" in meta else None,
+        }
+    ]
+    epochs = [r.get("epochs") for r in runs]
+    hours = [r.get("hours") for r in runs]
+    total_epochs = sum(epochs) if all(isinstance(e, int | float) for e in epochs) else None
+    total_hours = sum(hours) if all(isinstance(h, int | float) for h in hours) else None
+    return total_epochs, total_hours
+
+
+def budget_sentence(capsnet_meta: dict, cnn_meta: dict) -> str:
+    """Whether the two networks the lab compares had the same training, in their files' numbers."""
+    (ce, ch), (ne, nh) = training_budget(capsnet_meta), training_budget(cnn_meta)
+    if None in (ce, ch, ne, nh):
+        return "The checkpoints do not record both training budgets, so they cannot be compared."
+    runs = len(capsnet_meta.get("lineage") or [None])
+    caps = f"CapsNet {ce:g} epochs in {ch:.1f} h" + (f" over {runs} runs" if runs > 1 else "")
+    cnn = f"the CNN {ne:g} epochs in {nh:.1f} h"
+    if abs(ce - ne) < 0.05:
+        return f"Both networks trained for the same {ce:g} epochs on the same data ({caps}, {cnn})."
+    return (
+        f"**The training budgets differ**: {caps}, {cnn} ({ch / nh:.1f}× the CNN's hours, "
+        f"{ce / ne:.1f}× its epochs). Differences between the two below are partly that."
+    )

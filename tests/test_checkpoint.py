@@ -334,9 +334,12 @@ def test_shipped_baseline_cnn_has_its_metadata_and_the_capsnets_training_budget(
     assert meta["arch"] == "cnn" and meta["parameters"] == 4_587_282
     assert meta["test_errors"] == round((1 - meta["test_accuracy"]) * meta["test_images"])
     assert meta["history"][-1]["epoch"] == meta["epochs"] == len(meta["history"])
-    # The same data, augmentation and budget as the shipped CapsNet.
-    for key in ("epochs", "batch_size", "lr", "lr_decay", "max_shift", "seed", "train_images"):
-        assert meta[key] == caps[key], key
+    # The same data, augmentation and schedule as the shipped CapsNet's first run (a later run that
+    # fine-tuned those weights adds to the CapsNet's budget: the lab states both budgets).
+    first = caps["lineage"][0] if caps.get("lineage") else caps
+    for key in ("epochs", "batch_size", "lr", "lr_decay"):
+        assert meta[key] == first[key], key
+    assert meta["max_shift"] == caps["max_shift"] and meta["seed"] == caps["seed"]
     with pytest.raises(CheckpointError, match="load_baseline"):
         load_model(SHIPPED_CNN)
 

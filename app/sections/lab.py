@@ -107,8 +107,8 @@ def _load_cnn():
     path = cache.cnn_checkpoint_path()
     if not path.exists():
         return None, (
-            f"No baseline CNN at `{path}`: the lab shows CapsNet alone. Train one with the same "
-            f"budget as the CapsNet:\n\n```\n{TRAIN_CNN}\n```"
+            f"No baseline CNN at `{path}`: the lab shows CapsNet alone. Train one (the shipped "
+            f"CNN's 4 epochs):\n\n```\n{TRAIN_CNN}\n```"
         )
     try:
         return cache.load_cnn(str(path)), None
@@ -263,7 +263,7 @@ def show(ctx: ViewContext) -> None:
             "is affNIST: trained with small shifts only, CapsNet scored 79% on affinely transformed "
             "digits against 66% for a CNN (later work, Gu & Tresp 2020, finds routing contributes "
             "little to that). Test it on this digit, beside the paper's baseline CNN trained "
-            "on the same data and budget. The transform is applied to the 28×28 image the "
+            "on the same data (their training budgets are stated below). The transform is applied to the 28×28 image the "
             "networks see, with bilinear resampling."
         )
         cnn, why = _load_cnn()
@@ -274,7 +274,7 @@ def show(ctx: ViewContext) -> None:
             st.caption(
                 f"Baseline CNN `{cache.cnn_checkpoint_path().name}`: {int(cnn_meta.get('parameters', 0)):,} "
                 f"parameters, test accuracy {float(cnn_meta['test_accuracy']):.2%} on MNIST after "
-                f"{cnn_meta.get('epochs')} epochs."
+                f"{cnn_meta.get('epochs')} epochs. " + sentences.budget_sentence(ctx.meta, cnn_meta)
             )
         cnn_version = str(cache.cnn_checkpoint_path()) if cnn is not None else "no CNN"
         _lab(ctx.model, cnn, f"{ctx.version}|{cnn_version}", ctx.pixel_bytes, ctx.iterations)

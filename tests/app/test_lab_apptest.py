@@ -157,3 +157,18 @@ def test_the_measured_comparison_is_shown_for_the_checkpoints_it_was_measured_on
     assert "CNN reads" in lab_text(at)
     with pytest.raises(KeyError):
         at.container(key="lab_measured")
+
+
+def test_the_lab_states_both_training_budgets_from_the_two_files(shipped):
+    caps = json.loads(capsnet.DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
+    cnn = json.loads(CNN.with_suffix(".json").read_text())
+    runs = caps.get("lineage") or [{"epochs": caps["epochs"], "hours": caps["train_seconds"] / 3600}]
+    caps_epochs, caps_hours = sum(r["epochs"] for r in runs), sum(r["hours"] for r in runs)
+    at = new_app()
+    at.query_params.update({"sample": "12", "view": "lab"})
+    at.run()
+    caption = "\n".join(c.value for c in at.container(key="lab").get("caption"))
+    assert f"CapsNet {caps_epochs:g} epochs in {caps_hours:.1f} h" in caption
+    assert f"the CNN {cnn['epochs']:g} epochs in {cnn['train_seconds'] / 3600:.1f} h" in caption
+    same = abs(caps_epochs - cnn["epochs"]) < 0.05
+    assert ("budgets differ" in caption) == (not same)
