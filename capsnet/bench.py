@@ -591,25 +591,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name in [*args.paths.split(","), *([args.check] if args.check else [])]:
                 TrainPath.parse(name)
-            result = bench_paths(args)
         except ValueError as e:
             p.error(str(e))
-        except RuntimeError as e:  # torchvision: "Dataset not found"
-            print(f"error: {e}. Pass --data-root pointing at a folder that holds MNIST/raw.", file=sys.stderr)
-            return 2
-        print_paths(result)
-        if args.json:
-            print(json.dumps(result))
-        return 0
-    if args.mode == "train":
-        if args.n < 0 or args.batch_size < 1 or args.rounds < 1:
-            p.error("--n must be >= 0, --batch-size and --rounds >= 1")
+    if args.mode == "train" and (args.n < 0 or args.batch_size < 1 or args.rounds < 1):
+        p.error("--n must be >= 0, --batch-size and --rounds >= 1")
+    if args.mode in ("paths", "train"):
+        run, show = (bench_paths, print_paths) if args.mode == "paths" else (bench_train, print_train)
         try:
-            result = bench_train(args)
+            result = run(args)
         except RuntimeError as e:  # torchvision: "Dataset not found"
             print(f"error: {e}. Pass --data-root pointing at a folder that holds MNIST/raw.", file=sys.stderr)
             return 2
-        print_train(result)
+        show(result)
         if args.json:
             print(json.dumps(result))
         return 0
