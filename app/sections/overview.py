@@ -113,7 +113,8 @@ def show(col, ctx: ViewContext, label: int | None) -> None:
             )
         with bottom[1]:
             _stage("5 · DigitCaps v_j", "10 × 16; length = presence")
-            capsule_map(DIGIT_CHART, digit_bars(lengths, pred, digit), _inspect_digit, max_width=330)
+            capsule_map(DIGIT_CHART, digit_bars(lengths, pred, digit, hint="click: inspect it"), _inspect_digit,
+                        max_width=330)  # fmt: skip
             st.caption(f"|v_j|; click a bar to inspect that capsule (now: {digit})")
         with bottom[2]:
             _stage("6 · Decoder", "v → 28×28")
