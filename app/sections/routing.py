@@ -85,7 +85,7 @@ def _intro(digit: int) -> None:
         "the digits whose output agrees with the vote:"
     )
     st.latex(
-        r"c_{ij} = \frac{e^{b_{ij}}}{\sum_k e^{b_{ik}}},\quad s_j = \sum_i c_{ij}\,\hat u_{j|i},"
+        r"c_{ij} = \frac{\exp b_{ij}}{\sum_k \exp b_{ik}},\quad s_j = \sum_i c_{ij}\,\hat u_{j|i},"
         r"\quad v_j = \mathrm{squash}(s_j),\quad b_{ij} \mathrel{+}= \hat u_{j|i}\cdot v_j"
     )
 
