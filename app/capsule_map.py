@@ -1,12 +1,13 @@
-"""Clickable maps of capsules as one small custom component: cells on a grid (the 1152 primary
-capsules on their 32 type panels, the pose atlas's 10 x 16 cells) or bars (the 10 digit
-capsules), drawn as SVG in the page, with a hover note and a click that reports which one.
+"""Maps of capsules and the capsule-length chart as one small custom component: cells on a grid
+(the 1152 primary capsules on their 32 type panels, the pose atlas's 10 x 16 cells) or bars (the
+10 digit capsule lengths with m+ and m-, wherever the page shows them), drawn as SVG in the page
+in real pixels and fonts (12 px or more), with a hover note and a click that reports which one.
 
 Plotly did this in the overview first; its two charts cost the browser about 0.23 s of layout
 on every stroke (tools/bench_stroke.py, overview only: page idle 0.59 s with them, 0.36 s
 without), more than the whole predict-only page needs. This draws the same in a few
-milliseconds. Colours are computed in Python (app/palette.py through app/images.py), so a map
-looks as the pictures around it; the page only places them.
+milliseconds. Colours are computed in Python (app/palette.py), so a map looks as the pictures
+around it; the page only places them. The builders below are pure: numbers in, the map's data out.
 """
 
 from __future__ import annotations
@@ -18,18 +19,35 @@ import streamlit as st
 from plotly.colors import hex_to_rgb
 
 from app import components
-from app.images import BACKGROUND, _over, colorize
-from app.palette import ATLAS_FAMILIES, LABEL, M_MINUS, M_PLUS, OTHER, PRIMARY_SCALE, TEXT, THRESHOLD, WINNER
+from app.palette import (
+    ATLAS_FAMILIES,
+    DIVERGING,
+    FRAME,
+    LABEL,
+    M_MINUS,
+    M_PLUS,
+    OTHER,
+    PRIMARY_SCALE,
+    TEXT,
+    THRESHOLD,
+    WINNER,
+    hex_colours,
+)
+from app.sentences import fmt2
 
 # The page draws them with app/components/capsule_map/ (its main.js says what `data` holds); a
 # click sends the trigger "picked" with the cell's or bar's index.
 _COMPONENT = components.register("capsule_map")
 
 
-def capsule_map(key: str, data: dict, on_pick: Callable[[], None], max_width: int | None = None) -> None:
+def capsule_map(
+    key: str, data: dict, on_pick: Callable[[], None] | None = None, max_width: int | None = None
+) -> None:
     """Draw a map (data: see main.js) under `key`, at most `max_width` px wide (it shrinks with its
-    column). A click reruns the page after calling `on_pick`, which reads the index as picked(key)."""
-    _COMPONENT(key=key, data={**data, "max_width": max_width}, on_picked_change=on_pick)
+    column). With `on_pick`, a click reruns the page after calling it (it reads the index as
+    picked(key)); without, the map only shows its hover notes."""
+    data = {**data, "max_width": max_width, "clickable": on_pick is not None}
+    _COMPONENT(key=key, data=data, on_picked_change=on_pick or (lambda: None))
 
 
 def picked(key: str) -> int | None:
@@ -44,10 +62,12 @@ def _hex(rgb) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in rgb)
 
 
-def _colours(values, lo: float, hi: float, scale) -> list[str]:
-    """Values on a colour scale lo..hi, as the pictures colour them (images.colorize on white)."""
-    rgb = _over(colorize(np.asarray(values, dtype=np.float64)[None, :], lo, hi, scale), BACKGROUND)[0]
-    return [_hex(c) for c in rgb]
+def _panels(n: int = 1152) -> tuple[np.ndarray, ...]:
+    """Primary capsule i -> (i, its type, row and column on the 6x6 grid)."""
+    i = np.arange(n)
+    kind, rest = np.divmod(i, 36)
+    row, col = np.divmod(rest, 6)
+    return i, kind, row, col
 
 
 def primary_map(primary_len, inspected: int | None = None) -> dict:
@@ -55,13 +75,11 @@ def primary_map(primary_len, inspected: int | None = None) -> dict:
     as in the routing view's grids (one cell between panels), coloured from their least to their
     largest (most are close to 1). Cell k is capsule i = k."""
     u = np.asarray(primary_len, dtype=np.float64)
-    i = np.arange(u.size)
-    kind, rest = np.divmod(i, 36)
-    row, col = np.divmod(rest, 6)
+    i, kind, row, col = _panels(u.size)
     return {
         "kind": "cells", "size": [8 * 7 - 1, 4 * 7 - 1],
         "x": ((kind % 8) * 7 + col).tolist(), "y": ((kind // 8) * 7 + row).tolist(),
-        "colors": _colours(u, float(u.min()), max(float(u.max()), float(u.min()) + 1e-6), PRIMARY_SCALE),
+        "colors": hex_colours(u, float(u.min()), max(float(u.max()), float(u.min()) + 1e-6), PRIMARY_SCALE),
         "outline": inspected, "outline_color": WINNER, "text_color": LABEL,
         "tip": "primary capsule i = {i}: type {t}, grid ({r}, {c})<br>|u_i| = {u}<br>click: open it in the routing view",
         "fields": {"i": i.tolist(), "t": kind.tolist(), "r": row.tolist(), "c": col.tolist(),
@@ -70,23 +88,60 @@ def primary_map(primary_len, inspected: int | None = None) -> dict:
     }  # fmt: skip
 
 
-def digit_bars(lengths, prediction: int, inspected: int) -> dict:
-    """The 10 digit capsule lengths |v_j| as bars on 0..1, the prediction in the winner colour, the
-    inspected capsule outlined, the margin-loss targets m+ = 0.9 and m- = 0.1 dashed."""
+def type_panels(values, limit: float, name: str, digit: int) -> dict:
+    """A signed number per primary capsule (1152,) on the 32 numbered type panels of 6x6, eight to a
+    row, on the diverging scale -limit..+limit (white 0; beyond the range: the end colours). Each
+    panel's type number is set above it as text; the hover gives i, type, position and the value;
+    cell k is capsule i = k (a click opens it in the routing view's inspector)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    i, kind, row, col = _panels(v.size)
+    pitch_x, pitch_y, head = 7, 9, 2  # a panel: 6 cells, a gap; a heading of 2 cells above it
+    limit = max(float(limit), 1e-12)
+    return {
+        "kind": "cells", "size": [8 * pitch_x - 1, 4 * pitch_y - 1],
+        "x": ((kind % 8) * pitch_x + col).tolist(), "y": ((kind // 8) * pitch_y + head + row).tolist(),
+        "colors": hex_colours(v, -limit, limit, DIVERGING), "outline": None, "outline_color": WINNER,
+        "text_color": LABEL, "labels": [[int(t % 8) * pitch_x + 3, int(t // 8) * pitch_y + head - 0.4, str(t)]
+                                        for t in range(v.size // 36)],
+        "frames": [[int(t % 8) * pitch_x, int(t // 8) * pitch_y + head, 6, 6] for t in range(v.size // 36)],
+        "frame_color": FRAME,
+        "tip": f"primary capsule i = {{i}}: type {{t}}, grid ({{r}}, {{c}})<br>{name} = {{v}}<br>click: inspect it",
+        "fields": {"i": i.tolist(), "t": kind.tolist(), "r": row.tolist(), "c": col.tolist(),
+                   "v": [f"{x:+.4f}" for x in v]},
+        "label": f"{name} to digit {digit} of the 1152 primary capsules on the 32 type panels, ±{fmt2(limit)}",
+    }  # fmt: skip
+
+
+def digit_bars(
+    lengths,
+    prediction: int,
+    inspected: int | None = None,
+    thresholds: bool = True,
+    what: str = "|v_{j}|",
+    label: str | None = None,
+    height: int = 180,
+    hint: str = "",
+) -> dict:
+    """The capsule-length chart, the one drawing of the 10 digit capsule lengths |v_j| wherever the
+    page shows them: bars on 0..1, each value printed above its bar, the prediction in the winner
+    colour, the inspected capsule outlined, the margin-loss targets m+ = 0.9 and m- = 0.1 dashed.
+    thresholds=False and `what`: any other ten values in 0..1 (a CNN's probabilities) as the same
+    bars without the margin lines. `hint`: a line added to the hover note ("click: inspect it")."""
     values = [float(v) for v in lengths]
     return {
         "kind": "bars", "values": values, "labels": [str(j) for j in range(len(values))],
-        "colors": [WINNER if j == prediction else OTHER for j in range(len(values))], "outline": int(inspected),
-        "lines": [[M_PLUS, "m⁺"], [M_MINUS, "m⁻"]], "line_color": THRESHOLD, "text_color": TEXT,
-        "tip": "digit capsule {j}: |v_{j}| = {v}<br>click: inspect it",
-        "fields": {"j": list(range(len(values))), "v": [f"{v:.3f}" for v in values]},
-        "label": f"The 10 digit capsule lengths: {prediction} is the longest",
+        "colors": [WINNER if j == prediction else OTHER for j in range(len(values))],
+        "outline": None if inspected is None else int(inspected),
+        "lines": [[M_PLUS, f"m⁺ {M_PLUS:g}"], [M_MINUS, f"m⁻ {M_MINUS:g}"]] if thresholds else [],
+        "line_color": THRESHOLD, "text_color": TEXT, "height": height,
+        "tip": f"digit{' capsule' if thresholds else ''} {{j}}: {what} = {{v}}" + (f"<br>{hint}" if hint else ""), "fields": {"j": list(range(len(values))), "v": [f"{v:.3f}" for v in values]},
+        "label": label or f"The 10 digit capsule lengths: {prediction} is the longest",
     }  # fmt: skip
 
 
 ATLAS_SHORT = {
     "moves right": "→", "moves left": "←", "moves down": "↓", "moves up": "↑", "leans right": "lean R",
-    "leans left": "lean L", "wider": "wider", "narrower": "narrower", "taller": "taller", "shorter": "shorter",
+    "leans left": "lean L", "wider": "wider", "narrower": "narrow", "taller": "taller", "shorter": "shorter",
     "thicker strokes": "thicker", "thinner strokes": "thinner", "local part": "local", "no visible change": "–",
 }  # fmt: skip
 
@@ -133,7 +188,7 @@ def atlas_map(atlas: dict, digit: int | None = None, dim: int | None = None) -> 
         "kind": "cells", "size": [n_dims, len(rows)], "x": x, "y": y, "colors": colors, "texts": texts,
         "outline": None if digit is None or dim is None else digit * n_dims + dim, "outline_color": THRESHOLD,
         "text_color": LABEL,
-        "row_labels": [[j, f"digit {j}"] for j in range(len(rows))], "left": 1.6,
+        "row_labels": [[j, f"digit {j}"] for j in range(len(rows))], "left": 1.1,
         "col_labels": [[d, f"dim {d}"] for d in range(n_dims)], "top": 0.5,
         "tip": "{text}", "fields": {"text": tips},
         "label": "The pose atlas: what each of the 16 dimensions does to each digit",

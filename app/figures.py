@@ -1,25 +1,27 @@
-"""The page's interactive views as Plotly figures, built from numpy arrays. Pure: no Streamlit.
+"""The page's charts with axes as Plotly figures, built from numpy arrays. Pure: no Streamlit.
 
-Plotly where the interaction is the point and the view is off the stroke's path: the votes
-animation, the parse tree's Sankey (hover per link) and the routing charts compared with the
-paper. The clickable capsule maps are a small component (app/capsule_map.py); everything else is
-a picture (app/images.py): no view is drawn two ways.
+The votes animation, the parse tree's Sankey, the routing charts compared with the paper, the
+entropy and lengths per iteration, the lab's sweep (lines and the pose heat strip on one x axis)
+and its accuracy curves, and Figure 4's grid with its named rows. The capsule maps and the
+capsule-length chart are the SVG component (app/capsule_map.py: cheap enough to redraw on every
+stroke, and clickable); pixels are pictures (app/images.py). Each chart is drawn one way only.
 """
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
+from app.images import perturbation_grid_image, png
 from app.palette import (
     DIGIT_COLORS,
     DIVERGING,
     GRIDLINES,
     LABEL,
-    M_MINUS,
-    M_PLUS,
     MARKER_EDGE,
-    NO_ROUTING,
     OTHER,
     REST_NODE,
     ROUTED,
@@ -57,7 +59,7 @@ def _hlines(fig: go.Figure, lines: list[tuple[float, str]], dash: str = "dash", 
         shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=y, y1=y, line=dict(color=THRESHOLD, dash=dash, width=1))
                 for y, _ in lines],
         annotations=[dict(xref="paper", x=x, y=y, text=text, showarrow=False, xanchor=anchor, yshift=shift,
-                          font=dict(color=THRESHOLD, size=11)) for y, text in lines],
+                          font=dict(color=THRESHOLD, size=12)) for y, text in lines],
     )  # fmt: skip
 
 
@@ -214,29 +216,6 @@ def parse_tree_sankey(flows) -> go.Figure:
     return _layout(fig, 440, margin=dict(l=10, r=10, t=10, b=10))
 
 
-def ablation_bars(
-    lengths_no_routing: np.ndarray, lengths_routed: np.ndarray, iterations: int, routing_gain: float = 1.0
-) -> go.Figure:
-    """|v_j| of the 10 digit capsules without routing (1 iteration, c = 0.1) and with it, side by
-    side, each trace naming the digit it predicts; margin-loss thresholds as dashed lines."""
-    off, on = np.asarray(lengths_no_routing, dtype=float), np.asarray(lengths_routed, dtype=float)
-    gain = "" if routing_gain == 1.0 else f", gain {routing_gain:g}"
-    fig = _figure()
-    for values, colour, name in (
-        (off, NO_ROUTING, f"no routing (1 iteration) → {int(np.argmax(off))}"),
-        (on, ROUTED, f"{iterations} iterations{gain} → {int(np.argmax(on))}"),
-    ):
-        fig.add_trace(go.Bar(
-            x=[str(j) for j in range(len(values))], y=values, name=name, marker_color=colour,
-            text=[f"{v:.2f}" for v in values], textposition="outside", textangle=-90, textfont=dict(size=10),
-            hovertemplate=f"{name}<br>digit %{{x}}: |v| = %{{y:.3f}}<extra></extra>",
-        ))  # fmt: skip
-    _hlines(fig, [(M_PLUS, "m⁺ = 0.9"), (M_MINUS, "m⁻ = 0.1")], where="left")
-    fig.update_yaxes(range=[0, 1.22], title="length |v_j|")
-    fig.update_xaxes(title="digit capsule j (legend: → the predicted digit)", type="category")
-    return _layout(fig, 320, barmode="group", legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
-
-
 def iteration_accuracy_chart(
     model_acc: dict, paper: dict = PAPER_TABLE1_MNIST, baseline: float | None = PAPER_BASELINE_MNIST
 ) -> go.Figure:
@@ -273,3 +252,127 @@ def iteration_accuracy_chart(
     fig.update_xaxes(title="routing iterations", tickmode="array", tickvals=sorted(set(iters) | {1, 3}))
     fig.update_yaxes(range=[0, 1.15 * max(errors)], title="MNIST test error (%)")
     return _layout(fig, 320, legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+
+
+def _lines(fig: go.Figure, xs, series: np.ndarray, followed: int, name: str, row: int, col: int = 1,
+           legend: bool = False) -> None:  # fmt: skip
+    """One line per digit (columns of `series`), the followed digit thick, in the winner colour and
+    drawn last; each hover names the digit."""
+    series = np.asarray(series, dtype=float)
+    for j in sorted(range(series.shape[1]), key=lambda j: j == followed):
+        colour = WINNER if j == followed else DIGIT_COLORS[j]
+        fig.add_trace(go.Scatter(
+            x=xs, y=series[:, j], mode="lines+markers" if len(xs) < 8 else "lines", name=f"digit {j}",
+            line=dict(color=colour, width=3.5 if j == followed else 1.2), marker=dict(size=5),
+            legendgroup=str(j), showlegend=legend,
+            hovertemplate=f"digit {j}: {name} %{{y:.3f}} at %{{x}}<extra></extra>",
+        ), row=row, col=col)  # fmt: skip
+        end = series[-1, j]
+        if j == followed:
+            fig.add_annotation(x=xs[-1], y=end, text=f"<b>{j}</b>", showarrow=False, xanchor="left", xshift=6,
+                               font=dict(color=colour, size=14), row=row, col=col)  # fmt: skip
+
+
+def per_iteration_figure(entropy: np.ndarray, lengths_per_iter: np.ndarray, winner: int) -> go.Figure:
+    """Left: how far the mean entropy of c_i falls below uniform (log2 10 = 3.32 bits) after each
+    iteration, in millibits, on an axis from 0 to the largest drop (a drop of 0.002 bits shows
+    instead of a flat line at 3.32). Right: |v_j| after each iteration, one line per digit, the
+    winner thick and labelled."""
+    drop = 1000 * (np.log2(10) - np.asarray(entropy, dtype=float))  # millibits, >= 0
+    lpi = np.asarray(lengths_per_iter, dtype=float)  # (T, 10)
+    iters = np.arange(1, len(drop) + 1)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
+                        subplot_titles=("entropy of c below uniform", "length |v_j| per iteration"))  # fmt: skip
+    fig.update_layout(template="none")
+    fig.add_trace(go.Scatter(
+        x=iters, y=drop, mode="lines+markers", line=dict(color=WINNER, width=2.5), showlegend=False,
+        hovertemplate="iteration %{x}: %{y:.3f} millibits below uniform<extra></extra>",
+    ), row=1, col=1)  # fmt: skip
+    _lines(fig, iters, lpi, winner, "|v|", row=1, col=2)
+    fig.update_xaxes(title="routing iteration", tickvals=list(iters), range=[0.8, len(iters) + 0.3])
+    fig.update_yaxes(title="millibits", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title="length |v_j|", range=[0, 1.02], row=1, col=2)
+    _layout(fig, 300, margin=dict(l=10, r=30, t=40, b=10))
+    fig.update_annotations(font_size=13, selector=dict(text="entropy of c below uniform"))
+    return fig
+
+
+def sweep_figure(
+    values: np.ndarray,
+    lengths: np.ndarray,
+    cnn_probs: np.ndarray | None,
+    change: np.ndarray,
+    limit: float,
+    followed: int,
+    xlabel: str,
+    marker: float | None = None,
+) -> go.Figure:
+    """The lab's sweep on one x axis (the swept value): CapsNet's 10 lengths, the CNN's 10
+    probabilities (when there is a CNN) and the followed capsule's 16 pose dimensions as a heat
+    strip of their change from the identity (S, 16), on the diverging scale -limit..+limit with a
+    colour bar; `marker`: a dashed vertical line at the sliders' value ("now")."""
+    xs = np.asarray(values, dtype=float)
+    rows = 3 if cnn_probs is not None else 2
+    titles = ["CapsNet: length |v_j|"] + (["CNN: probability"] if cnn_probs is not None else [])
+    titles.append(f"capsule {followed}'s 16 pose dimensions: change from the identity")
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.07, subplot_titles=titles,
+                        row_heights=[1.0] * (rows - 1) + [1.3])  # fmt: skip
+    fig.update_layout(template="none")
+    _lines(fig, xs, lengths, followed, "length", row=1)
+    if cnn_probs is not None:
+        _lines(fig, xs, cnn_probs, followed, "probability", row=2)
+    z = np.asarray(change, dtype=float).T  # (16, S)
+    L = max(float(limit), 1e-12)
+    fig.add_trace(go.Heatmap(
+        x=xs, y=[f"dim {d}" for d in range(z.shape[0])], z=z.astype(np.float32), zmin=-L, zmax=L, zmid=0.0,
+        colorscale=DIVERGING, showscale=True,
+        colorbar=dict(title=dict(text="change"), tickvals=[-L, 0, L], ticktext=[f"−{fmt2(L)}", "0", f"+{fmt2(L)}"],
+                      thickness=10, len=0.3, y=0.0, yanchor="bottom"),
+        hovertemplate="%{y} at %{x}: %{z:+.4f}<extra></extra>",
+    ), row=rows, col=1)  # fmt: skip
+    for r in range(1, rows):
+        fig.update_yaxes(range=[0, 1.02], row=r, col=1)
+    fig.update_yaxes(autorange="reversed", row=rows, col=1)
+    fig.update_xaxes(title=xlabel, row=rows, col=1)
+    if marker is not None and xs[0] <= marker <= xs[-1]:
+        fig.add_vline(x=marker, line=dict(color=THRESHOLD, dash="dash", width=1))
+        fig.add_annotation(x=marker, y=1.0, yref="paper", text="now", showarrow=False, yanchor="bottom",
+                           font=dict(color=THRESHOLD, size=12))  # fmt: skip
+    return _layout(fig, 260 * rows + 80, margin=dict(l=10, r=40, t=40, b=10))
+
+
+def accuracy_curves_figure(curves: dict[str, tuple], titles: dict[str, str]) -> go.Figure:
+    """Test accuracy (0..1) along each transform alone, both models, one panel per family.
+    curves: {family: (values, capsnet accuracies, cnn accuracies)}; titles: {family: x axis title}."""
+    fams = list(curves)
+    fig = make_subplots(rows=1, cols=len(fams), shared_yaxes=True, horizontal_spacing=0.04)
+    fig.update_layout(template="none")
+    for k, family in enumerate(fams, start=1):
+        xs, caps, cnn = (np.asarray(v, dtype=float) for v in curves[family])
+        for ys, colour, name, w in ((cnn, OTHER, "CNN", 1.5), (caps, WINNER, "CapsNet", 2.5)):
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines", name=name, line=dict(color=colour, width=w), legendgroup=name,
+                showlegend=k == 1, hovertemplate=f"{name}, {titles[family]} %{{x:g}}: %{{y:.1%}}<extra></extra>",
+            ), row=1, col=k)  # fmt: skip
+        fig.update_xaxes(title=titles[family], row=1, col=k)
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title="accuracy", row=1, col=1)
+    return _layout(fig, 280, legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+
+
+def perturbation_grid_figure(
+    grid: np.ndarray, steps: np.ndarray, names: list[str], scale: int = 2
+) -> go.Figure:
+    """The paper's Fig. 4: (16*28, S*28) reconstructions in [0, 1] as one picture (app/images.py,
+    no text in it) on axes whose ticks are the offsets (columns) and the dimensions' names (rows)."""
+    gap, size = 2, 28
+    img = perturbation_grid_image(grid, scale=scale, gap=gap)
+    pitch = size * scale + gap
+    rows, cols = len(names), len(steps)
+    source = "data:image/png;base64," + base64.b64encode(png(img)).decode()
+    fig = _figure(go.Image(source=source, x0=0, dx=1, y0=0, dy=1, hoverinfo="skip"))
+    centres = [k * pitch + size * scale / 2 for k in range(max(rows, cols))]
+    fig.update_xaxes(side="top", tickvals=centres[:cols], ticktext=[f"{s:+.2f}" for s in steps],
+                     showgrid=False, zeroline=False, title="offset added to the dimension")  # fmt: skip
+    fig.update_yaxes(tickvals=centres[:rows], ticktext=list(names), showgrid=False, zeroline=False,
+                     autorange="reversed", scaleanchor="x")  # fmt: skip
+    return _layout(fig, rows * pitch + 70, margin=dict(l=10, r=10, t=60, b=10))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.palette import DIVERGING_RGB
+
 
 def stitch(images: np.ndarray, rows: int, cols: int, gap: int = 0, fill: float = 0.0) -> np.ndarray:
     """(rows * cols, h, w) images, row-major -> one (rows*h + gaps, cols*w + gaps) array."""
@@ -39,9 +41,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def diverging_rgb(diff: np.ndarray, limit: float = 1.0) -> np.ndarray:
-    """Signed difference -> RGB uint8: blue where it went down, white at 0, red where it went up."""
+    """Signed difference -> RGB uint8 on palette.DIVERGING_RGB: blue where it went down, white at 0,
+    red where it went up, linear in between (the pose sliders' main.js paints the same from it)."""
     t = np.clip(np.asarray(diff, dtype=np.float64) / limit, -1.0, 1.0)[..., None]  # (H, W, 1)
-    white, red, blue = np.array([1.0, 1.0, 1.0]), np.array([0.80, 0.10, 0.15]), np.array([0.13, 0.30, 0.75])
+    blue, white, red = (np.array(c, dtype=np.float64) / 255.0 for c in DIVERGING_RGB)
     rgb = np.where(t >= 0, white + t * (red - white), white + (-t) * (blue - white))
     return to_uint8(rgb)
 

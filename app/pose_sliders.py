@@ -30,6 +30,7 @@ import numpy as np
 import streamlit as st
 
 from app import components
+from app.palette import DIVERGING_RGB
 
 STEP = 0.05
 NARROW, WIDE = 0.25, 0.5
@@ -73,7 +74,7 @@ def pose_sliders(
         key=key,
         data={"values": [round(float(v), 2) for v in offsets], "wide": wide, "step": STEP,
               "limit": WIDE if wide else NARROW, "narrow_limit": NARROW, "wide_limit": WIDE,
-              "diff_limit": DIFF_LIMIT, "live": live, "names": names, "chosen": chosen},
+              "diff_limit": DIFF_LIMIT, "diverging": DIVERGING_RGB, "live": live, "names": names, "chosen": chosen},
         on_pose_change=lambda: None,
     )  # fmt: skip
     return offsets

@@ -310,16 +310,16 @@ def agreement(effects: Effects, dim: int, label: str) -> float:
 
 
 def describe(cell: dict) -> str:
-    """A cell in a few words for a slider's name, e.g. "thicker strokes (+31 ink per unit)"."""
+    """A cell in a few words for a slider's name, e.g. "leans right (+11.5 px per unit)": the
+    label and its standardised effect, signed, in pixels the ink moves per unit of pose offset (the
+    number the pose atlas's map shows for that cell, there unsigned as `strength`)."""
     label = cell["label"]
     if label == NO_CHANGE:
         return NO_CHANGE
     if label == LOCAL:
         return f"{LOCAL} ({cell['effects']['local']:.0%} of the change is not global)"
-    measure = _WORD_OF[label]
-    value = float(cell["effects"][measure])
-    digits = 0 if abs(value) >= 10 else 1 if abs(value) >= 1 else 2
-    return f"{label} ({value:+.{digits}f} {UNITS[measure]} per unit)"
+    value = float(cell["standardised"][_WORD_OF[label]])
+    return f"{label} ({value:+.1f} px per unit)"
 
 
 # ---------------------------------------------------------------------------------------------

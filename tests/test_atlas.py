@@ -277,14 +277,22 @@ def test_agreement_is_the_share_of_images_whose_own_label_is_the_cells():
     assert A.agreement(e, 1, "moves left") == 0.0
 
 
-def cell_with(label, **effects):
-    return {"label": label, "effects": {**dict.fromkeys(A.MEASURES, 0.0), **effects}}
+def cell_with(label, standardised=None, **effects):
+    return {"label": label, "effects": {**dict.fromkeys(A.MEASURES, 0.0), **effects},
+            "standardised": {**dict.fromkeys(A.GEOMETRIC, 0.0), **(standardised or {})}}  # fmt: skip
 
 
-def test_describe_gives_the_label_and_the_measure_in_its_own_unit():
-    assert A.describe(cell_with("thicker strokes", ink=31.4)) == "thicker strokes (+31 ink per unit)"
-    assert A.describe(cell_with("moves left", x=-2.14)) == "moves left (-2.1 px per unit)"
-    assert A.describe(cell_with("leans right", slant=0.314)) == "leans right (+0.31 slant per unit)"
+def test_describe_gives_the_label_and_its_standardised_effect_in_px_per_unit():
+    """One definition: the number is the standardised effect (px the ink moves per unit), the one
+    the atlas's map shows as a cell's strength, not the raw slope (slant 0.314 px/px here)."""
+    thick = cell_with("thicker strokes", ink=31.4, standardised={"ink": 0.62})
+    assert A.describe(thick) == "thicker strokes (+0.6 px per unit)"
+    assert (
+        A.describe(cell_with("moves left", x=-2.14, standardised={"x": -2.14}))
+        == "moves left (-2.1 px per unit)"
+    )
+    lean = cell_with("leans right", slant=0.314, standardised={"slant": 1.93})
+    assert A.describe(lean) == "leans right (+1.9 px per unit)"
     assert A.describe(cell_with("local part", local=0.64)) == "local part (64% of the change is not global)"
     assert A.describe(cell_with("no visible change")) == "no visible change"
 

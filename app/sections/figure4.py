@@ -7,7 +7,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import cache, pose_measures
-from app.cache import perturbation_grid, picture
+from app import figures as F
+from app.cache import perturbation_grid
 from app.view_context import ViewContext
 
 
@@ -28,8 +29,8 @@ def show(ctx: ViewContext) -> None:
             )
         )
         grid = perturbation_grid(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, digit)
-        st.image(
-            picture("perturbation_grid_image", grid, pose_measures.perturbation_steps(), names=tuple(names)),
-            output_format="PNG",
-            caption=f"16 by 11 reconstructions of digit {digit}: rows are pose dimensions, columns offsets",
+        st.plotly_chart(
+            F.perturbation_grid_figure(grid, pose_measures.perturbation_steps(), names),
+            key="figure4_chart",
+            alt=f"16 by 11 reconstructions of digit {digit}: rows are pose dimensions, columns offsets",
         )

@@ -17,7 +17,9 @@ import streamlit as st
 
 import capsnet
 from app import cache, pixel_arrays, sentences, sweep_measures
+from app import figures as F
 from app.cache import picture
+from app.capsule_map import capsule_map, digit_bars
 from app.sentences import fmt2
 from app.view_context import ViewContext
 from capsnet.transforms import DEFAULTS, FAMILIES, RANGES, clamp_params
@@ -141,18 +143,17 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int) -> None:
         )
     with col_caps:
         st.markdown(_answer("CapsNet", res["lengths"][0], "length"))
-        st.image(picture("bar_chart_image", res["lengths"][0], winner, shown_width=460), output_format="PNG")
+        capsule_map("lab_capsnet_bars", digit_bars(res["lengths"][0], winner), max_width=460)
     with col_cnn:
         if res["cnn_probs"] is None:
             st.info("No CNN loaded (see above).")
         else:
             probs = res["cnn_probs"][0]
             st.markdown(_answer("The CNN", probs, "probability"))
-            st.image(
-                picture("bar_chart_image", probs, int(np.argmax(probs)), ylabel="probability",
-                        xlabel="digit", thresholds=False, shown_width=460),
-                output_format="PNG",
-            )  # fmt: skip
+            best = int(np.argmax(probs))
+            capsule_map("lab_cnn_bars", digit_bars(probs, best, thresholds=False, what="probability",
+                                                   label=f"The CNN's 10 probabilities: {best} is the largest"),
+                        max_width=460)  # fmt: skip
 
     st.subheader("Sweep one transform across its range")
     family = st.radio(
@@ -169,41 +170,33 @@ def _lab(model, cnn, version: str, pixel_bytes: bytes, iterations: int) -> None:
         f"not applied here; the dashed line marks the {family} slider). "
         + sentences.sweep_sentence(summary, family, f"{lo:g}{UNITS[family]} to {hi:g}{UNITS[family]}")
     )
-    now = p[FAMILIES[family]]
-    x_title = AXIS_TITLES[family]
-    left, right = st.columns(2, gap="medium")
-
-    def chart(series: np.ndarray, ylabel: str) -> None:
-        """Lines along the sweep, the sliders' value marked."""
-        st.image(picture("sweep_lines_image", values, series, followed, x_title, ylabel, now, shown_width=460),
-                 output_format="PNG")  # fmt: skip
-
-    with left, st.container(key="lab_sweep_capsnet"):
-        chart(sw["lengths"], "length |v_j|")
-        st.caption(f"CapsNet: the 10 capsule lengths along the sweep (capsule {followed} thick).")
-    with right, st.container(key="lab_sweep_cnn"):
-        if sw["cnn_probs"] is None:
-            st.info("No CNN loaded.")
-        else:
-            chart(sw["cnn_probs"], "probability")
-            st.caption(f"The CNN: its 10 probabilities along the sweep (digit {followed} thick).")
-
     poses = sw["poses"][:, followed]  # (S, 16)
     change = poses - poses[STEPS // 2]  # 0 at the identity
     limit = pixel_arrays.symmetric_limit(change)
-    with st.container(key="lab_pose_strip"):
-        st.markdown(
-            f"**The 16 pose dimensions of capsule {followed} along the sweep**, as the change from "
-            f"the untransformed digit's pose (white = unchanged, red = larger, blue = smaller, "
-            f"scale ±{fmt2(limit)}). Equivariance would show as smooth colour gradients across a row."
+    with st.container(key="lab_sweep"):
+        st.plotly_chart(
+            F.sweep_figure(values, sw["lengths"], sw["cnn_probs"], change, limit, followed, AXIS_TITLES[family],
+                           marker=p[FAMILIES[family]]),
+            key="lab_sweep_chart", alt=f"The {family} sweep: lengths, probabilities and pose changes",
+        )  # fmt: skip
+        st.caption(
+            f"Top: CapsNet's 10 capsule lengths along the sweep (capsule {followed} thick)"
+            + (
+                ""
+                if sw["cnn_probs"] is None
+                else f"; then the CNN's 10 probabilities (digit {followed} thick)"
+            )
+            + f". Bottom: the 16 pose dimensions of capsule {followed} as the change from the untransformed "
+            f"digit's pose (white = unchanged, red = larger, blue = smaller, ±{fmt2(limit)}); equivariance "
+            "would show as smooth colour gradients across a row."
         )
-        st.image(picture("pose_change_image", change, values, limit), output_format="PNG")
-        st.image(picture("diverging_colorbar_image", limit), output_format="PNG")
     with st.container(key="lab_strip"):
         st.image(
-            picture("image_strip", [sw["images"], sw["recon"]], ["input", f"decoded v{followed}"], values),
+            picture("image_strip", [sw["images"], sw["recon"]]),
             output_format="PNG",
-            caption=f"Every step of the sweep: what the networks see, and the decoder's redrawing from capsule {followed}.",
+            caption=f"Every step of the sweep, {family} {values[0]:g}{UNITS[family]} (left) to "
+            f"{values[-1]:g}{UNITS[family]} (right) in {STEPS} steps: top, what the networks see; bottom, "
+            f"the decoder's redrawing from capsule {followed}.",
         )
 
 
@@ -238,15 +231,13 @@ def _robustness(result: dict) -> None:
         f"| paper: expanded MNIST test | {PAPER_AFFNIST['capsnet'][0]:.2%} | {PAPER_AFFNIST['cnn'][0]:.2%} |\n"
         f"| paper: affNIST test | {PAPER_AFFNIST['capsnet'][1]:.0%} | {PAPER_AFFNIST['cnn'][1]:.0%} |"
     )
-    cols = st.columns(len(result["families"]))
-    for col, (family, info) in zip(cols, result["families"].items()):
-        curves = {k: [p["accuracy"] for p in m[k]["curves"][family]] for k in ("capsnet", "cnn")}
-        with col:
-            st.image(
-                picture("accuracy_curves_image", info["values"], curves["capsnet"], curves["cnn"],
-                        AXIS_TITLES[family], shown_width=300),
-                output_format="PNG",
-            )  # fmt: skip
+    curves = {
+        family: (info["values"], [q["accuracy"] for q in m["capsnet"]["curves"][family]],
+                 [q["accuracy"] for q in m["cnn"]["curves"][family]])
+        for family, info in result["families"].items()
+    }  # fmt: skip
+    st.plotly_chart(F.accuracy_curves_figure(curves, AXIS_TITLES), key="lab_accuracy_chart",
+                    alt="Test accuracy along each transform, CapsNet and the CNN")  # fmt: skip
     st.caption(
         f"Accuracy along each transform alone, on the first {result['curve_images']:,} test digits. "
         f"Measured with `{result.get('command', 'python -m capsnet.robustness')}`, stored in "

@@ -90,7 +90,7 @@ def show(col, ctx: ViewContext, label: int | None) -> None:
             top_act = float(np.quantile(conv1[conv1 > 0], 0.99)) if np.any(conv1 > 0) else 1.0
             mosaic = pixel_arrays.stitch(pooled, 16, 16, gap=1, fill=np.nan)
             st.image(picture("activation_mosaic_image", mosaic, top_act), output_format="PNG")
-            st.caption("256 ReLU maps (2×2 max-pooled), from 0 to the 99th percentile of the positive values")
+            st.caption("2×2 max-pooled; colour 0 to the 99th percentile")
         with top[2]:
             _stage("3 · PrimaryCaps u_i", "1152 × 8 = 32 types × 6×6")
             u = res["primary_len"]
@@ -113,7 +113,8 @@ def show(col, ctx: ViewContext, label: int | None) -> None:
             )
         with bottom[1]:
             _stage("5 · DigitCaps v_j", "10 × 16; length = presence")
-            capsule_map(DIGIT_CHART, digit_bars(lengths, pred, digit), _inspect_digit, max_width=330)
+            capsule_map(DIGIT_CHART, digit_bars(lengths, pred, digit, hint="click: inspect it"), _inspect_digit,
+                        max_width=330)  # fmt: skip
             st.caption(f"|v_j|; click a bar to inspect that capsule (now: {digit})")
         with bottom[2]:
             _stage("6 · Decoder", "v → 28×28")

@@ -22,8 +22,10 @@ from capsnet.model import DIGIT_DIM, NUM_DIGITS
 
 ATLAS_MAP = "pose_atlas_map"
 DIM_KEY = "pose_dim"  # the chosen dimension (measured below, outlined among the sliders; ?dim=)
-MEASURE_ROWS = [("ink", "ink"), ("x", "px"), ("y", "px"), ("width", "px"), ("height", "px"), ("slant", "px/px"),
-                ("local", "share of the change")]  # fmt: skip
+# The measures as the atlas's map and the sliders' names give them: capsnet.atlas's standardised
+# effects, pixels the ink moves per unit of pose offset (one definition), and the local share.
+MEASURE_ROWS = [("ink", "stroke thickness, px"), ("x", "right, px"), ("y", "down, px"), ("width", "px"),
+                ("height", "px"), ("slant", "top moves right, px"), ("local", "share of the change")]  # fmt: skip
 
 
 @st.fragment
@@ -74,7 +76,9 @@ def show(ctx: ViewContext) -> None:
             f"The decoder (three fully connected layers) redraws the input from $v_{{{digit}}}$ alone, "
             f"all other capsules masked to zero. Nudge one of its 16 dimensions and watch what it "
             f"controls. |v{digit}| = {lengths[digit]:.2f}.{as_if}{named} "
-            "Right: the change, red where the new image is brighter, blue where it is darker."
+            "Right: the change, red where the new image is brighter, blue where it is darker. "
+            f"The outlined slider, dim {int(st.session_state.get(DIM_KEY, 0))}, is the dimension measured on your "
+            "digit below (choose another there, or click a cell of the atlas)."
         )
         if why:
             st.warning(f"**The sliders are not named:** {why}")
@@ -112,8 +116,9 @@ def _this_input(model, version: str, pixel_bytes: bytes, iterations: int, digit:
 
 
 def _effect(measure: str, cell: dict) -> str:
-    v = cell["effects"][measure]
-    return f"{v:.0%}" if measure == "local" else f"{v:+.3f}" if measure == "slant" else f"{v:+.2f}"
+    if measure == "local":
+        return f"{cell['effects']['local']:.0%}"
+    return f"{cell['standardised'][measure]:+.2f}"
 
 
 def _atlas_map(atlas: dict, digit: int, dim: int) -> None:

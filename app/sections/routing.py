@@ -21,8 +21,11 @@ import capsnet
 from app import figures as F
 from app import pixel_arrays, routing_measures, sentences
 from app.cache import agreement, forward, picture
+from app.capsule_map import capsule_map, digit_bars, picked, type_panels
+from app.palette import COUPLING_SCALE, DIVERGING, colour_bar_html
 from app.sentences import fmt2
 from app.view_context import ViewContext
+from capsnet.model import NUM_PRIMARY
 
 ITER_COUPLING_WIDTH = 760  # px: the absolute coupling picture of an iteration
 MAX_GAIN = 20.0
@@ -82,7 +85,7 @@ def _intro(digit: int) -> None:
         "the digits whose output agrees with the vote:"
     )
     st.latex(
-        r"c_{ij} = \frac{e^{b_{ij}}}{\sum_k e^{b_{ik}}},\quad s_j = \sum_i c_{ij}\,\hat u_{j|i},"
+        r"c_{ij} = \frac{\exp b_{ij}}{\sum_k \exp b_{ik}},\quad s_j = \sum_i c_{ij}\,\hat u_{j|i},"
         r"\quad v_j = \mathrm{squash}(s_j),\quad b_{ij} \mathrel{+}= \hat u_{j|i}\cdot v_j"
     )
 
@@ -177,20 +180,44 @@ def _change_maps(
         "Red is up, blue down, white unchanged."
     )
     bars = st.columns(3, gap="medium")
-    for col, limit, name in zip(bars, (move.limit, f_lim, b_lim), ("Δc", "Δc on the ink", "b")):
-        col.image(picture("diverging_colorbar_image", limit), caption=f"{name}: ±{fmt2(limit)}",
-                  output_format="PNG")  # fmt: skip
-    for t in range(T):
+    for col, limit, name in zip(
+        bars, (move.limit, f_lim, b_lim), ("Δc per type", "Δc on the ink", "b per type")
+    ):
+        col.html(colour_bar_html(DIVERGING, f"−{fmt2(limit)}", f"+{fmt2(limit)}", name, mid="0"))
+    st.subheader("Iteration 1")
+    st.markdown(
+        "In iteration 1 every $c_{ij}$ is uniform, $1/10 = 0.1$, by definition ($b = 0$ before any "
+        r"agreement is added), so $\Delta c$ and $b$ are 0 everywhere: there is nothing to draw. "
+        + (f"Iterations 2 to {T} below show what routing changed." if T > 1 else "Choose 2 or more routing "
+           "iterations in the overview to see c move.")
+    )  # fmt: skip
+    for t in range(1, T):
         st.subheader(f"Iteration {t + 1}")
         beyond = pixel_arrays.saturated(delta[t], move.limit)
         left, middle, right = st.columns([1.45, 1, 1.45], gap="medium")
-        left.image(picture("type_grid_image", routing_measures.type_maps(delta[t]), move.limit), output_format="PNG",
-                   caption=f"Δc to {digit} per type"
-                   + (" (uniform by definition)" if t == 0 else f"; {beyond} beyond ±{fmt2(move.limit)}"))  # fmt: skip
+        with left:
+            key = f"types_dc_{t}"
+            capsule_map(key, type_panels(delta[t], move.limit, "Δc", digit), _open_primary(key))
+            st.caption(f"Δc to {digit} per type; {beyond} beyond ±{fmt2(move.limit)}")
         middle.image(picture("signed_overlay_image", pixels, on_ink[t], f_lim), output_format="PNG",
                      caption=f"Δc to {digit} on the ink")  # fmt: skip
-        right.image(picture("type_grid_image", routing_measures.type_maps(b_j[t]), b_lim), output_format="PNG",
-                    caption=f"b to {digit} per type")  # fmt: skip
+        with right:
+            key = f"types_b_{t}"
+            capsule_map(key, type_panels(b_j[t], b_lim, "b", digit), _open_primary(key))
+            st.caption(f"b to {digit} per type (that gave this iteration's c)")
+
+
+def _open_primary(key: str):
+    """The click handler of a type-panel map: open the clicked primary capsule in the inspector."""
+
+    def handler() -> None:
+        from app import views  # views imports this module: imported when a click needs it
+
+        i = picked(key)
+        if i is not None and 0 <= i < NUM_PRIMARY:
+            views.open_primary(i)
+
+    return handler
 
 
 def _absolute_maps(c: np.ndarray, primary_len: np.ndarray, digit: int) -> None:
@@ -200,9 +227,7 @@ def _absolute_maps(c: np.ndarray, primary_len: np.ndarray, digit: int) -> None:
         "Per iteration: all $c_{ij}$ on the fixed 0..1 scale (10 digits × 1152 capsules), "
         "and $\\sum_{\\text{types}} c_{i%d}|u_i|$ on the 6×6 grid." % digit
     )
-    st.image(
-        picture("colorbar_image"), caption="c, the same 0..1 scale in every iteration", output_format="PNG"
-    )
+    st.html(colour_bar_html(COUPLING_SCALE, "0", "1", "c, the same 0..1 scale in every iteration"))
     pos_maps = [routing_measures.type_position_map(c[t, :, digit], primary_len).sum(axis=0) for t in range(T)]
     pos_min, pos_max = min(float(m.min()) for m in pos_maps), max(float(m.max()) for m in pos_maps)
     for t in range(T):
@@ -210,7 +235,8 @@ def _absolute_maps(c: np.ndarray, primary_len: np.ndarray, digit: int) -> None:
         left, right = st.columns([3, 1], gap="medium")
         left.image(picture("coupling_image", c[t], highlight=digit, shown_width=ITER_COUPLING_WIDTH),
                    output_format="PNG",
-                   caption="c_ij: rows are digits j, columns the 1152 primary capsules i = type·36 + row·6 + col")  # fmt: skip
+                   caption=f"c_ij: rows are digits j = 0 (top) to 9, {digit} outlined; columns the 1152 primary "
+                   "capsules i = type·36 + row·6 + col; colour: c on 0..1")  # fmt: skip
         right.image(picture("position_image", pos_maps[t], pos_max, pos_min), output_format="PNG",
                     caption=f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)")  # fmt: skip
 
@@ -249,8 +275,13 @@ def _ablation(res: dict, digit: int, gain: float, meta: dict, move: routing_meas
         _per_iteration(res)
         left, right = st.columns(2, gap="large")
         with left:
-            st.plotly_chart(F.ablation_bars(lpi[0], lpi[-1], T, gain), key="ablation_chart",
-                            alt="Capsule lengths with and without routing")  # fmt: skip
+            for values, name, key in ((lpi[0], "no routing (1 iteration, c = 0.1)", "ablation_none"),
+                                      (lpi[-1], f"{T} iterations" + ("" if gain == 1.0 else f", gain {gain:g}"),
+                                       "ablation_routed")):  # fmt: skip
+                pred = int(np.argmax(values))
+                st.markdown(f"**{name}** → reads {pred}")
+                capsule_map(key, digit_bars(values, pred, digit, height=170,
+                                            label=f"The 10 digit capsule lengths, {name}: {pred} is the longest"))  # fmt: skip
         with right:
             acc, stats = meta.get("iteration_accuracy"), meta.get("routing_stats")
             if acc and stats:
@@ -268,22 +299,16 @@ def _per_iteration(res: dict) -> None:
     """The entropy of c and the ten lengths after each iteration: how far routing got."""
     c = res["coupling"]
     T, entropy = c.shape[0], routing_measures.coupling_entropy(c)
-    left, right = st.columns(2, gap="large")
-    with left:
-        drop = 1000 * (np.log2(10) - entropy[-1])
-        st.markdown(
-            f"Mean entropy of $c_i$ over the 1152 primary capsules falls {drop:.2f} millibits below "
-            f"uniform ($\\log_2 10 = 3.32$ bits) by iteration {T}: "
-            + ("routing sharpens c noticeably." if drop > 50 else "c stays close to uniform.")
-        )
-        st.image(picture("entropy_drop_image", entropy, shown_width=460), width=460, output_format="PNG")
-    with right:
-        lpi, pred = res["lengths_per_iter"], res["prediction"]
-        st.markdown(
-            f"Each digit capsule's length $|v_j|$ after each iteration; digit {pred} ends at {lpi[-1, pred]:.2f}."
-        )
-        st.image(picture("lengths_over_iterations_image", lpi, pred, shown_width=460), width=460,
-                 output_format="PNG")  # fmt: skip
+    drop = 1000 * (np.log2(10) - entropy[-1])
+    lpi, pred = res["lengths_per_iter"], res["prediction"]
+    st.markdown(
+        f"Mean entropy of $c_i$ over the 1152 primary capsules falls {drop:.2f} millibits below "
+        f"uniform ($\\log_2 10 = 3.32$ bits) by iteration {T}: "
+        + ("routing sharpens c noticeably." if drop > 50 else "c stays close to uniform.")
+        + f" Each digit capsule's length $|v_j|$ after each iteration: digit {pred} ends at {lpi[-1, pred]:.2f}."
+    )
+    st.plotly_chart(F.per_iteration_figure(entropy, lpi, pred), key="per_iteration_chart",
+                    alt="Entropy of c below uniform, and the ten lengths, after each routing iteration")  # fmt: skip
 
 
 def _model_sentence(acc: dict, stats: dict) -> str:

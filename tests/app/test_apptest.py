@@ -122,14 +122,18 @@ def test_drawing_gives_prediction_and_three_iterations(shipped):
     assert stages(at) == ["1 · Input x", "2 · Conv1", "3 · PrimaryCaps u_i", "4 · Routing c_i7",
                           "5 · DigitCaps v_j", "6 · Decoder"]  # fmt: skip
     # The overview's two clickable stages are the capsule-map component; the default view (routing,
-    # how c changed) is pictures only: no Plotly chart on a stroke.
+    # how c changed) is pictures and capsule maps only: no Plotly chart on a stroke.
     assert not at.get("plotly_chart")
     maps = {el.proto.id.split("-")[-1]: el for el in at.container(key="overview").get("bidi_component")}
     assert {"overview_primary", "overview_digits"} <= set(maps)
     assert iteration_headers(at) == ["Iteration 1", "Iteration 2", "Iteration 3"]
     change = at.container(key="routing_change")
     pictures = [len(el.proto.imgs) for el in change.get("image")]
-    assert len(pictures) == 3 + 9 + 1  # colour bars, 3 per iteration, the evidence on the ink
+    assert len(pictures) == 2 + 1  # Δc on the ink for iterations 2 and 3, the evidence on the ink
+    panels = [el.proto.id.split("-")[-1] for el in change.get("bidi_component")]
+    assert panels == ["types_dc_1", "types_b_1", "types_dc_2", "types_b_2"]  # none for iteration 1
+    assert len(change.get("html")) == 3  # the three colour bars, as text
+    assert any("uniform" in m.value and "by definition" in m.value for m in change.markdown)
     assert dict(at.query_params) == {"iters": "3", "capsule": "auto", "view": "routing", "part": "change"}
 
     at.toggle(key="absolute_c").set_value(True).run()
@@ -452,7 +456,7 @@ def test_closed_views_compute_nothing_on_a_stroke(shipped, monkeypatch):
 
         return wrapper
 
-    for owner, name in ((F, "votes_animation"), (F, "parse_tree_sankey"), (F, "ablation_bars"), (cache, "lab_transform"),
+    for owner, name in ((F, "votes_animation"), (F, "parse_tree_sankey"), (F, "per_iteration_figure"), (cache, "lab_transform"),
                         (cache, "lab_sweep"), (figure4, "perturbation_grid"), (pose, "decode")):  # fmt: skip
         monkeypatch.setattr(owner, name, spy(name, getattr(owner, name)))
     at = new_app()

@@ -45,7 +45,7 @@ ONE = [(0.55, 0.08), (0.5, 0.5), (0.45, 0.93)]
 DRAWN = (
     "[data-testid='stImage'] img, [data-testid='stPlotlyChart'], "
     "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas, .st-key-overview_primary svg, "
-    ".st-key-overview_digits svg"
+    ".st-key-overview_digits svg, .st-key-routing_change .map > svg, .colour-bar"
 )
 
 

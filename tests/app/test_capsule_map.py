@@ -7,7 +7,6 @@ from test_images import hex_rgb as rgb
 
 from app import capsule_map as M
 from app import palette as P
-from app.images import _lut
 
 
 def test_primary_map_puts_each_capsule_on_its_type_panel():
@@ -21,7 +20,7 @@ def test_primary_map_puts_each_capsule_on_its_type_panel():
     assert len({(x, y) for x, y in zip(data["x"], data["y"])}) == 1152  # no two capsules share a cell
     assert data["outline"] == 737
     # Colours from the least |u_i| (the scale's first colour) to the largest (its last).
-    lut = _lut(P.PRIMARY_SCALE)
+    lut = P.lut(P.PRIMARY_SCALE)
     assert rgb(data["colors"][0]) == tuple(np.round(lut[0, :3]).astype(int))
     assert rgb(data["colors"][-1]) == tuple(np.round(lut[-1, :3]).astype(int))
     tip = data["tip"].format(**{k: v[737] for k, v in data["fields"].items()})
@@ -33,15 +32,58 @@ def test_primary_map_puts_each_capsule_on_its_type_panel():
 def test_digit_bars_mark_prediction_and_inspected():
     lengths = np.linspace(0.05, 0.5, 10)
     lengths[7] = 0.95
-    data = M.digit_bars(lengths, prediction=7, inspected=3)
+    data = M.digit_bars(lengths, prediction=7, inspected=3, hint="click: inspect it")
     assert data["kind"] == "bars" and data["values"] == pytest.approx(list(lengths))
     assert data["colors"][7] == P.WINNER and all(c == P.OTHER for j, c in enumerate(data["colors"]) if j != 7)
     assert data["outline"] == 3 and data["labels"] == [str(j) for j in range(10)]
     assert sorted(v for v, _ in data["lines"]) == [0.1, 0.9]  # the margin-loss targets
     assert (
-        data["tip"].format(j=7, v=data["fields"]["v"][7])
+        data["tip"].replace("{j}", "7").format(v=data["fields"]["v"][7])
         == "digit capsule 7: |v_7| = 0.950<br>click: inspect it"
     )
+    # Without thresholds (the lab's CNN probabilities): the same bars, no margin lines.
+    probs = M.digit_bars(lengths, prediction=7, thresholds=False, what="probability")
+    assert probs["lines"] == [] and probs["outline"] is None and probs["values"] == data["values"]
+
+
+def test_the_capsule_length_chart_draws_the_models_lengths(shipped):
+    """Wherever the page shows the 10 lengths, the bars are the model's |v_j|: float32 lengths of a
+    real forward pass, as floats, in digit order, the prediction in the winner colour."""
+    import torch
+
+    import capsnet
+    from app import inputs
+
+    model = capsnet.load_model(shipped)
+    images, _ = inputs.load_samples()
+    x = torch.from_numpy(images[11].astype(np.float32) / 255.0).reshape(1, 1, 28, 28)
+    with torch.no_grad():
+        out = model(x, iterations=3)
+    lengths = out.lengths[0].numpy()
+    data = M.digit_bars(lengths, int(out.prediction[0]), 2)
+    assert data["values"] == [float(v) for v in lengths]
+    assert [c == P.WINNER for c in data["colors"]] == [j == int(np.argmax(lengths)) for j in range(10)]
+
+
+def test_type_panels_put_each_capsule_on_its_numbered_panel_on_the_diverging_scale():
+    """Capsule i = 36 t + 6 r + c sits on panel t (row t // 8, column t % 8, 7 cells apart across
+    and 9 down: 6 cells, a gap, a 2-cell heading with t above the panel); +limit is the scale's red
+    end, -limit (or beyond) its blue end, 0 white; the hover gives the value as the model's."""
+    v = np.zeros(1152)
+    v[737] = 0.01  # type 20, grid (2, 5): panel row 2, column 4
+    v[0] = -0.05  # beyond the range: the blue end
+    v[1] = 0.004
+    data = M.type_panels(v, 0.01, "Δc", 3)
+    assert (data["x"][737], data["y"][737]) == (4 * 7 + 5, 2 * 9 + 2 + 2)
+    assert (data["x"][0], data["y"][0]) == (0, 2)
+    assert len({(x, y) for x, y in zip(data["x"], data["y"])}) == 1152
+    assert rgb(data["colors"][737]) == P.DIVERGING_RGB[2] and rgb(data["colors"][0]) == P.DIVERGING_RGB[0]
+    assert min(rgb(data["colors"][5])) >= 254  # zero: white
+    assert data["fields"]["v"][1] == "+0.0040" and data["fields"]["v"][737] == "+0.0100"
+    labels = {text: (x, y) for x, y, text in data["labels"]}
+    assert sorted(labels, key=int) == [str(t) for t in range(32)]
+    assert labels["20"] == (4 * 7 + 3, 2 * 9 + 2 - 0.4)  # centred above its panel
+    assert [4 * 7, 2 * 9 + 2, 6, 6] in data["frames"]
 
 
 def _cell(label: str, strength: float) -> dict:

@@ -5,6 +5,7 @@ import pytest
 from floats import assert_close_f32
 
 from app import figures as F
+from app import palette as P
 from app import routing_measures
 
 
@@ -108,18 +109,34 @@ def test_parse_tree_sankey_draws_the_flows():
     assert "0.05 sent against v" in flows.labels[-2]  # the negative vote is printed, not drawn
 
 
-def test_ablation_bars():
-    off = np.full(10, 0.05)
-    off[4], off[9] = 0.6, 0.55
-    on = off.copy()
-    on[9] = 0.8
-    fig = F.ablation_bars(off, on, iterations=3, routing_gain=2.0)
-    no_routing, routed = fig.data
-    np.testing.assert_allclose(no_routing.y, off)
-    np.testing.assert_allclose(routed.y, on)
-    assert no_routing.name == "no routing (1 iteration) → 4" and routed.name == "3 iterations, gain 2 → 9"
-    assert sorted(s.y0 for s in fig.layout.shapes) == [0.1, 0.9]
-    assert fig.layout.barmode == "group" and fig.layout.yaxis.range[1] >= 1
+def test_per_iteration_figure_plots_the_entropy_drop_and_every_length():
+    """Left: 1000 (log2 10 - entropy) per iteration, in millibits; right: the 10 lengths per
+    iteration, exactly the numbers given, the winner thick in the winner colour."""
+    entropy = np.array([np.log2(10), 3.3215, 3.3210])
+    lpi = np.random.default_rng(0).uniform(0, 1, (3, 10)).astype(np.float32)
+    fig = F.per_iteration_figure(entropy, lpi, winner=4)
+    drop, *lines = fig.data
+    np.testing.assert_allclose(drop.y, 1000 * (np.log2(10) - entropy))
+    assert list(drop.x) == [1, 2, 3] and drop.y[0] == 0
+    by_digit = {int(t.name.split()[-1]): t for t in lines}
+    assert sorted(by_digit) == list(range(10))
+    for j, t in by_digit.items():
+        np.testing.assert_array_equal(t.y, lpi[:, j])
+    assert by_digit[4].line.color == P.WINNER and by_digit[4].line.width > by_digit[0].line.width
+    assert lines[-1].name == "digit 4"  # drawn last, on top
+
+
+def test_perturbation_grid_figure_names_rows_and_offsets_on_its_axes():
+    """Figure 4: the picture carries no text; the 11 offsets and the 16 names are tick labels at the
+    centres of the columns and rows of 56 px digits with 2 px between."""
+    steps = np.round(np.linspace(-0.25, 0.25, 11), 2)
+    names = [f"dim {d} · moves right (+5.4 px per unit)" for d in range(16)]
+    fig = F.perturbation_grid_figure(np.zeros((16 * 28, 11 * 28)), steps, names)
+    assert list(fig.layout.xaxis.ticktext) == [f"{s:+.2f}" for s in steps]
+    assert list(fig.layout.yaxis.ticktext) == names
+    assert list(fig.layout.xaxis.tickvals) == [k * 58 + 28 for k in range(11)]
+    assert list(fig.layout.yaxis.tickvals) == [k * 58 + 28 for k in range(16)]
+    assert fig.data[0].source.startswith("data:image/png;base64,")
 
 
 def test_iteration_accuracy_chart_sets_ours_beside_the_paper():

@@ -64,13 +64,13 @@ def test_untransformed_digit_reads_its_label_in_both_networks_and_the_sliders_ac
     assert f"CapsNet reads **{label}**" in text and f"The CNN reads **{label}**" in text
     assert f"CapsNet reads {label} for " in text  # the sweep follows the predicted capsule
     seen, *_ = image_urls(at, "lab")
-    sweep_urls = image_urls(at, "lab")[-3:]
+    strip_url = image_urls(at, "lab_strip")
 
     at.slider(key="lab_rotate").set_value(45.0).run()
     assert not at.exception
     assert at.query_params["rot"] == "45" and at.query_params["sample"] == "12"
     assert image_urls(at, "lab")[0] != seen  # the input the networks see has turned
-    assert image_urls(at, "lab")[-3:] == sweep_urls  # the sweep starts from the untransformed digit
+    assert image_urls(at, "lab_strip") == strip_url  # the sweep starts from the untransformed digit
 
     at.button(key="lab_reset").click().run()
     assert lab_sliders(at) == {"rotate": 0.0, "scale": 1.0, "shear": 0.0, "tx": 0.0, "ty": 0.0}
@@ -102,14 +102,18 @@ def test_the_sweep_family(shipped):
     assert not at.exception
     assert at.radio(key="lab_family").value == "translation"
     assert "Across translation from -6 px to 6 px" in lab_text(at)
-    keys = ("lab_sweep_capsnet", "lab_sweep_cnn")
-    before = [image_urls(at, key) for key in keys]
+
+    def sweep():  # the sweep chart's figure and the strip's picture
+        (chart,) = at.container(key="lab_sweep").get("plotly_chart")
+        return chart.proto.spec, image_urls(at, "lab_strip")
+
+    before = sweep()
     at.radio(key="lab_family").set_value("scale").run()
     assert not at.exception
     assert at.query_params["sweep"] == "scale" and "Across scale from 0.5× to 1.5×" in lab_text(at)
-    after = [image_urls(at, key) for key in keys]
-    assert all(len(urls) == 1 for urls in after)  # one picture each
-    assert all(a != b for a, b in zip(after, before))  # redrawn for the new family
+    after = sweep()
+    assert len(after[1]) == 1 and "scale" in after[0]  # one strip; the chart's axis is the scale
+    assert after[0] != before[0] and after[1] != before[1]  # redrawn for the new family
 
 
 @pytest.mark.parametrize("content", [None, b"not a checkpoint"])
@@ -144,7 +148,8 @@ def test_the_measured_comparison_is_shown_for_the_checkpoints_it_was_measured_on
         for key in ("clean", "random_affine"):
             assert f"{result['models'][model][key]['accuracy']:.2%}" in text
     assert "79%" in text and "66%" in text  # the paper's affNIST figures beside ours
-    assert len(at.container(key="lab_measured").get("image")) == 4  # one curve picture per family
+    (chart,) = at.container(key="lab_measured").get("plotly_chart")  # one chart, a panel per family
+    assert chart.proto.spec.count('"name":"CapsNet"') == 4
 
     # Other CNN weights: the stored figures are not theirs, so they are not shown.
     other = tmp_path / "cnn_copy.pt"

@@ -4,8 +4,8 @@ answers are known."""
 
 import numpy as np
 import pytest
-from test_images import colour_mask
 
+from app import figures as F
 from app import images as I
 from app import palette as P
 from app import sentences, sweep_measures
@@ -59,76 +59,53 @@ def test_sweep_summary_counts_the_steps_each_model_keeps_the_digit():
     )
 
 
-def test_bar_chart_without_thresholds_for_probabilities():
-    probs = np.full(10, 0.02)
-    probs[4] = 0.82
-    img = I.bar_chart_image(probs, 4, ylabel="probability", thresholds=False)
-    assert not (colour_mask(img, P.THRESHOLD).sum(1) > img.shape[1] * 0.3).any()  # no m+ / m- lines
-    assert colour_mask(img, P.WINNER).any()
-
-
-def test_sweep_lines_draw_the_followed_digit_and_the_marker():
+def test_sweep_figure_draws_the_sweeps_numbers_on_one_axis():
+    """The lab's sweep chart plots the sweep's own numbers: every digit's length and probability
+    against the swept values, the followed digit thick in the winner colour; the pose strip is the
+    change from the identity on the diverging scale -limit..+limit; the marker sits at the slider."""
     values = np.linspace(-60, 60, 31)
-    series = np.full((31, 10), 0.05)
-    series[:, 6] = np.linspace(0.9, 0.1, 31)  # the followed digit falls from left to right
-    img = I.sweep_lines_image(values, series, 6, "rotation, degrees", "length |v_j|", marker=30.0)
-    ys, xs = np.nonzero(colour_mask(img, P.WINNER))
-    x0, x1 = xs.min(), xs.max()  # the line's ends (x1 includes the "6" label printed at its end)
-    assert x1 - x0 > img.shape[1] * 0.6  # across the whole range
-    q1, q3 = x0 + (x1 - x0) // 4, x0 + 3 * (x1 - x0) // 4
-    assert (
-        ys[xs == q1].mean() < ys[xs == q3].mean() - img.shape[0] * 0.2
-    )  # high on the left, low on the right
-    # The marker: a dashed vertical line 3/4 of the way along the plot area.
-    axis = colour_mask(img, "#787c87")
-    cols = np.nonzero(axis.sum(0) > img.shape[0] * 0.2)[0]
-    assert len(cols) and abs((cols.mean() - x0) / (x1 - x0) - 0.75) < 0.03
-    assert np.abs(np.diff(axis[:, cols].any(1).astype(int))).sum() >= 20  # dashed, not solid
-    series[:, 2] = 0.5  # another digit ends above the followed 6: the thick line is still 6's
-    img2 = I.sweep_lines_image(values, series, 6, "x", "y")
-    assert np.ptp(np.nonzero(colour_mask(img2, P.WINNER))[0]) > img2.shape[0] * 0.4
-    without = I.sweep_lines_image(values, series, 6, "x", "y", marker=None)
-    assert not (colour_mask(without, "#787c87").sum(0) > img.shape[0] * 0.2).any()
+    lengths = np.random.default_rng(0).uniform(0, 1, (31, 10)).astype(np.float32)
+    probs = np.random.default_rng(1).uniform(0, 1, (31, 10))
+    change = np.random.default_rng(2).normal(0, 0.05, (31, 16))
+    fig = F.sweep_figure(values, lengths, probs, change, 0.1, 6, "rotation, degrees", marker=30.0)
+    lines = [t for t in fig.data if t.type == "scatter"]
+    assert len(lines) == 20
+    by_axis = {}
+    for t in lines:
+        by_axis.setdefault(t.yaxis, {})[int(t.name.split()[-1])] = t
+    caps, cnn = by_axis["y"], by_axis["y2"]
+    for j in range(10):
+        np.testing.assert_array_equal(caps[j].x, values)
+        np.testing.assert_array_equal(caps[j].y, lengths[:, j])
+        np.testing.assert_array_equal(cnn[j].y, probs[:, j])
+    assert caps[6].line.color == P.WINNER and caps[6].line.width > caps[0].line.width
+    (heat,) = [t for t in fig.data if t.type == "heatmap"]
+    np.testing.assert_allclose(heat.z, change.T.astype(np.float32))
+    assert (heat.zmin, heat.zmax, heat.zmid) == (-0.1, 0.1, 0.0)
+    assert heat.colorscale[0][1] == P.DIVERGING[0][1] and heat.colorscale[-1][1] == P.DIVERGING[-1][1]
+    assert list(heat.y) == [f"dim {d}" for d in range(16)]
+    assert {s.x0 for s in fig.layout.shapes} == {30.0} and len(fig.layout.shapes) == 3  # "now", every row
+    without = F.sweep_figure(values, lengths, None, change, 0.1, 6, "x", marker=None)
+    assert len([t for t in without.data if t.type == "scatter"]) == 10 and not without.layout.shapes
 
 
-def test_pose_change_image_is_white_where_nothing_changed_and_signed_elsewhere():
-    change = np.zeros((31, 16))
-    change[:, 2] = np.linspace(-0.1, 0.1, 31)  # dimension 2 grows along the sweep
-    img = I.pose_change_image(change, np.linspace(-60, 60, 31), 0.1, px=14, px_w=24)
-    left, top = 50, 4
-    row = lambda d: top + d * 14 + 7  # noqa: E731
-    col = lambda k: left + k * 24 + 12  # noqa: E731
-    assert (img[row(0), col(5)] >= 245).all()  # an unchanged dimension is white (RdBu's #f7f7f7)
-    assert (img[row(2), col(15)] >= 245).all()  # the identity column of dimension 2 too
-    r, g, b = img[row(2), col(30)].astype(int)
-    assert r > b + 50 and r > g + 50  # +0.1 at the top of the range: (dark) red
-    r, g, b = img[row(2), col(0)].astype(int)
-    assert b > r + 50  # -0.1: (dark) blue
-    # The range is the one given: with limit 0.2, +0.1 is half-way to the end, a lighter red.
-    half = I.pose_change_image(change, np.linspace(-60, 60, 31), 0.2, px=14, px_w=24)
-    full_px, half_px = img[row(2), col(30)].astype(int), half[row(2), col(30)].astype(int)
-    assert half_px[1] > full_px[1] + 40 and half_px[2] > full_px[2] + 40
-    assert img.shape == (4 + 16 * 14 + 20, 50 + 31 * 24 + 4, 3)
-    assert (img[row(2), left - 1] == 255).all() and (img[row(2), left] != 255).any()
-
-
-def test_image_strip_lays_out_every_step_in_named_rows():
+def test_image_strip_lays_out_every_step_in_rows_without_text():
     S = 31
     inputs = np.zeros((S, 28, 28))
     recon = np.zeros((S, 28, 28))
     inputs[7, 10:18, 10:18] = 1.0  # one bright square in step 7 of the first row
-    img = I.image_strip([inputs, recon], ["input", "decoded v2"], np.linspace(-60, 60, S), factor=2)
-    cell, gap, left, top = 56, 2, 150, 30
-    assert img.shape[:2] == (top + 2 * (cell + gap), left + S * (cell + gap))
+    img = I.image_strip([inputs, recon], factor=2)
+    cell, gap = 56, 2
+    assert img.shape[:2] == (2 * (cell + gap) - gap, S * (cell + gap) - gap)  # no room for labels
     for r in range(2):
         for k in range(S):
-            y, x = top + r * (cell + gap), left + k * (cell + gap)
+            y, x = r * (cell + gap), k * (cell + gap)
             white = int((img[y : y + cell, x : x + cell] == 255).all(-1).sum())
             assert white == ((8 * 2) ** 2 if (r, k) == (0, 7) else 0), (r, k)  # the 8x8 square, doubled
     block = np.zeros((S, 28, 28))
     block[7, 10:18, 4:8] = 1.0  # 8 rows x 4 columns: not transposed
-    img = I.image_strip([block], ["input"], np.linspace(-60, 60, S), factor=2)
-    white = (img[top : top + cell, left + 7 * (cell + gap) : left + 7 * (cell + gap) + cell] == 255).all(-1)
+    img = I.image_strip([block], factor=2)
+    white = (img[0:cell, 7 * (cell + gap) : 7 * (cell + gap) + cell] == 255).all(-1)
     assert white[20:36, 8:16].all() and white.sum() == 16 * 8
 
 
@@ -145,18 +122,16 @@ def test_robustness_sentence_says_who_keeps_more_digits_from_the_numbers():
     assert "the CNN keeps 2.5 points more" in sentences.robustness_sentence(robustness_result(0.80, 0.825))
 
 
-def test_accuracy_curves_draw_both_models_and_keep_their_labels_apart():
+def test_accuracy_curves_figure_plots_each_familys_measured_accuracies():
     values = np.linspace(-60, 60, 9)
     caps = np.array([0.3, 0.6, 0.85, 0.97, 0.99, 0.97, 0.85, 0.6, 0.30])
-    cnn = caps + 0.005  # nearly the same line: the end labels must not overlap
-    img = I.accuracy_curves_image(values, caps, cnn, "rotation, degrees")
-    win = colour_mask(img, P.WINNER)
-    other = colour_mask(img, P.OTHER)
-    assert win.sum() > 200 and other.sum() > 50
-    right = img.shape[1] - 56 * 2 + 12  # the label margin (at twice the size), past the last dot
-    rows_w = np.nonzero(win[:, right:].any(1))[0]
-    rows_o = np.nonzero(other[:, right:].any(1))[0]
-    assert len(rows_w) and len(rows_o)
-    assert rows_o.max() < rows_w.min() or rows_w.max() < rows_o.min()  # "CapsNet" and "CNN" apart
-    ys, xs = np.nonzero(win[:, :right])
-    assert ys[xs == xs.min()].mean() > ys[np.abs(xs - np.median(xs)) < 3].mean()  # low at -60, high at 0
+    cnn = caps + 0.005
+    curves = {"rotation": (values, caps, cnn), "scale": (np.linspace(0.5, 1.5, 5), caps[:5], cnn[:5])}
+    fig = F.accuracy_curves_figure(curves, {"rotation": "rotation, degrees", "scale": "scale"})
+    named = {(t.name, t.xaxis): t for t in fig.data}
+    np.testing.assert_array_equal(named["CapsNet", "x"].y, caps)
+    np.testing.assert_array_equal(named["CNN", "x"].y, cnn)
+    np.testing.assert_array_equal(named["CapsNet", "x2"].x, np.linspace(0.5, 1.5, 5))
+    assert named["CapsNet", "x"].line.color == P.WINNER and named["CNN", "x"].line.color == P.OTHER
+    assert fig.layout.xaxis.title.text == "rotation, degrees" and fig.layout.xaxis2.title.text == "scale"
+    assert sum(t.showlegend for t in fig.data) == 2  # one legend entry per model

@@ -52,11 +52,11 @@ def test_this_inputs_measures_beside_the_atlas_average(shipped):
         live = atlas.measure_dimension(model, poses, digit, 6)
     table = at.container(key="pose_measure").markdown[-1].value
     rows = {line.split("|")[1].strip().split(" ")[0]: line.split("|")[2:4] for line in table.splitlines()[2:]}
-    avg = ATLAS["digits"][digit][6]["effects"]
-    for m in ("ink", "x", "y", "width", "height"):
-        assert float(rows[m][0]) == pytest.approx(live["effects"][m], abs=0.006)
+    # One definition with the atlas's map and the sliders' names: the standardised effects, px per unit.
+    avg = ATLAS["digits"][digit][6]["standardised"]
+    for m in ("ink", "x", "y", "width", "height", "slant"):
+        assert float(rows[m][0]) == pytest.approx(live["standardised"][m], abs=0.006)
         assert float(rows[m][1]) == pytest.approx(avg[m], abs=0.006)
-    assert float(rows["slant"][0]) == pytest.approx(live["effects"]["slant"], abs=6e-4)
     text = at.container(key="pose_measure").markdown[-2].value
     assert live["label"] in text and ATLAS["digits"][digit][6]["label"] in text
 

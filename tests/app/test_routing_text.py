@@ -93,7 +93,13 @@ def test_every_number_in_the_routing_text_is_the_measures_output(shipped, model,
     assert move_numbers(text) == want
     assert f"on the 6×6 grid, on ±{fmt2(move.limit)}" in text
     captions = [i.caption for el in change.get("image") for i in el.proto.imgs]
-    assert f"Δc: ±{fmt2(move.limit)}" in captions
+    bars = [el.proto.body for el in change.get("html")]  # the colour bars, as text
+    assert (
+        f">−{fmt2(move.limit)}<" in bars[0]
+        and f">+{fmt2(move.limit)}<" in bars[0]
+        and "Δc per type" in bars[0]
+    )
+    captions += [c.value for c in change.caption]  # the type panels' captions (they are SVG maps)
     assert f"Δc to {digit} per type; {move.beyond} beyond ±{fmt2(move.limit)}" in captions  # iteration 3
     on_ink = [
         routing_measures.field_map(
@@ -101,7 +107,8 @@ def test_every_number_in_the_routing_text_is_the_measures_output(shipped, model,
         )
         for t in range(3)
     ]
-    assert f"Δc on the ink: ±{fmt2(pixel_arrays.symmetric_limit(np.stack(on_ink)))}" in captions
+    ink_limit = fmt2(pixel_arrays.symmetric_limit(np.stack(on_ink)))
+    assert f">+{ink_limit}<" in bars[1] and "Δc on the ink" in bars[1]
 
     # Votes and agreement: the same sentence and the same colour range, the growth of |s_j|.
     open_part(at, "votes")

@@ -1,11 +1,17 @@
-// Clickable capsule maps (app/capsule_map.py builds `data`), drawn as SVG with a hover note.
+// Capsule maps and the capsule-length chart (app/capsule_map.py builds `data`), drawn as SVG in
+// the page's own pixels, with a hover note and, where data.clickable, a click that reports which.
+// Everything is laid out for the width the map has (at most data.max_width) and again when that
+// width changes, so text is set in real pixels: never below data.font (12 px), whatever the width.
 // data.kind "cells": {size: [W, H] in cell units, x, y: cell positions (top-left), colors, texts
-// (optional), outline (a cell index or null), outline_color, text_color, row_labels / col_labels:
-// [[position, text]], left / top: room for them in cell units}.
-// data.kind "bars": {values (0..1), colors, labels, outline, lines: [[value, text]], line_color,
-// text_color}.
+// (optional, one per cell, "\n" between lines), outline (a cell index or null), outline_color,
+// text_color, row_labels / col_labels: [[position, text]], labels: [[x, y, text]] anywhere (cell
+// units, text centred on x, baseline at y), frames: [[x, y, w, h]] light outlines (frame_color),
+// left / top: room for the labels in cell units}.
+// data.kind "bars": {values (0..1), colors, labels, outline (a bar index or null), lines:
+// [[value, text]] (dashed), line_color, text_color, height (px)}. A bar's value is printed above
+// it, moved above a dashed line that would strike through it.
 // Both: tip, a template whose {name} is fields[name][k]; fields; label (for screen readers);
-// max_width (px or null). A click sends the trigger "picked" with the cell's or bar's index.
+// max_width (px or null); font (px); clickable. A click sends the trigger "picked" with the index.
 const NS = "http://www.w3.org/2000/svg";
 const el = (name, attrs, parent) => {
   const e = document.createElementNS(NS, name);
@@ -14,69 +20,117 @@ const el = (name, attrs, parent) => {
   return e;
 };
 const fill = (template, fields, k) => template.replace(/\{(\w+)\}/g, (_, name) => fields[name][k]);
+const text = (parent, attrs, content) => { el("text", attrs, parent).textContent = content; };
 
-function cells(svg, d) {
-  const [W, H] = d.size, left = d.left || 0, top = d.top || 0;
-  svg.setAttribute("viewBox", `${-left} ${-top} ${W + left} ${H + top}`);
+function cells(svg, d, width) {
+  const [W, H] = d.size, left = d.left || 0, top = d.top || 0, font = d.font;
+  const u = width / (W + left);  // px per cell
+  const X = x => (x + left) * u, Y = y => (y + top) * u;
+  const height = Math.ceil((H + top) * u) + 2;
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const g = el("g", {}, svg);
+  const cellFont = Math.max(font, Math.min(14, 0.22 * u));
   d.x.forEach((x, k) => {
-    el("rect", {x, y: d.y[k], width: 1, height: 1, fill: d.colors[k], "data-k": k}, g);
+    el("rect", {x: X(x), y: Y(d.y[k]), width: u, height: u, fill: d.colors[k], "data-k": k}, g);
     if (d.texts && d.texts[k]) {
       const lines = d.texts[k].split("\n");
-      const t = el("text", {x: x + 0.5, y: d.y[k] + 0.5 - 0.16 * (lines.length - 1), "font-size": 0.27,
-                            "text-anchor": "middle", "dominant-baseline": "middle", fill: d.text_color,
-                            "pointer-events": "none"}, g);
-      lines.forEach((line, n) => { const s = el("tspan", {x: x + 0.5, dy: n ? 0.33 : 0}, t); s.textContent = line; });
+      const t = el("text", {x: X(x + 0.5), y: Y(d.y[k] + 0.5) - 0.55 * cellFont * (lines.length - 1),
+                            "font-size": cellFont, "text-anchor": "middle", "dominant-baseline": "middle",
+                            fill: d.text_color, "pointer-events": "none"}, g);
+      lines.forEach((line, n) => {
+        const s = el("tspan", {x: X(x + 0.5), dy: n ? 1.1 * cellFont : 0}, t);
+        s.textContent = line;
+      });
     }
   });
-  for (const [pos, text] of d.row_labels || []) {
-    el("text", {x: -0.15, y: pos + 0.5, "font-size": 0.32, "text-anchor": "end", "dominant-baseline": "middle",
-                fill: "currentColor", opacity: 0.75}, svg).textContent = text;
+  const muted = {fill: "currentColor", opacity: 0.8, "font-size": font, "pointer-events": "none"};
+  for (const [pos, content] of d.row_labels || []) {
+    text(svg, {...muted, x: X(0) - 6, y: Y(pos + 0.5), "text-anchor": "end", "dominant-baseline": "middle"}, content);
   }
-  for (const [pos, text] of d.col_labels || []) {
-    el("text", {x: pos + 0.5, y: -0.2, "font-size": 0.3, "text-anchor": "middle", fill: "currentColor",
-                opacity: 0.75}, svg).textContent = text;
+  for (const [pos, content] of d.col_labels || []) {
+    text(svg, {...muted, x: X(pos + 0.5), y: Y(0) - 6, "text-anchor": "middle"}, content);
+  }
+  for (const [x, y, w, h] of d.frames || []) {  // a light outline, so a panel of near-white cells still shows
+    el("rect", {x: X(x) - 0.5, y: Y(y) - 0.5, width: w * u + 1, height: h * u + 1, fill: "none",
+                stroke: d.frame_color, "stroke-width": 1, "pointer-events": "none"}, svg);
+  }
+  for (const [x, y, content] of d.labels || []) {
+    text(svg, {...muted, x: X(x), y: Y(y), "text-anchor": "middle"}, content);
   }
   if (d.outline !== null && d.outline !== undefined) {
-    el("rect", {x: d.x[d.outline] - 0.06, y: d.y[d.outline] - 0.06, width: 1.12, height: 1.12, fill: "none",
-                stroke: d.outline_color, "stroke-width": 0.14, "pointer-events": "none"}, svg);
+    const pad = Math.max(1.5, 0.06 * u);
+    el("rect", {x: X(d.x[d.outline]) - pad, y: Y(d.y[d.outline]) - pad, width: u + 2 * pad, height: u + 2 * pad,
+                fill: "none", stroke: d.outline_color, "stroke-width": Math.max(2, 0.14 * u),
+                "pointer-events": "none"}, svg);
   }
 }
 
-function bars(svg, d) {
-  const n = d.values.length, W = 24 * n, H = 120, base = 104, top = 12, slot = W / n;
-  const y = v => base - (base - top) * Math.min(Math.max(v, 0), 1.1) / 1.1;
-  svg.setAttribute("viewBox", `0 0 ${W + 22} ${H}`);
+function bars(svg, d, width) {
+  const n = d.values.length, font = d.font, H = d.height || 180;
+  const right = (d.lines || []).length ? 4.2 * font : 4;  // room for "m⁺ 0.9"
+  const top = 1.6 * font, base = H - 1.7 * font, slot = (width - right) / n;
+  const y = v => base - (base - top) * Math.min(Math.max(v, 0), 1) ;
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", H);
+  svg.setAttribute("viewBox", `0 0 ${width} ${H}`);
   const g = el("g", {class: "bars"}, svg);
-  for (const [v, text] of d.lines || []) {
-    el("line", {x1: 0, x2: W, y1: y(v), y2: y(v), stroke: d.line_color, "stroke-dasharray": "3 3", "stroke-width": 0.7}, svg);
-    el("text", {x: W + 2, y: y(v), "font-size": 8, "dominant-baseline": "middle", fill: d.line_color}, svg).textContent = text;
+  const plotRight = n * slot;
+  el("line", {x1: 0, x2: plotRight, y1: base, y2: base, stroke: d.line_color, "stroke-width": 1, opacity: 0.5}, svg);
+  const lineYs = (d.lines || []).map(([v]) => y(v));
+  for (const [v, content] of d.lines || []) {
+    el("line", {x1: 0, x2: plotRight, y1: y(v), y2: y(v), stroke: d.line_color, "stroke-dasharray": "4 3",
+                "stroke-width": 1}, svg);
+    text(svg, {x: plotRight + 4, y: y(v), "font-size": font, "dominant-baseline": "middle", fill: d.line_color},
+         content);
   }
   d.values.forEach((v, k) => {
-    const x = k * slot + slot * 0.18, w = slot * 0.64;
-    el("rect", {x, y: y(v), width: w, height: base - y(v), fill: d.colors[k], "data-k": k,
-                stroke: k === d.outline ? d.line_color : "none", "stroke-width": k === d.outline ? 1.5 : 0}, g);
-    el("rect", {x: k * slot, y: top, width: slot, height: base - top, fill: "transparent", "data-k": k}, g);
-    el("text", {x: k * slot + slot / 2, y: y(v) - 2, "font-size": 8, "text-anchor": "middle", fill: d.text_color,
-                "pointer-events": "none"}, svg).textContent = v.toFixed(2);
-    el("text", {x: k * slot + slot / 2, y: H - 5, "font-size": 10, "text-anchor": "middle", fill: "currentColor",
-                "pointer-events": "none"}, svg).textContent = d.labels[k];
+    const x = k * slot + slot * 0.16, w = slot * 0.68, outlined = k === d.outline;
+    el("rect", {x, y: y(v), width: w, height: Math.max(base - y(v), 0.5), fill: d.colors[k], "data-k": k,
+                stroke: outlined ? d.line_color : "none", "stroke-width": outlined ? 2 : 0}, g);
+    el("rect", {x: k * slot, y: top - font, width: slot, height: base - top + font, fill: "transparent", "data-k": k}, g);
+    // The value's baseline: just above the bar, or above a dashed line its text would cross.
+    let baseline = y(v) - 3;
+    for (const ly of [...lineYs].sort((a, b) => b - a)) {
+      if (baseline + 2 >= ly && baseline - font <= ly + 1) baseline = ly - 3;
+    }
+    text(svg, {x: k * slot + slot / 2, y: baseline, "font-size": font, "text-anchor": "middle", fill: d.text_color,
+               class: "value", "pointer-events": "none"}, v.toFixed(2));
+    text(svg, {x: k * slot + slot / 2, y: H - 0.35 * font, "font-size": font + 1, "text-anchor": "middle",
+               fill: "currentColor", "pointer-events": "none"}, d.labels[k]);
   });
+}
+
+function draw(root, d) {
+  const width = Math.floor(Math.min(root.clientWidth || d.max_width || 400, d.max_width || Infinity));
+  if (width <= 0 || width === root.drawnWidth && d === root.drawnData) return;
+  root.drawnWidth = width;
+  root.drawnData = d;
+  root.replaceChildren();
+  // A group of cells or bars; each map's choices can also be made with the page's selectboxes.
+  const svg = el("svg", {role: "group", "aria-label": d.label || ""}, root);
+  (d.kind === "bars" ? bars : cells)(svg, d, width);
+  return svg;
 }
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   const root = parentElement.querySelector(".map"), tip = parentElement.querySelector(".tip");
-  root.style.maxWidth = data.max_width ? data.max_width + "px" : "";
-  root.replaceChildren();
-  // A group of clickable cells; each map's choices can also be made with the page's selectboxes.
-  const svg = el("svg", {role: "group", "aria-label": data.label || ""}, root);
-  (data.kind === "bars" ? bars : cells)(svg, data);
+  const d = {font: 12, ...data};
+  root.style.maxWidth = d.max_width ? d.max_width + "px" : "";
+  root.classList.toggle("clickable", d.clickable !== false);
+  root.current = d;
+  draw(root, d);
+  if (!root.resizer) {  // one observer per element: redraw at the new width
+    root.resizer = new ResizeObserver(() => draw(root, root.current));
+    root.resizer.observe(root);
+  }
   const hit = e => { const t = e.target.closest && e.target.closest("[data-k]"); return t ? Number(t.dataset.k) : null; };
-  svg.onmousemove = e => {
+  root.onmousemove = e => {
     const k = hit(e);
     if (k === null) { tip.hidden = true; return; }
-    tip.innerHTML = fill(data.tip, data.fields, k);
+    tip.innerHTML = fill(d.tip, d.fields, k);
     tip.hidden = false;
     // Beside the pointer, on whichever side keeps it inside the window.
     const w = tip.offsetWidth, h = tip.offsetHeight;
@@ -85,6 +139,9 @@ export default function (component) {
     tip.style.left = Math.max(4, x) + "px";
     tip.style.top = Math.max(4, y) + "px";
   };
-  svg.onmouseleave = () => { tip.hidden = true; };
-  svg.onclick = e => { const k = hit(e); if (k !== null) { tip.hidden = true; setTriggerValue("picked", k); } };
+  root.onmouseleave = () => { tip.hidden = true; };
+  root.onclick = e => {
+    const k = hit(e);
+    if (k !== null && d.clickable !== false) { tip.hidden = true; setTriggerValue("picked", k); }
+  };
 }

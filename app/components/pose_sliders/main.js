@@ -5,7 +5,6 @@
 // input event and paints the three pictures; the element that hosts it carries data-live
 // (loading / ready / fallback) and, for tests and benchmarks, the instance's state as `capsnetLive`.
 const fmt = v => (v >= 0 ? "+" : "") + v.toFixed(2);
-const RED = [0.80, 0.10, 0.15], BLUE = [0.13, 0.30, 0.75];  // app/pixel_arrays.py diverging_rgb
 const PIXELS = 784;
 const nets = new Map();        // weights URL -> promise of the decoder: one download per page
 const views = new WeakMap();   // parentElement -> this instance's live state
@@ -114,10 +113,13 @@ const grey = values => px => {
     px[4 * p + 3] = 255;
   }
 };
-const diverging = (diff, limit) => px => {  // blue down, white 0, red up, as diverging_rgb
+// scale: [low, zero, high] as [r, g, b] in 0..255 (app/palette.py DIVERGING_RGB, sent as data);
+// linear from the middle colour to either end, as app/pixel_arrays.py diverging_rgb.
+const diverging = (diff, limit, scale) => px => {
+  const [low, mid, high] = scale.map(c => c.map(v => v / 255));
   for (let p = 0; p < PIXELS; p++) {
-    const t = Math.min(Math.max(diff[p] / limit, -1), 1), c = t >= 0 ? RED : BLUE, a = Math.abs(t);
-    for (let ch = 0; ch < 3; ch++) px[4 * p + ch] = u8(1 + a * (c[ch] - 1));
+    const t = Math.min(Math.max(diff[p] / limit, -1), 1), c = t >= 0 ? high : low, a = Math.abs(t);
+    for (let ch = 0; ch < 3; ch++) px[4 * p + ch] = u8(mid[ch] + a * (c[ch] - mid[ch]));
     px[4 * p + 3] = 255;
   }
 };
@@ -201,7 +203,7 @@ export default function (component) {
     view.decodes++;
     view.values = values;
     paint(cMoved, grey(view.moved));
-    paint(cDiff, diverging(view.diff, view.data.diff_limit));
+    paint(cDiff, diverging(view.diff, view.data.diff_limit, view.data.diverging));
     captions[1].textContent = `with the offsets (${values.filter(v => v !== 0).length} moved)`;
     captions[2].textContent = `difference (max ${max.toFixed(2)})`;
     cMoved.ariaLabel = "reconstruction " + captions[1].textContent;
