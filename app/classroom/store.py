@@ -421,6 +421,11 @@ class ClassStore:
 
     # -- the teacher's calls: each needs the class's key -----------------------------------------
 
+    def check_key(self, code: str, key: str) -> None:
+        """Return if `key` is the class's; ClassNotFound or WrongKey if not (the teacher's page asks once)."""
+        with self._managing(code, key):
+            pass
+
     def delete_drawing(self, code: str, key: str, drawing_id: int) -> bool:
         """Delete one drawing of the class -> whether there was one with that id."""
         with self._managing(code, key, write=True) as (conn, code):
