@@ -173,8 +173,8 @@ def send_box(ctx: ViewContext | None) -> None:
             return
         st.markdown(f"**Class {normalise_code(code)}**: send what you feed the network to your class.")
         with st.container(horizontal=True, gap="small"):
-            st.selectbox("I meant a ...", [None, *range(10)], key="class_intended", width=110,
-                         format_func=lambda d: "(not said)" if d is None else str(d))  # fmt: skip
+            st.selectbox("I meant a ...", [None, *range(10)], key="class_intended", width=120,
+                         format_func=lambda d: "—" if d is None else str(d))  # fmt: skip
             st.text_input(
                 "Nickname (optional)", key="class_nickname", max_chars=NICKNAME_MAX_CHARS, width=150
             )
@@ -356,7 +356,7 @@ def _gallery(code: str, key: str, teacher: bool) -> None:
         except ClassNotFound:
             st.warning(_missing(code))
             return
-        left, right = st.columns([0.7, 0.3], gap="medium")
+        left, right = st.columns([0.6, 0.4], gap="medium")
         with left:
             st.markdown(
                 f"**{len(drawings)} drawing{'s' if len(drawings) != 1 else ''}** (of at most {MAX_DRAWINGS})"
@@ -379,7 +379,7 @@ def _card(code: str, key: str, d: Drawing) -> None:
             )
         if d.nickname:
             st.text(d.nickname)  # as the student typed it: text, never markup
-        if st.button("Open", key=f"class_item_{d.id}", help="Make it the page's input"):
+        if st.button("Open", key=f"class_item_{d.id}"):  # the page's input: the overview reads it
             st.session_state[PICK] = (d.id, d.image)
             st.rerun()  # the whole page, not only the gallery: the overview shows it
         st.button("Delete", key=f"class_delete_{d.id}", type="tertiary", on_click=_manage_call,
@@ -392,7 +392,7 @@ def confusion(drawings: list[Drawing]) -> pd.DataFrame:
     for d in drawings:
         if d.intended is not None:
             table[d.intended, d.predicted] += 1
-    return pd.DataFrame(table, index=[f"meant {i}" for i in range(10)], columns=[str(j) for j in range(10)])
+    return pd.DataFrame(table, index=[str(i) for i in range(10)], columns=[str(j) for j in range(10)])
 
 
 def _summary(drawings: list[Drawing]) -> None:
@@ -404,8 +404,8 @@ def _summary(drawings: list[Drawing]) -> None:
             f"Routing changed the answer for **{changed}** of {len(drawings)} drawings. "
             f"The network read **{len(said) - wrong}** of the {len(said)} whose student said the digit as meant."
         )
-        st.caption("Meant (rows) against read (columns)")
-        st.dataframe(confusion(drawings), width="stretch")
+        st.caption("The digit meant (rows) against the digit read (columns)")
+        st.table(confusion(drawings))
 
 
 def _manage(code: str, key: str, any_drawings: bool) -> None:

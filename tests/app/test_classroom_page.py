@@ -128,8 +128,8 @@ def test_a_student_sends_a_sample_and_the_gallery_shows_it_as_read(db, outside):
     assert texts == ["<b>Ann</b> **x**"]  # the nickname as text, not markup
     assert not any("<b>Ann" in m.value for m in at.markdown)
     assert {f"class_item_{d.id}", f"class_delete_{d.id}", "class_clear"} <= keys(at)
-    table = at.container(key="class_summary").dataframe[0].value
-    assert table.loc["meant 3", str(predicted)] == 1 and int(table.values.sum()) == 1
+    table = at.container(key="class_summary").table[0].value
+    assert table.loc["3", str(predicted)] == 1 and int(table.values.sum()) == 1
 
 
 def test_the_students_hear_the_stores_refusals_in_plain_words(db, monkeypatch):
