@@ -174,7 +174,7 @@ class Drawing:
     length: float  # the length of that digit's capsule, in [0, 1]
     intended: int | None  # the digit the student meant, if they said
     nickname: str | None  # as the student typed it: render it as text, never as markup
-    routing_changed: bool  # the student had changed the routing controls from their defaults
+    routing_changed: bool  # routing changed the answer: the page's 1 iteration read another digit
 
 
 @dataclass(frozen=True)

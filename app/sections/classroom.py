@@ -207,7 +207,7 @@ def _send(code: str, ctx: ViewContext) -> tuple[str, str]:
     image, predicted, length, changed = drawing_fields(ctx)
     nickname = (st.session_state.get("class_nickname") or "").strip() or None
     try:
-        store().add_drawing(
+        drawing_id = store().add_drawing(
             code, image, predicted, length, intended=st.session_state.get("class_intended"),
             nickname=nickname, routing_changed=changed, session_id=_session_id(),
         )  # fmt: skip
@@ -228,7 +228,7 @@ def _send(code: str, ctx: ViewContext) -> tuple[str, str]:
         return "refused", "Not sent: " + _missing(code)
     except ClassStoreUnavailable:
         return "refused", "Not sent: the class database cannot be reached. Try again in a moment."
-    return OK, f"Received: your class sees the network read it as a {predicted}."
+    return OK, f"Received as drawing #{drawing_id}: your class sees the network read it as a {predicted}."
 
 
 # ---------------------------------------------------------------- a class drawing as the page's input

@@ -105,11 +105,10 @@ def test_a_student_sends_a_sample_and_the_gallery_shows_it_as_read(db, outside):
     student.text_input(key="class_nickname").input("<b>Ann</b> **x**")
     student.button(key="send_to_class").click().run()
     assert not student.exception
-    assert [s.value for s in student.container(key="class_sent").success] == [
-        f"Received: your class sees the network read it as a {predicted}."
-    ]
-
     (d,) = outside.list_drawings(code).drawings
+    assert [s.value for s in student.container(key="class_sent").success] == [
+        f"Received as drawing #{d.id}: your class sees the network read it as a {predicted}."
+    ]
     pixels = to_mnist(SAMPLES[SAMPLE])  # the page's network input for that sample
     np.testing.assert_array_equal(d.image, pixels)
     assert (d.predicted, d.intended, d.nickname) == (predicted, 3, "<b>Ann</b> **x**")
