@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -134,6 +135,13 @@ def test_a_class_in_three_browsers(browser, server, outside):
     one.wait_for_selector(".st-key-class_view", timeout=60_000)
     wait_idle(one)
     assert one.locator(TEACHER_ONLY).count() == 0
+
+    # The class as CSV: the store's export, one row per drawing.
+    with teacher.expect_download(timeout=30_000) as download:
+        teacher.locator(".st-key-class_csv button").click()
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert download.value.suggested_filename == f"class-{code}.csv"
+    assert [r.split(",")[0] for r in rows[1:]] == [str(seven.id), str(sample.id)]
 
     # The teacher opens the sample: the overview reads it.
     teacher.locator(f".st-key-class_item_{sample.id} button").click()

@@ -208,3 +208,17 @@ def test_the_database_away_costs_one_line_and_the_class_resumes(db, outside, tmp
     (tmp_path / "away").rename(tmp_path / "db")
     student.run()
     assert "send_to_class" in keys(student)
+
+
+def test_the_gallery_says_the_database_is_away_in_one_line_and_resumes(db, outside, tmp_path):
+    at, code, key = teacher(db)
+    outside.add_drawing(code, to_mnist(SAMPLES[0]), 0, 0.9, session_id="s1")
+    classroom.store().dispose()  # the page's pooled connection goes; a new one cannot open the file
+    (tmp_path / "db").rename(tmp_path / "away")
+    at.run()
+    assert not at.exception
+    assert container_text(at, "class_gallery").startswith("Class mode is unavailable")
+    assert not [k for k in keys(at) if k.startswith("class_item_")]
+    (tmp_path / "away").rename(tmp_path / "db")
+    at.run()
+    assert "reads **0**" in container_text(at, "class_gallery")
