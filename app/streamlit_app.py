@@ -22,8 +22,8 @@ import torch
 
 import capsnet
 from app import cache, views
+from app.sections import classroom, lab, overview
 from app.sections import input as digit_input
-from app.sections import lab, overview
 from app.view_context import ViewContext
 
 INPUT_PX = 290  # the overview's input column: the 280 px canvas and its margin
@@ -70,14 +70,16 @@ st.caption(
 samples, sample_labels = cache.load_samples()
 digit_input.init_state(len(samples))
 lab.init_state()
+classroom.init_state()
 with st.container(key="overview", horizontal=True, gap="medium"):
     # The canvas is 280 px wide: the input column never gets narrower; the stages take the rest.
     col_in, col_net = st.container(width=INPUT_PX), st.container(width="stretch")
     with col_in:
-        choice = digit_input.choose(samples, sample_labels)
+        choice = classroom.picked_input() or digit_input.choose(samples, sample_labels)
     # The controls' values before their widgets: the prediction goes to the page ahead of them.
     controls = digit_input.current_controls()
     pixels = digit_input.network_input(choice, col_net)
+    ctx = None
     if pixels is not None:
         # One forward pass for the whole page; the overview and the open view read it.
         pixel_bytes = np.ascontiguousarray(pixels, dtype=np.float32).tobytes()
@@ -88,8 +90,9 @@ with st.container(key="overview", horizontal=True, gap="medium"):
         overview.show(col_net, ctx, choice.label)
     with col_in:
         controls = digit_input.controls()
-digit_input.write_query_params(choice, controls, lab.query_params())
-if pixels is None:
+        classroom.send_box(ctx)  # with ?class=CODE: send this input to the class
+digit_input.write_query_params(choice, controls, {**lab.query_params(), **classroom.query_params()})
+if ctx is None and views.get(views.view()).needs_input:
     st.stop()
 
 # ---------------------------------------------------------------- details on demand: only the open view runs

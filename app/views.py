@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app.sections import figure4, lab, pose, routing
+from app.sections import classroom, figure4, lab, pose, routing
 from app.view_context import ViewContext
 
 
@@ -21,6 +21,7 @@ from app.view_context import ViewContext
 class View:
     label: str  # the tab's label
     show: Callable[[ViewContext], None]  # draws the view (only while its tab is open)
+    needs_input: bool = True  # False: also drawn while there is no input, with None for the context
 
 
 # share-link name -> View, in tab order. The default view is the first tab (st.tabs opens it when
@@ -30,6 +31,7 @@ VIEWS = {
     "pose": View("Pose explorer", pose.show),
     "figure4": View("Figure 4: every dimension", figure4.show),
     "lab": View("Equivariance lab", lab.show),
+    "class": View("Class", classroom.show, needs_input=False),
 }
 DEFAULT_VIEW = "routing"
 VIEW_KEY = "view"  # the tabs' key: session state holds the open tab's label

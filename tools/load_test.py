@@ -1,6 +1,8 @@
 """Load the app with many concurrent browser sessions (not a test: prints a table and a JSON line).
 
     .venv/bin/python tools/load_test.py [--sessions 20] [--seconds 60] [--server-cores N] [--json] ...
+    .venv/bin/python tools/load_test.py --classroom [--students 10] [--kill-replica] ...  (class mode:
+        students and a teacher through nginx, see tools/classroom_load.py)
 
 One local server (127.0.0.1, started here so its pid is known), one Chromium, one browser context
 per session. Sessions arrive one by one over --ramp seconds; once every session has opened the page,
@@ -721,6 +723,11 @@ def report(args, result: dict, vm_hwm_kb: int | None) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--classroom" in argv:  # N students and a teacher through nginx: tools/classroom_load.py
+        from tools import classroom_load
+
+        return classroom_load.main([a for a in argv if a != "--classroom"])
     parser = argparse.ArgumentParser(description="many concurrent browser sessions against one app server")
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the timed phase")

@@ -174,7 +174,7 @@ class Drawing:
     length: float  # the length of that digit's capsule, in [0, 1]
     intended: int | None  # the digit the student meant, if they said
     nickname: str | None  # as the student typed it: render it as text, never as markup
-    routing_changed: bool  # the student had changed the routing controls from their defaults
+    routing_changed: bool  # routing changed the answer: the page's 1 iteration read another digit
 
 
 @dataclass(frozen=True)
@@ -420,6 +420,11 @@ class ClassStore:
             return self._read(conn, code, since_id)
 
     # -- the teacher's calls: each needs the class's key -----------------------------------------
+
+    def check_key(self, code: str, key: str) -> None:
+        """Return if `key` is the class's; ClassNotFound or WrongKey if not (the teacher's page asks once)."""
+        with self._managing(code, key):
+            pass
 
     def delete_drawing(self, code: str, key: str, drawing_id: int) -> bool:
         """Delete one drawing of the class -> whether there was one with that id."""

@@ -39,6 +39,7 @@ class Choice:
     source: str
     raw: np.ndarray | None  # the image as given (any size), None if there is none yet
     label: int | None  # MNIST label of a shipped sample
+    pixels: np.ndarray | None = None  # already the network's input (a class drawing): used as it is
 
 
 def init_state(n_samples: int) -> None:
@@ -180,8 +181,8 @@ def write_query_params(choice: Choice, ctl: Controls, extra: dict[str, str] | No
 
 def network_input(choice: Choice, where) -> np.ndarray | None:
     """The 28x28 MNIST-style image of the chosen input, or None with a hint drawn in `where`."""
-    pixels = None
-    if choice.raw is not None:
+    pixels = choice.pixels
+    if pixels is None and choice.raw is not None:
         try:
             pixels = to_mnist(choice.raw)
         except (ValueError, TypeError) as e:

@@ -426,7 +426,13 @@ def test_share_link_opens_the_inspector_on_a_primary_capsule(shipped):
 
 
 # The keyed container each registered view draws (CSS, AppTest and the browser tests find it by it).
-VIEW_CONTAINERS = {"routing": "routing", "pose": "pose", "figure4": "grid", "lab": "lab"}
+VIEW_CONTAINERS = {
+    "routing": "routing",
+    "pose": "pose",
+    "figure4": "grid",
+    "lab": "lab",
+    "class": "class_view",
+}
 
 
 @pytest.mark.parametrize("name", list(views.VIEWS))

@@ -129,7 +129,12 @@ def test_a_wrong_key_manages_nothing(store):
             store.export_csv(code, wrong)
         with pytest.raises(WrongKey):
             store.export_zip(code, wrong)
+        with pytest.raises(WrongKey):
+            store.check_key(code, wrong)
     assert [d.id for d in store.list_drawings(code).drawings] == ids
+    store.check_key(code, key)  # the teacher's page asks this once
+    with pytest.raises(ClassNotFound):
+        store.check_key("ZZZZZZ" if code != "ZZZZZZ" else "YYYYYY", key)
     # A key opens its own class only, and an unknown code opens nothing.
     assert not store.delete_drawing(other_code, other_key, ids[0])
     with pytest.raises(ClassNotFound):
