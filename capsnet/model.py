@@ -12,6 +12,7 @@ input that capsule sees.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from dataclasses import dataclass
 
@@ -180,7 +181,7 @@ class CapsNet(nn.Module):
         u = self.primary_caps(h)  # (B, 1152, 8), fp32
         # A caller's bf16 autocast reaches the two convolutions only (95% of the arithmetic):
         # u_hat, routing's softmax and agreement stay fp32, where the small differences decide c.
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with _no_autocast(x.device.type):
             u_hat = self.digit_caps.predictions(u)  # (B, 1152, 10, 16)
             v, per_iter = dynamic_routing(u_hat, iterations, trace, routing_gain)
         lengths = torch.linalg.vector_norm(v, dim=-1)  # (B, 10)
@@ -208,6 +209,14 @@ class CapsNet(nn.Module):
         mask = F.one_hot(digit, NUM_DIGITS).to(poses.dtype)  # (B, 10)
         masked = (poses * mask[:, :, None]).flatten(1)  # (B, 160)
         return self.decoder(masked).view(-1, 1, 28, 28)
+
+
+def _no_autocast(device_type: str):
+    """A context that turns a caller's autocast off on this device (a no-op where there is none,
+    e.g. the meta device, which shape-only counts run on)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _check_input(x: Tensor, finite: bool) -> None:
