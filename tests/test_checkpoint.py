@@ -284,8 +284,17 @@ def test_shipped_checkpoint_loads_with_metadata():
     assert METADATA_KEYS <= meta.keys(), METADATA_KEYS - meta.keys()
     # The JSON agrees with itself: errors and accuracy over the test set, the last epoch's history.
     assert meta["test_errors"] == round((1 - meta["test_accuracy"]) * meta["test_images"])
-    assert meta["history"][-1]["epoch"] == meta["epochs"] == len(meta["history"])
-    assert meta["history"][-1]["test_accuracy"] == meta["test_accuracy"]
+    # Chosen on the validation digits: the weights are the epoch with the best validation accuracy,
+    # and the test set was scored once, at the end, on those (no epoch's record holds it).
+    history = meta["history"]
+    best = max(r["val_accuracy"] for r in history)
+    assert meta["val_images"] == 5000 and meta["val_accuracy"] == best
+    (chosen,) = [r for r in history if r["epoch"] == meta["chosen_epoch"] and r.get("chosen")][-1:]
+    assert chosen["val_accuracy"] == best and all("test_accuracy" not in r for r in history)
+    # The lineage: every run the weights came from, this one last, and their hours add up.
+    assert meta["lineage"][-1]["command"] == meta["command"] and len(meta["lineage"]) >= 2
+    assert meta["total_hours"] == pytest.approx(sum(r["hours"] for r in meta["lineage"]), abs=2e-3)
+    assert meta["device"].startswith("cpu") and meta["speed"]["amp"] == "bf16"
     # The weights file carries the training run's metadata; the JSON beside it shows the same
     # facts (it may add later analysis, e.g. routing statistics).
     embedded = json.loads(read_checkpoint(DEFAULT_CHECKPOINT)["meta"])

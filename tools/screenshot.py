@@ -6,9 +6,9 @@ Tests never write it.
                                          [--width 1400] [--height 1000] [--out docs/screenshot.png]
     .venv/bin/python tools/screenshot.py --what class --out docs/class.png
 
-`--what class` shoots the teacher's gallery of a demonstration class in a temporary database: the
-40 shipped samples sent as 40 students would, each read by the shipped weights, the intended digit
-their MNIST label.
+`--what class` shoots the teacher's gallery of a demonstration class in a temporary database: 11 of
+the shipped samples (one per digit, and #11, which routing reads right) sent as 11 students would,
+each read by the shipped weights, the intended digit their MNIST label.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def demo_class(db_url: str) -> tuple[str, str]:
         routed, plain = model(x, iterations=3), model(x, iterations=1)
     store = ClassStore(db_url)
     code, key = store.create_class()
-    for k in range(len(x)):
+    for k in [*range(0, 40, 4), 11]:
         store.add_drawing(
             code,
             x[k, 0].numpy(),
