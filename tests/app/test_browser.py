@@ -177,9 +177,10 @@ def test_share_link_opens_the_view(browser, server, name):
     want = name if name in VIEWS else "routing"  # an unknown name: the default view
     selected = page.locator("[role='tab'][aria-selected='true']").inner_text().strip()
     assert selected == VIEWS[want].label and query(page)["view"] == want
-    key = {"routing": "routing", "pose": "pose", "figure4": "grid", "lab": "lab"}[want]
+    keys = {"routing": "routing", "pose": "pose", "figure4": "grid", "lab": "lab", "class": "class_view"}
+    key = keys[want]
     page.wait_for_selector(f".st-key-{key}", timeout=30_000)
-    for other in {"routing", "pose", "grid", "lab"} - {key}:
+    for other in set(keys.values()) - {key}:
         assert page.locator(f".st-key-{other}").count() == 0
     page.close()
 
