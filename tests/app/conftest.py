@@ -47,3 +47,16 @@ def chromium() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """One Chromium per test module (Debian's, launched as tools/browser_driver.launch does)."""
+    from playwright.sync_api import sync_playwright
+
+    from tools.browser_driver import launch
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()

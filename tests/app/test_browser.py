@@ -20,7 +20,6 @@ from tools.browser_driver import (
     METRIC,
     SEVEN,
     clear_canvas,
-    launch,
     open_app,
     serve,
     stroke,
@@ -47,16 +46,6 @@ DRAWN = (
     "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas, .st-key-overview_primary svg, "
     ".st-key-overview_digits svg, .st-key-routing_change .map > svg, .colour-bar"
 )
-
-
-@pytest.fixture(scope="module")
-def browser(chromium):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 import capsnet
 from app.classroom import ClassStore
-from tools.browser_driver import CANVAS, METRIC, SEVEN, launch, serve, stroke, touch_stroke, wait_idle
+from tools.browser_driver import CANVAS, METRIC, SEVEN, serve, stroke, touch_stroke, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,16 +24,6 @@ SHOWN_WITHIN_MS = 3_000  # a send on a student's page reaches the teacher's gall
 CARDS = ".st-key-class_gallery [class*='st-key-class_card_']"
 TEACHER_ONLY = (".st-key-class_clear, .st-key-class_csv, .st-key-class_zip, [class*='st-key-class_delete_'], "
                 "[class*='st-key-class_item_'], .st-key-class_code")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser(chromium):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from app import inputs
 from app.pixel_arrays import diverging_rgb, to_uint8
 from app.pose_sliders import DIFF_LIMIT, clean_pose
 from capsnet.preprocess import to_mnist
-from tools.browser_driver import METRIC, launch, serve, view_url, wait_idle
+from tools.browser_driver import METRIC, serve, view_url, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -65,16 +65,6 @@ WATCH_RUNS = """() => {
   new MutationObserver(() => window.__states.push([performance.now(), app.dataset.testScriptState]))
     .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser(chromium):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
