@@ -6,7 +6,7 @@ their text in page pixels).
 Uses test_browser.py's fixtures (the shipped weights, one server per module)."""
 
 import pytest
-from test_browser import STAGES, browser, open_sample, server, wait_loaded  # noqa: F401
+from test_browser import STAGES, open_sample, server, wait_loaded  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
