@@ -121,10 +121,18 @@ def load_samples() -> tuple[np.ndarray, np.ndarray]:
     return inputs.load_samples()
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def forward(_model, version: str, pixels: bytes, iterations: int, routing_gain: float = 1.0) -> dict:
+def forward(model, version: str, pixels: bytes, iterations: int, routing_gain: float = 1.0) -> dict:
     """One traced forward pass for a 28x28 float32 image (given as bytes): numpy arrays only, read-only.
     routing_gain 1 is the paper's routing; other values are the page's "stronger routing" experiment.
+    Every caller comes through here, so one input has one cache key however the gain is passed (the
+    cache hashes the arguments as given: `f(x, 3)` and `f(x, 3, 1.0)` would be two entries, and a
+    stroke would run the network twice)."""
+    return _forward(model, version, pixels, int(iterations), float(routing_gain))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _forward(_model, version: str, pixels: bytes, iterations: int, routing_gain: float) -> dict:
+    """`forward`, cached.
 
     A resource, not cache_data: every session showing this input shares the one result instead of
     pickling its 2.5 MB on the way in and unpickling it on every rerun (~5 ms each, ahead of the

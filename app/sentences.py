@@ -38,15 +38,16 @@ def move_sentence(m: CouplingMove) -> str:
     1152 primary capsules (the colour range of the per-capsule Δc views; 12 lie beyond it). Since
     iteration 1 it rose for 529 of them (26 by more than 0.01, 2 by more than 0.05) and fell for
     622 (2 by more than 0.01, 0 by more than 0.05); the largest rise is +0.086, the largest fall
-    −0.011." """
+    −0.011." Plain text, no TeX: the sentence changes with every stroke, and typesetting it anew each
+    time cost the browser more than the rest of the routing view together."""
     if m.iteration == 1:
         return (
-            f"With 1 iteration there is no routing: $c_{{i{m.digit}}} = 0.1$ for all {m.n} primary capsules."
+            f"With 1 iteration there is no routing: c_i{m.digit} = 0.1 for all {m.n} primary capsules."
         )
     if m.largest_rise == 0 and m.largest_fall == 0:
-        return f"In iteration {m.iteration}, $c_{{i{m.digit}}}$ is still 0.1 for all {m.n} primary capsules: routing moved none."
+        return f"In iteration {m.iteration}, c_i{m.digit} is still 0.1 for all {m.n} primary capsules: routing moved none."
     return (
-        f"In iteration {m.iteration}, $c_{{i{m.digit}}}$ lies within ±{fmt2(m.limit)} of 0.1 for 99% of the "
+        f"In iteration {m.iteration}, c_i{m.digit} lies within ±{fmt2(m.limit)} of 0.1 for 99% of the "
         f"{m.n} primary capsules (the colour range of the per-capsule Δc views; {m.beyond} lie beyond it). "
         f"Since iteration 1 it rose for {m.rose} of them ({_by_more_than(m.rose_by, m.steps)}) and fell for "
         f"{m.fell} ({_by_more_than(m.fell_by, m.steps)}); the largest rise is {fmt_signed(m.largest_rise)}, "

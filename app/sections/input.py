@@ -31,7 +31,7 @@ AUTO = "auto"
 # Widget keys of the views whose values outlive the view being closed.
 # (None of them is given a default in its widget call: Streamlit warns when a widget has one and
 # its value was also written here.)
-KEPT = (PART_KEY, DIM_KEY, "primary_i", "tree_group", "absolute_c", "routing_gain")
+KEPT = (PART_KEY, DIM_KEY, "primary_i", "tree_group", "absolute_c", "routing_gain", "routing_gain_box")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def show(ctx: ViewContext) -> None:
                 f"**Experiment, not the paper:** this view routes with gain λ = {gain:g} "
                 f"($b_{{ij}} \\mathrel{{+}}= {gain:g}\\,\\hat u_{{j|i}}\\cdot v_j$). The overview and the other "
                 f"views keep the paper's routing (λ = 1). Here the prediction is **{res['prediction']}**, "
-                f"|v{digit}| = {res['lengths'][digit]:.2f}."
+                f"|v{digit}| = {res['lengths'][digit]:.2f}. Set λ back to 1 in the experiment's box to leave it."
             )
         move = routing_measures.coupling_move(res["coupling"], digit)
         st.segmented_control("Part", list(PARTS.values()), key=PART_KEY, required=True,
@@ -91,7 +91,13 @@ def _intro(digit: int) -> None:
 
 
 def _gain_control() -> float:
-    with st.expander("Experiment: stronger routing (not the paper)"):
+    """The routing gain λ: its slider and text are drawn only while the box is open (on_change="rerun":
+    drawn closed, they cost the browser every stroke). Closed, the gain chosen stays in effect (its
+    warning says so) until it is set back to 1."""
+    box = st.expander("Experiment: stronger routing (not the paper)", key="routing_gain_box", on_change="rerun")
+    if not box.open:
+        return float(st.session_state.get("routing_gain", 1.0))
+    with box:
         st.markdown(
             "Multiply the agreement added to the routing logits by a gain λ: "
             "$b_{ij} \\mathrel{+}= \\lambda\\,\\hat u_{j|i}\\cdot v_j$. λ = 1 is the paper's Procedure 1, "
@@ -148,10 +154,10 @@ def _how_c_changed(
         else:
             _change_maps(pixels, delta, res["logits"][:, :, digit], digit, move)
         ink = routing_measures.ink_weighted_evidence(shares, pixels)
-        st.markdown(
+        st.markdown(  # plain text, no TeX: see sentences.move_sentence
             f"**Where the evidence for {digit} comes from** after the last iteration: each primary "
-            f"capsule's share of $|s_{{{digit}}}|$ ($c_{{i{digit}}}\\,\\hat u_{{{digit}|i}}\\cdot v_{{{digit}}}/|v_{{{digit}}}|$, "
-            f"adding up to $|s_{{{digit}}}| = {shares.sum():.2f}$), summed per grid position and spread over "
+            f"capsule's share of |s_{digit}| (c_i{digit} û_{digit}|i · v_{digit} / |v_{digit}|, "
+            f"adding up to |s_{digit}| = {shares.sum():.2f}), summed per grid position and spread over "
             f"the **ink** in its receptive field, so empty background gets nothing. Fields with no ink "
             f"hold {ink.no_ink:+.2f} of it, drawn nowhere."
         )
@@ -170,12 +176,12 @@ def _change_maps(
     # (28, 28) each, 0 off the ink
     on_ink = [routing_measures.field_map(delta[t], ink=pixels) for t in range(T)]
     f_lim = pixel_arrays.symmetric_limit(np.stack(on_ink))
-    st.markdown(
+    st.markdown(  # plain text, no TeX: see sentences.move_sentence
         sentences.move_sentence(move)
-        + f" Below, per iteration: **left**, $\\Delta c = c_{{i{digit}}} - 0.1$ for the 32 capsule types "
-        f"(numbered panels) on the 6×6 grid, on ±{fmt2(move.limit)}; **middle**, $\\Delta c$ summed over the "
+        + f" Below, per iteration: **left**, Δc = c_i{digit} − 0.1 for the 32 capsule types "
+        f"(numbered panels) on the 6×6 grid, on ±{fmt2(move.limit)}; **middle**, Δc summed over the "
         f"32 types at each grid position and spread over the ink of its 17×17 receptive field, on "
-        f"±{fmt2(f_lim)} (the largest value, nothing clipped); **right**, the routing logits $b_{{i{digit}}}$ "
+        f"±{fmt2(f_lim)} (the largest value, nothing clipped); **right**, the routing logits b_i{digit} "
         f"that gave this iteration's c, on ±{fmt2(b_lim)} (99th percentile of |b| over all iterations). "
         "Red is up, blue down, white unchanged."
     )

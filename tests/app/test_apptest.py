@@ -373,6 +373,8 @@ def test_routing_views_follow_iterations_and_the_gain(shipped):
     assert len(frames) == 5 and at.query_params["part"] == "votes"
     before = frames[-1]["data"][0]["marker"]["color"]
 
+    at.session_state["routing_gain_box"] = True  # the experiment's box open: its slider is drawn
+    at.run()
     at.slider(key="routing_gain").set_value(10.0).run()  # the experiment: much sharper routing
     assert not at.exception
     assert any("Experiment, not the paper" in w.value for w in at.warning)
@@ -480,6 +482,8 @@ def test_a_views_settings_outlive_opening_another_view(shipped):
     at.query_params.update({"sample": "11", "part": "tree"})
     at.run()
     at.radio(key="tree_group").set_value("type").run()
+    at.session_state["routing_gain_box"] = True
+    at.run()
     at.slider(key="routing_gain").set_value(3.0).run()
     open_view(at, "pose")
     at.selectbox(key="pose_dim").select(5).run()
@@ -490,3 +494,41 @@ def test_a_views_settings_outlive_opening_another_view(shipped):
     assert at.radio(key="tree_group").value == "type" and at.slider(key="routing_gain").value == 3.0
     open_view(at, "pose")
     assert at.selectbox(key="pose_dim").value == 5 and at.query_params["dim"] == "5"
+
+
+def test_a_stroke_runs_the_network_once(shipped, monkeypatch):
+    """The overview and the open view (routing, how c changed: it also needs each capsule's share
+    of |s_j|) read one forward pass: a new drawing runs the CapsNet once, not once per reader."""
+    calls = []
+    forward = capsnet.CapsNet.forward
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("routing_gain", 1.0))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(capsnet.CapsNet, "forward", counted)
+    at = new_app()
+    img = Image.new("RGBA", (280, 280), (0, 0, 0, 255))  # a 1 drawn by no other test: not cached yet
+    ImageDraw.Draw(img).line([(143, 37), (131, 247)], fill=(255, 255, 255, 255), width=22)
+    at.session_state["canvas"] = canvas_value(np.asarray(img))
+    at.run()
+    assert not at.exception
+    assert at.container(key="prediction").metric[0].value == "1"
+    assert shown(at, "routing_change")  # the part that reads the shares was drawn
+    assert calls == [1.0]
+
+
+def test_text_that_changes_with_the_input_is_not_typeset(shipped):
+    """KaTeX typesets a paragraph again whenever its text changes: the sentences that carry this
+    input's numbers are plain text, so a stroke does not re-typeset them (measured: they cost the
+    browser more than the rest of the routing view). Formulas that stay the same may use TeX."""
+    at = new_app()
+    at.query_params["sample"] = "11"
+    at.run()
+    texts = [{m.value for m in at.markdown} | {m.value for m in at.latex}]
+    at.selectbox(key="sample").select(3).run()  # another digit, other numbers
+    assert not at.exception and at.metric[0].value != "2"  # sample 11 is a 2 (test_apptest's SAMPLES)
+    texts.append({m.value for m in at.markdown} | {m.value for m in at.latex})
+    changed = texts[1] - texts[0]
+    assert len(changed) >= 4  # the overview's sentence, the routing intro, the c-move and evidence texts
+    assert [t for t in changed if "$" in t and not t.startswith("Shown for digit capsule")] == []

@@ -43,7 +43,7 @@ def move_numbers(text: str) -> dict:
     """The numbers of sentences.move_sentence, as the page printed them."""
     steps = rf"\((\d+) by more than {NUMBER}, (\d+) by more than {NUMBER}\)"
     m = re.search(
-        rf"In iteration (\d+), \$c_\{{i(\d)\}}\$ lies within ±{NUMBER} of 0\.1 for 99% of the (\d+) primary "
+        rf"In iteration (\d+), c_i(\d) lies within ±{NUMBER} of 0\.1 for 99% of the (\d+) primary "
         rf"capsules \(the colour range of the per-capsule Δc views; (\d+) lie beyond it\)\. Since iteration 1 it "
         rf"rose for (\d+) of them {steps} and fell for (\d+) {steps}; the largest rise is {NUMBER}, the "
         rf"largest fall {NUMBER}\.",

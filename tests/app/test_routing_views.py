@@ -377,7 +377,7 @@ def test_coupling_move_by_hand():
 def test_move_sentence_states_the_numbers():
     text = sentences.move_sentence(routing_measures.coupling_move(_coupling_moved(), digit=4))
     assert text.startswith(
-        "In iteration 3, $c_{i4}$ lies within ±0.020 of 0.1 for 99% of the 1152 primary capsules"
+        "In iteration 3, c_i4 lies within ±0.020 of 0.1 for 99% of the 1152 primary capsules"
     )
     assert "8 lie beyond it" in text
     assert (
@@ -386,7 +386,7 @@ def test_move_sentence_states_the_numbers():
     )
     assert "the largest rise is +0.060, the largest fall −0.030." in text
     one = sentences.move_sentence(routing_measures.coupling_move(np.full((1, 1152, 10), 0.1), digit=2))
-    assert one == "With 1 iteration there is no routing: $c_{i2} = 0.1$ for all 1152 primary capsules."
+    assert one == "With 1 iteration there is no routing: c_i2 = 0.1 for all 1152 primary capsules."
     # Gain 0 keeps c uniform: what is left is float32's rounding of 0.1, not a move.
     still = np.full((3, 1152, 10), np.float32(0.1), dtype=np.float32)
     still[2, :5, 1] += np.float32(3e-8)
@@ -395,7 +395,7 @@ def test_move_sentence_states_the_numbers():
     assert m.rose_by == m.fell_by == (0, 0)
     assert (
         sentences.move_sentence(m)
-        == "In iteration 3, $c_{i1}$ is still 0.1 for all 1152 primary capsules: routing moved none."
+        == "In iteration 3, c_i1 is still 0.1 for all 1152 primary capsules: routing moved none."
     )
     assert fmt_signed(0.0) == "0" and fmt_signed(-0.0123) == "−0.012"
 
