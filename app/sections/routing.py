@@ -185,11 +185,12 @@ def _change_maps(
         f"that gave this iteration's c, on ±{fmt2(b_lim)} (99th percentile of |b| over all iterations). "
         "Red is up, blue down, white unchanged."
     )
-    bars = st.columns(3, gap="medium")
-    for col, limit, name in zip(
-        bars, (move.limit, f_lim, b_lim), ("Δc per type", "Δc on the ink", "b per type")
-    ):
-        col.html(colour_bar_html(DIVERGING, f"−{fmt2(limit)}", f"+{fmt2(limit)}", name, mid="0"))
+    # One element for the three bars (laid out in a row by page.css): each element costs the browser
+    # a little on every stroke.
+    st.html('<div class="colour-bars">' + "".join(
+        colour_bar_html(DIVERGING, f"−{fmt2(limit)}", f"+{fmt2(limit)}", name, mid="0")
+        for limit, name in zip((move.limit, f_lim, b_lim), ("Δc per type", "Δc on the ink", "b per type"))
+    ) + "</div>")  # fmt: skip
     st.subheader("Iteration 1")
     st.markdown(
         "In iteration 1 every $c_{ij}$ is uniform, $1/10 = 0.1$, by definition ($b = 0$ before any "
