@@ -10,7 +10,9 @@ renderer. This module times what the server does, on the server's clock:
              goes on to the run that does finish.
 
 Each span is appended to the file named by $CAPSNET_SERVER_TIMING as one JSON line
-{"session", "kind" ("fragment" for a pose-slider run, "full" otherwise), "request", "finished"}.
+{"session", "kind" ("fragment" for a fragment's run: a pose slider, a class send, the teacher's
+gallery; "full" otherwise), "query" (the page's query string, e.g. "class=...&teacher=..."),
+"request", "finished"}.
 
 It hooks two methods of Streamlit's runtime (the version pinned in requirements.txt). The load
 test starts its own server with this installed through a generated sitecustomize.py; the app
@@ -28,7 +30,7 @@ from pathlib import Path
 
 ENV = "CAPSNET_SERVER_TIMING"
 _lock = threading.Lock()
-_pending: dict[str, tuple[float, str]] = {}  # session id -> (first unanswered request, its kind)
+_pending: dict[str, tuple[float, str, str]] = {}  # session id -> (first unanswered request, kind, query)
 
 
 def _write(path: str, record: dict) -> None:
@@ -48,7 +50,7 @@ def install(path: str) -> None:
         if msg.WhichOneof("type") == "rerun_script":
             kind = "fragment" if msg.rerun_script.fragment_id else "full"
             with _lock:
-                _pending.setdefault(self.id, (time.monotonic(), kind))
+                _pending.setdefault(self.id, (time.monotonic(), kind, msg.rerun_script.query_string))
         return handle_backmsg(self, msg)
 
     def timed_send_message(self, session_info, msg):
@@ -63,7 +65,8 @@ def install(path: str) -> None:
             if started is not None:
                 _write(
                     path,
-                    {"session": sid, "kind": started[1], "request": started[0], "finished": time.monotonic()},
+                    {"session": sid, "kind": started[1], "query": started[2], "request": started[0],
+                     "finished": time.monotonic()},
                 )
         return result
 

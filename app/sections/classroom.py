@@ -19,6 +19,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from app import pixel_arrays, routing_measures
+from app.cache import picture
 from app.classroom import (
     MAX_DRAWINGS,
     NICKNAME_MAX_CHARS,
@@ -49,6 +50,10 @@ SENT, PICK, FAILED = "classroom_sent", "classroom_pick", "classroom_failed"
 CODE_CHARS, KEY_CHARS = 16, 100
 OK, MISSING, WRONG = "ok", "missing", "wrong"
 REFRESH_S = 2  # the teacher's gallery asks the store for the class's drawings this often
+# The gallery's cards: the newest this many unless the teacher asks for all. A projector shows about
+# that many legibly, and every card is redrawn on every refresh (with 217 cards a refresh took the
+# teacher's page more than 2 s: a drawing then reached the screen 4.4 s after its send, p95 7 s).
+SHOWN = 60
 UNAVAILABLE = "Class mode is unavailable: the class database cannot be reached. The rest of the page works."
 
 
@@ -160,8 +165,16 @@ def _missing(code: str) -> str:
 def send_box(ctx: ViewContext | None) -> None:
     """In the input column of a page opened with ?class=CODE: send this input to the class."""
     code = st.session_state.get(CODE)
-    if not code:
-        return
+    if code:
+        _send_box(code, ctx)
+
+
+@st.fragment
+def _send_box(code: str, ctx: ViewContext | None) -> None:
+    """The send box as a fragment: a send, a digit meant or a nickname reruns this box alone, with
+    the input (`ctx`) of the page's last full run; any change of input is a full run, which draws the
+    box again with the new one. A full rerun for a send redrew the whole page on the student's phone
+    and, with 20 students, kept the servers busy redrawing pages rather than storing drawings."""
     with st.container(key="class_send", border=True):
         status = _class_status(code)
         if status is None:
@@ -169,7 +182,9 @@ def send_box(ctx: ViewContext | None) -> None:
             return
         if status == MISSING:
             st.warning(_missing(code))
-            st.button("Use the page without a class", key="leave_class", on_click=_leave)
+            if st.button("Use the page without a class", key="leave_class"):
+                _leave()
+                st.rerun()  # the whole page (from a fragment too): without the class
             return
         st.markdown(f"**Class {normalise_code(code)}**: send what you feed the network to your class.")
         with st.container(horizontal=True, gap="small"):
@@ -358,11 +373,17 @@ def _gallery(code: str, key: str, teacher: bool) -> None:
             return
         left, right = st.columns([0.6, 0.4], gap="medium")
         with left:
-            st.markdown(
-                f"**{len(drawings)} drawing{'s' if len(drawings) != 1 else ''}** (of at most {MAX_DRAWINGS})"
-            )
+            n = len(drawings)
+            st.markdown(f"**{n} drawing{'s' if n != 1 else ''}** (of at most {MAX_DRAWINGS})")
+            shown = drawings
+            if n > SHOWN:
+                if not st.toggle(f"Show all {n}", key="class_show_all"):
+                    shown = drawings[-SHOWN:]
+                st.caption(
+                    f"The newest {len(shown)} are shown; the table, the counts and the downloads hold all {n}."
+                )
             with st.container(horizontal=True, gap="small"):
-                for d in reversed(drawings):
+                for d in reversed(shown):
                     _card(code, key, d)
         with right:
             _summary(drawings)
@@ -371,12 +392,13 @@ def _gallery(code: str, key: str, teacher: bool) -> None:
 
 def _card(code: str, key: str, d: Drawing) -> None:
     with st.container(width=120, border=True, key=f"class_card_{d.id}", gap="xsmall"):
-        st.image(pixel_arrays.upscale(pixel_arrays.to_uint8(d.image), 3))
-        st.markdown(f"reads **{d.predicted}** · {d.length:.2f}")
-        if d.intended is not None:
-            st.markdown(
-                f":red[**✗ meant {d.intended}**]" if d.intended != d.predicted else f"meant {d.intended} ✓"
-            )
+        # PNG made once per drawing (the same bytes keep the same URL: the browser's cache has it)
+        st.image(picture("digit_image", d.image, 3), output_format="PNG")
+        meant = (
+            "" if d.intended is None
+            else f"  \n:red[**✗ meant {d.intended}**]" if d.intended != d.predicted else f"  \nmeant {d.intended} ✓"
+        )  # fmt: skip
+        st.markdown(f"reads **{d.predicted}** · {d.length:.2f}{meant}")  # one element: each costs a refresh
         if d.nickname:
             st.text(d.nickname)  # as the student typed it: text, never markup
         if st.button("Open", key=f"class_item_{d.id}"):  # the page's input: the overview reads it

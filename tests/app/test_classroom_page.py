@@ -222,3 +222,24 @@ def test_the_gallery_says_the_database_is_away_in_one_line_and_resumes(db, outsi
     (tmp_path / "away").rename(tmp_path / "db")
     at.run()
     assert "reads **0**" in container_text(at, "class_gallery")
+
+
+def test_a_full_gallery_shows_the_newest_cards_and_counts_them_all(db, outside):
+    """Past SHOWN drawings the gallery draws the newest SHOWN cards (every card is redrawn on every
+    refresh) and says so; the counts and the table hold every drawing, and a toggle shows them all."""
+    at, code, key = teacher(db)
+    n = classroom.SHOWN + 3
+    ids = [
+        outside.add_drawing(code, SAMPLES[k % len(SAMPLES)].astype(np.float32) / 255.0, int(LABELS[k % len(LABELS)]),
+                            0.9, intended=int(LABELS[k % len(LABELS)]), session_id=f"student-{k}")
+        for k in range(n)
+    ]  # fmt: skip
+    at.run()
+    assert not at.exception
+    cards = {k for k in keys(at) if k.startswith("class_item_")}
+    assert cards == {f"class_item_{i}" for i in ids[-classroom.SHOWN:]}  # the newest, none of the 3 oldest
+    text = container_text(at, "class_gallery")
+    assert f"**{n} drawings**" in text and f"The newest {classroom.SHOWN} are shown" in text
+    assert f"The network read **{n}** of the {n}" in text  # the summary counts every drawing
+    at.toggle(key="class_show_all").set_value(True).run()
+    assert {k for k in keys(at) if k.startswith("class_item_")} == {f"class_item_{i}" for i in ids}
