@@ -20,7 +20,10 @@ Measured:
   runs after --kill-replica are not sends); median and p95;
 - errors: exceptions or error boxes on a page, sends that got no answer within --action-timeout;
 - with --kill-replica: the replica with the most students is killed (SIGKILL) halfway; its pages
-  reconnect through nginx to another. Afterwards every acknowledged drawing id must be in the database.
+  reconnect through nginx to another. A send of theirs that gets no answer within --answer-timeout (in
+  flight at the kill, or pressed before the page reconnected) is counted as interrupted, not as an error:
+  it was never acknowledged. Each of those pages must have a send acknowledged after the kill (it
+  reconnected and works), and afterwards every acknowledged drawing id must be in the database.
 Exit status 1 on any error or any acknowledged drawing missing from the database.
 """
 
@@ -195,16 +198,23 @@ async def student(i: int, browser, url: str, sample: int, args, stop: asyncio.Ev
         while not stop.is_set():
             await page.evaluate(WATCH_CLICK)
             button = page.locator(".st-key-send_to_class button")
+            pressed_at = time.monotonic()
             try:
                 await button.click(timeout=timeout)
                 out["pressed"] += 1
                 await page.wait_for_function(
                     "prev => { const e = document.querySelector(%s); return e && e.innerText.trim() !== prev; }"
-                    % json.dumps(SENT), arg=previous, timeout=timeout,
+                    % json.dumps(SENT), arg=previous, timeout=args.answer_timeout * 1000,
                 )  # fmt: skip
             except Exception as e:  # a timeout, or the page went away with its replica
-                out["errors"].append(f"student {i}: no answer to a send: {type(e).__name__}: {str(e)[:120]}")
-                await page.wait_for_selector(METRIC, timeout=timeout)  # reconnected
+                killed_at = out.get("killed_at")
+                if i in out["victims"] and killed_at is not None and pressed_at > killed_at - args.answer_timeout:
+                    # in flight when its replica died, or pressed before the page had reconnected: never
+                    # acknowledged, so not lost; the page must still send again once reconnected (below)
+                    out["interrupted"] += 1
+                else:
+                    out["errors"].append(f"student {i}: no answer to a send: {type(e).__name__}: {str(e)[:120]}")
+                await page.wait_for_selector(METRIC, timeout=timeout)  # reconnected (through nginx)
                 previous = ""
                 continue
             previous = (await page.locator(SENT).inner_text()).strip()
@@ -212,6 +222,8 @@ async def student(i: int, browser, url: str, sample: int, args, stop: asyncio.Ev
             if previous.startswith("Received as drawing #"):
                 drawing_id = int(previous.split("#", 1)[1].split(":", 1)[0])
                 out["acked"][drawing_id] = clicked
+                if out.get("killed_at") is not None and pressed_at > out["killed_at"]:
+                    out["sent_after_kill"].add(i)
             else:
                 kind = previous.split(":", 1)[1].strip().split(".")[0] if ":" in previous else previous
                 out["refused"][kind] = out["refused"].get(kind, 0) + 1
@@ -223,10 +235,12 @@ async def student(i: int, browser, url: str, sample: int, args, stop: asyncio.Ev
         await context.close()
 
 
-async def drive(args, cluster: Cluster, relays: list[TcpRelay], victim: int) -> dict:
+async def drive(args, cluster: Cluster, relays: list[TcpRelay], victim: int, victims: set[int]) -> dict:
+    """victim: the port of the replica --kill-replica kills; victims: the students it serves."""
     from playwright.async_api import async_playwright
 
-    out = {"opened": 0, "pressed": 0, "acked": {}, "refused": {}, "errors": [], "all_open": asyncio.Event()}
+    out = {"opened": 0, "pressed": 0, "acked": {}, "refused": {}, "errors": [], "all_open": asyncio.Event(),
+           "victims": victims, "interrupted": 0, "sent_after_kill": set()}  # fmt: skip
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         teacher = await browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -265,6 +279,7 @@ async def drive(args, cluster: Cluster, relays: list[TcpRelay], victim: int) -> 
         killed = None
         if args.kill_replica:
             await asyncio.sleep(args.seconds / 2)
+            out["killed_at"] = time.monotonic()
             os.kill(cluster.replica_pid(victim), signal.SIGKILL)
             killed = f"127.0.0.1:{victim}"
             await asyncio.sleep(args.seconds / 2)
@@ -298,6 +313,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kill-replica", action="store_true",
                         help="SIGKILL the replica with the most students halfway")  # fmt: skip
     parser.add_argument("--action-timeout", type=float, default=60.0)
+    parser.add_argument("--answer-timeout", type=float, default=15.0,
+                        help="seconds a send may wait for its answer (a page whose replica died gets none)")  # fmt: skip
     parser.add_argument("--open-timeout", type=float, default=240.0)
     parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     args = parser.parse_args(argv)
@@ -321,7 +338,8 @@ def main(argv=None) -> int:
         busiest = max(
             cluster.replica_ports, key=lambda p: sum(v == f"127.0.0.1:{p}" for v in placed.values())
         )
-        out = asyncio.run(drive(args, cluster, relays, busiest))
+        victims = {i for i, source in enumerate(sources) if placed[source] == f"127.0.0.1:{busiest}"}
+        out = asyncio.run(drive(args, cluster, relays, busiest, victims if args.kill_replica else set()))
         from app.classroom import ClassStore
 
         store = ClassStore(cluster.db_url)
@@ -353,6 +371,13 @@ def main(argv=None) -> int:
                               "n": len(send_server)},
         "killed_replica": out["killed"], "errors": out["errors"],
     }  # fmt: skip
+    if out["killed"]:
+        # The killed replica's students: their sends in flight got no answer (and were not acknowledged);
+        # each page must reconnect through nginx and have a send acknowledged afterwards.
+        stranded = sorted(out["victims"] - out["sent_after_kill"])
+        result.update(killed_replica_students=len(out["victims"]), interrupted_sends=out["interrupted"],
+                      sent_again_after_reconnecting=len(out["victims"] & out["sent_after_kill"]))  # fmt: skip
+        out["errors"] += [f"student {i}: no send acknowledged after its replica was killed" for i in stranded]
     print(f"students {args.students} on {args.replicas} replicas {result['students_per_replica']}, "
           f"{args.seconds:g} s{' (one replica killed halfway)' if out['killed'] else ''}")  # fmt: skip
     print(f"sends pressed {out['pressed']}, acknowledged {len(out['acked'])}, refused {out['refused'] or 0}, "
@@ -366,6 +391,10 @@ def main(argv=None) -> int:
             print(f"{name}: median {r['median']:.2f} s, p95 {r['p95']:.2f} s (n = {r['n']})")
         else:
             print(f"{name}: no measurements")
+    if out["killed"]:
+        print(f"killed replica's students {result['killed_replica_students']}: sends in flight at the kill "
+              f"{result['interrupted_sends']} (no answer, not acknowledged), sent again after reconnecting "
+              f"{result['sent_again_after_reconnecting']}")  # fmt: skip
     if timing_errors:
         print("server timings unavailable:", timing_errors[0])
     if out["errors"]:
