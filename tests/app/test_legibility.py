@@ -1,7 +1,7 @@
 """Legibility in a real Chromium: the overview's six stage headings on the first screen at three
 window sizes, and no text under 12 px in the overview and the routing view (the computed
 font-size of the element of every visible text node, SVG text included: the capsule maps set
-their text in page pixels).
+their text in page pixels), and the pose atlas's outlined cell clear of its labels.
 
 Uses test_browser.py's fixtures (the shipped weights, one server per module)."""
 
@@ -66,3 +66,30 @@ def test_no_text_under_12_px_in_the_overview_and_the_routing_view(browser, serve
     assert small_text(page, ".st-key-overview") == []
     assert small_text(page, ".st-key-routing") == []
     page.close()
+
+
+# Each map's outlined cell (the inspected capsule) against every label of that map: [label, overlap px].
+OUTLINE_OVER_LABELS = r"""(svg) => {
+  const outline = [...svg.querySelectorAll(':scope > rect[fill="none"]')].pop(), hits = [];
+  if (!outline) return null;
+  const a = outline.getBoundingClientRect(), half = parseFloat(outline.getAttribute('stroke-width')) / 2;
+  for (const t of svg.querySelectorAll(':scope > text')) {
+    const b = t.getBoundingClientRect();
+    const w = Math.min(a.right + half, b.right) - Math.max(a.left - half, b.left);
+    const h = Math.min(a.bottom + half, b.bottom) - Math.max(a.top - half, b.top);
+    if (w > 0 && h > 0) hits.push([t.textContent, Math.round(w)]);
+  }
+  return hits;
+}"""
+
+
+def test_an_outlined_atlas_cell_leaves_its_row_label_readable(browser, server):  # noqa: F811
+    """The pose atlas outlines the explored cell (here digit 2, dim 0: the first column, beside the
+    row label "digit 2"); its frame stays clear of every label, at any of its cells' sizes."""
+    for width in (1400, 1024):
+        page = open_sample(browser, server, "?sample=11&iters=3&view=pose&dim=0", width=width, height=1000)
+        page.wait_for_selector(".st-key-pose_atlas_map svg", timeout=30_000)
+        page.wait_for_timeout(500)  # laid out at its width
+        hits = page.locator(".st-key-pose_atlas_map svg").evaluate(OUTLINE_OVER_LABELS)
+        assert hits == [], (width, hits)
+        page.close()

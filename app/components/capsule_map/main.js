@@ -60,10 +60,10 @@ function cells(svg, d, width) {
     text(svg, {...muted, x: X(x), y: Y(y), "text-anchor": "middle"}, content);
   }
   if (d.outline !== null && d.outline !== undefined) {
-    const pad = Math.max(1.5, 0.06 * u);
+    // At most 3 + 4 / 2 = 5 px beyond the cell: the row and column labels 6 px away stay clear of it.
+    const pad = Math.min(3, Math.max(1.5, 0.06 * u)), stroke = Math.min(4, Math.max(2, 0.14 * u));
     el("rect", {x: X(d.x[d.outline]) - pad, y: Y(d.y[d.outline]) - pad, width: u + 2 * pad, height: u + 2 * pad,
-                fill: "none", stroke: d.outline_color, "stroke-width": Math.max(2, 0.14 * u),
-                "pointer-events": "none"}, svg);
+                fill: "none", stroke: d.outline_color, "stroke-width": stroke, "pointer-events": "none"}, svg);
   }
 }
 
