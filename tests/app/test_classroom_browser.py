@@ -8,9 +8,14 @@ One server on a temporary SQLite class database, the shipped weights (the drawn 
 
 from __future__ import annotations
 
+import io
 import os
 import time
+import zipfile
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 import pytest
 
@@ -132,6 +137,19 @@ def test_a_class_in_three_browsers(browser, server, outside):
     rows = Path(download.value.path()).read_text().splitlines()
     assert download.value.suggested_filename == f"class-{code}.csv"
     assert [r.split(",")[0] for r in rows[1:]] == [str(seven.id), str(sample.id)]
+
+    # ... and the drawings as a zip: the CSV and one 28x28 PNG per drawing, its pixels the stored input's.
+    with teacher.expect_download(timeout=30_000) as download:
+        teacher.locator(".st-key-class_zip button").click()
+    assert download.value.suggested_filename == f"class-{code}.zip"
+    with zipfile.ZipFile(download.value.path()) as archive:
+        names = sorted(archive.namelist())
+        assert names == sorted(["drawings.csv", f"drawings/{seven.id:06d}.png", f"drawings/{sample.id:06d}.png"])
+        assert archive.read("drawings.csv").decode().splitlines() == rows
+        for d in (seven, sample):
+            png = np.asarray(Image.open(io.BytesIO(archive.read(f"drawings/{d.id:06d}.png"))))
+            assert png.shape == (28, 28) and png.dtype == np.uint8
+            np.testing.assert_allclose(png / 255.0, d.image, atol=0.5 / 255 + 1e-6)  # 8-bit rounding of [0, 1]
 
     # The teacher opens the sample: the overview reads it.
     teacher.locator(f".st-key-class_item_{sample.id} button").click()
