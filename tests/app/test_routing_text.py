@@ -93,7 +93,8 @@ def test_every_number_in_the_routing_text_is_the_measures_output(shipped, model,
     assert move_numbers(text) == want
     assert f"on the 6×6 grid, on ±{fmt2(move.limit)}" in text
     captions = [i.caption for el in change.get("image") for i in el.proto.imgs]
-    bars = [el.proto.body for el in change.get("html")]  # the colour bars, as text
+    (bars,) = [el.proto.body for el in change.get("html")]  # the three colour bars, as text, in one element
+    bars = bars.split('class="colour-bar"')[1:]  # each bar's own HTML
     assert (
         f">−{fmt2(move.limit)}<" in bars[0]
         and f">+{fmt2(move.limit)}<" in bars[0]
