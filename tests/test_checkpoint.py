@@ -348,7 +348,12 @@ def test_shipped_baseline_cnn_has_its_metadata_and_the_capsnets_training_budget(
     first = caps["lineage"][0] if caps.get("lineage") else caps
     for key in ("epochs", "batch_size", "lr", "lr_decay"):
         assert meta[key] == first[key], key
-    assert meta["max_shift"] == caps["max_shift"] and meta["seed"] == caps["seed"]
+    # the first run's augmentation and seed, as its recorded command gives them to the training parser
+    from capsnet.train import parse_args
+
+    argv = first["command"].split()
+    first_args = parse_args(argv[argv.index("capsnet.train") + 1 :])
+    assert meta["max_shift"] == first_args.max_shift and meta["seed"] == first_args.seed
     with pytest.raises(CheckpointError, match="load_baseline"):
         load_model(SHIPPED_CNN)
 
