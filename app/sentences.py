@@ -41,9 +41,7 @@ def move_sentence(m: CouplingMove) -> str:
     −0.011." Plain text, no TeX: the sentence changes with every stroke, and typesetting it anew each
     time cost the browser more than the rest of the routing view together."""
     if m.iteration == 1:
-        return (
-            f"With 1 iteration there is no routing: c_i{m.digit} = 0.1 for all {m.n} primary capsules."
-        )
+        return f"With 1 iteration there is no routing: c_i{m.digit} = 0.1 for all {m.n} primary capsules."
     if m.largest_rise == 0 and m.largest_fall == 0:
         return f"In iteration {m.iteration}, c_i{m.digit} is still 0.1 for all {m.n} primary capsules: routing moved none."
     return (

@@ -189,7 +189,9 @@ async def student(i: int, browser, url: str, sample: int, args, stop: asyncio.Ev
     page = await context.new_page()
     timeout = args.action_timeout * 1000
     try:
-        await page.goto(f"{url}&sample={sample}", timeout=args.open_timeout * 1000)  # 20 pages opening at once
+        await page.goto(
+            f"{url}&sample={sample}", timeout=args.open_timeout * 1000
+        )  # 20 pages opening at once
         await page.wait_for_selector(METRIC, timeout=args.open_timeout * 1000)
         await wait_idle(page, timeout)
         out["opened"] += 1
@@ -208,12 +210,18 @@ async def student(i: int, browser, url: str, sample: int, args, stop: asyncio.Ev
                 )  # fmt: skip
             except Exception as e:  # a timeout, or the page went away with its replica
                 killed_at = out.get("killed_at")
-                if i in out["victims"] and killed_at is not None and pressed_at > killed_at - args.answer_timeout:
+                if (
+                    i in out["victims"]
+                    and killed_at is not None
+                    and pressed_at > killed_at - args.answer_timeout
+                ):
                     # in flight when its replica died, or pressed before the page had reconnected: never
                     # acknowledged, so not lost; the page must still send again once reconnected (below)
                     out["interrupted"] += 1
                 else:
-                    out["errors"].append(f"student {i}: no answer to a send: {type(e).__name__}: {str(e)[:120]}")
+                    out["errors"].append(
+                        f"student {i}: no answer to a send: {type(e).__name__}: {str(e)[:120]}"
+                    )
                 await page.wait_for_selector(METRIC, timeout=timeout)  # reconnected (through nginx)
                 previous = ""
                 continue
@@ -355,7 +363,9 @@ def main(argv=None) -> int:
     timing_dir.cleanup()
     # A send is a run of a student page's send box (a fragment); the teacher's page runs the gallery's.
     send_server = [
-        s["finished"] - s["request"] for s in spans if s["kind"] == "fragment" and "teacher=" not in s["query"]
+        s["finished"] - s["request"]
+        for s in spans
+        if s["kind"] == "fragment" and "teacher=" not in s["query"]
     ]
     latencies = [(out["seen"][i] - t) / 1000 for i, t in out["acked"].items() if i in out["seen"] and t]
     missing = sorted(set(out["acked"]) - stored)

@@ -65,8 +65,13 @@ def install(path: str) -> None:
             if started is not None:
                 _write(
                     path,
-                    {"session": sid, "kind": started[1], "query": started[2], "request": started[0],
-                     "finished": time.monotonic()},
+                    {
+                        "session": sid,
+                        "kind": started[1],
+                        "query": started[2],
+                        "request": started[0],
+                        "finished": time.monotonic(),
+                    },
                 )
         return result
 

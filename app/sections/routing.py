@@ -94,7 +94,9 @@ def _gain_control() -> float:
     """The routing gain λ: its slider and text are drawn only while the box is open (on_change="rerun":
     drawn closed, they cost the browser every stroke). Closed, the gain chosen stays in effect (its
     warning says so) until it is set back to 1."""
-    box = st.expander("Experiment: stronger routing (not the paper)", key="routing_gain_box", on_change="rerun")
+    box = st.expander(
+        "Experiment: stronger routing (not the paper)", key="routing_gain_box", on_change="rerun"
+    )
     if not box.open:
         return float(st.session_state.get("routing_gain", 1.0))
     with box:

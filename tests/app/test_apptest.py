@@ -133,7 +133,10 @@ def test_drawing_gives_prediction_and_three_iterations(shipped):
     panels = [el.proto.id.split("-")[-1] for el in change.get("bidi_component")]
     assert panels == ["types_dc_1", "types_b_1", "types_dc_2", "types_b_2"]  # none for iteration 1
     (bars,) = change.get("html")  # the three colour bars, as text, in one element
-    assert [bars.proto.body.count(f'aria-label="{name}:') for name in ("Δc per type", "Δc on the ink", "b per type")] == [1, 1, 1]
+    assert [
+        bars.proto.body.count(f'aria-label="{name}:')
+        for name in ("Δc per type", "Δc on the ink", "b per type")
+    ] == [1, 1, 1]
     assert any("uniform" in m.value and "by definition" in m.value for m in change.markdown)
     assert dict(at.query_params) == {"iters": "3", "capsule": "auto", "view": "routing", "part": "change"}
 

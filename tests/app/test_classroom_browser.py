@@ -15,9 +15,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 import pytest
+from PIL import Image
 
 import capsnet
 from app.classroom import ClassStore
@@ -144,12 +143,16 @@ def test_a_class_in_three_browsers(browser, server, outside):
     assert download.value.suggested_filename == f"class-{code}.zip"
     with zipfile.ZipFile(download.value.path()) as archive:
         names = sorted(archive.namelist())
-        assert names == sorted(["drawings.csv", f"drawings/{seven.id:06d}.png", f"drawings/{sample.id:06d}.png"])
+        assert names == sorted(
+            ["drawings.csv", f"drawings/{seven.id:06d}.png", f"drawings/{sample.id:06d}.png"]
+        )
         assert archive.read("drawings.csv").decode().splitlines() == rows
         for d in (seven, sample):
             png = np.asarray(Image.open(io.BytesIO(archive.read(f"drawings/{d.id:06d}.png"))))
             assert png.shape == (28, 28) and png.dtype == np.uint8
-            np.testing.assert_allclose(png / 255.0, d.image, atol=0.5 / 255 + 1e-6)  # 8-bit rounding of [0, 1]
+            np.testing.assert_allclose(
+                png / 255.0, d.image, atol=0.5 / 255 + 1e-6
+            )  # 8-bit rounding of [0, 1]
 
     # The teacher opens the sample: the overview reads it.
     teacher.locator(f".st-key-class_item_{sample.id} button").click()

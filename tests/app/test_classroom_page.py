@@ -237,7 +237,7 @@ def test_a_full_gallery_shows_the_newest_cards_and_counts_them_all(db, outside):
     at.run()
     assert not at.exception
     cards = {k for k in keys(at) if k.startswith("class_item_")}
-    assert cards == {f"class_item_{i}" for i in ids[-classroom.SHOWN:]}  # the newest, none of the 3 oldest
+    assert cards == {f"class_item_{i}" for i in ids[-classroom.SHOWN :]}  # the newest, none of the 3 oldest
     text = container_text(at, "class_gallery")
     assert f"**{n} drawings**" in text and f"The newest {classroom.SHOWN} are shown" in text
     assert f"The network read **{n}** of the {n}" in text  # the summary counts every drawing
