@@ -51,8 +51,9 @@ CODE_CHARS, KEY_CHARS = 16, 100
 OK, MISSING, WRONG = "ok", "missing", "wrong"
 REFRESH_S = 2  # the teacher's gallery asks the store for the class's drawings this often
 # The gallery's cards: the newest this many unless the teacher asks for all. A projector shows about
-# that many legibly (a class of 40 fits), and every card is redrawn on every refresh (with 217 cards a refresh took the
-# teacher's page more than 2 s: a drawing then reached the screen 4.4 s after its send, p95 7 s).
+# that many legibly (a class of 40 fits), and every card is redrawn on every refresh: with 217 cards
+# a refresh took the teacher's page more than 2 s (a drawing reached the screen 4.4 s after its send,
+# p95 7 s); with 40, p95 2.8 s (docs/classroom.md).
 SHOWN = 40
 UNAVAILABLE = "Class mode is unavailable: the class database cannot be reached. The rest of the page works."
 
