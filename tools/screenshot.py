@@ -72,23 +72,24 @@ def demo_class(db_url: str) -> tuple[str, str]:
 
     import capsnet
     from app.classroom import ClassStore
+    from app.routing_measures import Ablation
 
     samples = np.load(ROOT / "app" / "samples.npz")
     x = torch.from_numpy(samples["images"]).float().div(255.0)[:, None]  # (40, 1, 28, 28)
     model = capsnet.load_model()
-    with torch.no_grad():
-        routed, plain = model(x, iterations=3), model(x, iterations=1)
+    with torch.no_grad():  # one traced pass: its first iteration is the no-routing answer, as on the page
+        out = model(x, iterations=3, trace=True)
     store = ClassStore(db_url)
     code, key = store.create_class()
     for k in [*range(0, 40, 4), 11]:
         store.add_drawing(
             code,
             x[k, 0].numpy(),
-            int(routed.prediction[k]),
-            float(routed.lengths[k].max()),
+            int(out.prediction[k]),
+            float(out.lengths[k].max()),
             intended=int(samples["labels"][k]),
             nickname=f"student {k + 1}",
-            routing_changed=bool(routed.prediction[k] != plain.prediction[k]),
+            routing_changed=Ablation.from_trace(out.lengths_per_iter[:, k].numpy()).changed,
             session_id=f"demo-{k}",
         )
     store.dispose()
