@@ -1,7 +1,9 @@
 """Maps of capsules and the capsule-length chart as one small custom component: cells on a grid
 (the 1152 primary capsules on their 32 type panels, the pose atlas's 10 x 16 cells) or bars (the
-10 digit capsule lengths with m+ and m-, wherever the page shows them), drawn as SVG in the page
-in real pixels and fonts (12 px or more), with a hover note and a click that reports which one.
+10 digit capsule lengths with m+ and m-, wherever the page shows them), drawn in the page in real
+pixels and fonts (12 px or more), with a hover note and a click that reports which one. Several
+maps and pictures can also go in as one element, in rows under headings (kind "rows"): the routing
+view's iterations, where a dozen Streamlit elements cost the browser a React pass each.
 
 Plotly did this in the overview first; its two charts cost the browser about 0.23 s of layout
 on every stroke (tools/bench_stroke.py, overview only: page idle 0.59 s with them, 0.36 s
@@ -12,6 +14,8 @@ around it; the page only places them. The builders below are pure: numbers in, t
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Callable
 
 import numpy as np
@@ -31,7 +35,7 @@ from app.palette import (
     TEXT,
     THRESHOLD,
     WINNER,
-    hex_colours,
+    packed_colours,
 )
 from app.sentences import fmt2
 
@@ -47,7 +51,10 @@ def capsule_map(
     column). With `on_pick`, a click reruns the page after calling it (it reads the index as
     picked(key)); without, the map only shows its hover notes."""
     data = {**data, "max_width": max_width, "clickable": on_pick is not None}
-    _COMPONENT(key=key, data=data, on_picked_change=on_pick or (lambda: None))
+    # Wrapped in a list: Streamlit checks each top-level value of a dict for a dataframe, and under
+    # Python 3.11 its isinstance against a DB-API cursor protocol costs ~2 ms a value (~30 ms of the
+    # server's time on a stroke); a list goes to JSON as it is.
+    _COMPONENT(key=key, data=[data], on_picked_change=on_pick or (lambda: None))
 
 
 def picked(key: str) -> int | None:
@@ -57,17 +64,28 @@ def picked(key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def image_item(png: bytes, caption: str, alt: str = "") -> dict:
+    """A picture (PNG bytes) as a figure of a "rows" element, with its size so the page keeps its
+    room before it is decoded."""
+    width, height = struct.unpack(">II", png[16:24])  # the PNG's IHDR chunk
+    url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return {"image": url, "width": width, "height": height, "alt": alt or caption, "caption": caption}
+
+
 # ---------------------------------------------------------------- the maps' data (pure)
 def _hex(rgb) -> str:
     return "#%02x%02x%02x" % tuple(int(v) for v in rgb)
 
 
-def _panels(n: int = 1152) -> tuple[np.ndarray, ...]:
-    """Primary capsule i -> (i, its type, row and column on the 6x6 grid)."""
-    i = np.arange(n)
-    kind, rest = np.divmod(i, 36)
-    row, col = np.divmod(rest, 6)
-    return i, kind, row, col
+def _panels(n: int, pitch: tuple[int, int], head: int = 0) -> dict:
+    """The map's `panels`: primary capsule i on its type's 6x6 panel, eight panels to a row, `pitch`
+    cells apart (across, down), the grid `head` cells below the panel's top; main.js places the
+    cells and derives the hover note's i, type, row and column."""
+    return {"n": n, "per_row": 8, "pitch": list(pitch), "head": head}
+
+
+def _rounded(values: np.ndarray, decimals: int) -> list[float]:
+    return np.round(np.asarray(values, dtype=np.float64), decimals).tolist()
 
 
 def primary_map(primary_len, inspected: int | None = None) -> dict:
@@ -75,15 +93,12 @@ def primary_map(primary_len, inspected: int | None = None) -> dict:
     as in the routing view's grids (one cell between panels), coloured from their least to their
     largest (most are close to 1). Cell k is capsule i = k."""
     u = np.asarray(primary_len, dtype=np.float64)
-    i, kind, row, col = _panels(u.size)
     return {
-        "kind": "cells", "size": [8 * 7 - 1, 4 * 7 - 1],
-        "x": ((kind % 8) * 7 + col).tolist(), "y": ((kind // 8) * 7 + row).tolist(),
-        "colors": hex_colours(u, float(u.min()), max(float(u.max()), float(u.min()) + 1e-6), PRIMARY_SCALE),
+        "kind": "cells", "size": [8 * 7 - 1, 4 * 7 - 1], "panels": _panels(u.size, (7, 7)),
+        "colors": packed_colours(u, float(u.min()), max(float(u.max()), float(u.min()) + 1e-6), PRIMARY_SCALE),
         "outline": inspected, "outline_color": WINNER, "text_color": LABEL,
         "tip": "primary capsule i = {i}: type {t}, grid ({r}, {c})<br>|u_i| = {u}<br>click: open it in the routing view",
-        "fields": {"i": i.tolist(), "t": kind.tolist(), "r": row.tolist(), "c": col.tolist(),
-                   "u": [f"{v:.3f}" for v in u]},
+        "fields": {"u": _rounded(u, 3)}, "formats": {"u": [3, False]},
         "label": "The 1152 primary capsule lengths by type and grid position",
     }  # fmt: skip
 
@@ -94,20 +109,16 @@ def type_panels(values, limit: float, name: str, digit: int) -> dict:
     panel's type number is set above it as text; the hover gives i, type, position and the value;
     cell k is capsule i = k (a click opens it in the routing view's inspector)."""
     v = np.asarray(values, dtype=np.float64).ravel()
-    i, kind, row, col = _panels(v.size)
     pitch_x, pitch_y, head = 7, 9, 2  # a panel: 6 cells, a gap; a heading of 2 cells above it
     limit = max(float(limit), 1e-12)
+    types = range(v.size // 36)
     return {
-        "kind": "cells", "size": [8 * pitch_x - 1, 4 * pitch_y - 1],
-        "x": ((kind % 8) * pitch_x + col).tolist(), "y": ((kind // 8) * pitch_y + head + row).tolist(),
-        "colors": hex_colours(v, -limit, limit, DIVERGING), "outline": None, "outline_color": WINNER,
-        "text_color": LABEL, "labels": [[int(t % 8) * pitch_x + 3, int(t // 8) * pitch_y + head - 0.4, str(t)]
-                                        for t in range(v.size // 36)],
-        "frames": [[int(t % 8) * pitch_x, int(t // 8) * pitch_y + head, 6, 6] for t in range(v.size // 36)],
-        "frame_color": FRAME,
+        "kind": "cells", "size": [8 * pitch_x - 1, 4 * pitch_y - 1], "panels": _panels(v.size, (pitch_x, pitch_y), head),
+        "colors": packed_colours(v, -limit, limit, DIVERGING), "outline": None, "outline_color": WINNER,
+        "text_color": LABEL, "labels": [[t % 8 * pitch_x + 3, t // 8 * pitch_y + head - 0.4, str(t)] for t in types],
+        "frames": [[t % 8 * pitch_x, t // 8 * pitch_y + head, 6, 6] for t in types], "frame_color": FRAME,
         "tip": f"primary capsule i = {{i}}: type {{t}}, grid ({{r}}, {{c}})<br>{name} = {{v}}<br>click: inspect it",
-        "fields": {"i": i.tolist(), "t": kind.tolist(), "r": row.tolist(), "c": col.tolist(),
-                   "v": [f"{x:+.4f}" for x in v]},
+        "fields": {"v": _rounded(v, 4)}, "formats": {"v": [4, True]},
         "label": f"{name} to digit {digit} of the 1152 primary capsules on the 32 type panels, ±{fmt2(limit)}",
     }  # fmt: skip
 

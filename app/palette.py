@@ -106,6 +106,12 @@ def hex_colours(values, lo: float, hi: float, scale) -> list[str]:
     return ["#%06x" % v for v in packed.tolist()]
 
 
+def packed_colours(values, lo: float, hi: float, scale) -> str:
+    """hex_colours as one string, "rrggbb" after "rrggbb" (a capsule map's colors: a short JSON
+    string for 1152 cells instead of 1152 strings)."""
+    return over(colorize(np.asarray(values, dtype=np.float64).ravel(), lo, hi, scale)).tobytes().hex()
+
+
 def css_gradient(scale, steps: int = 9) -> str:
     """A CSS linear-gradient(to right, ...) of the scale on white: a colour bar drawn by the browser."""
     cols = hex_colours(np.linspace(0.0, 1.0, steps), 0.0, 1.0, scale)

@@ -75,8 +75,10 @@ with st.container(key="overview", horizontal=True, gap="medium"):
     # The canvas is 280 px wide: the input column never gets narrower; the stages take the rest.
     col_in, col_net = st.container(width=INPUT_PX), st.container(width="stretch")
     with col_in:
-        choice = classroom.picked_input() or digit_input.choose(samples, sample_labels)
-    # The controls' values before their widgets: the prediction goes to the page ahead of them.
+        picked = classroom.picked_input()  # a class drawing the teacher opened, drawn in its place
+    # The input's and the controls' values before their widgets: the prediction goes to the page
+    # ahead of them (the browser draws it before it redraws the input column).
+    choice = picked or digit_input.current_choice(samples, sample_labels)
     controls = digit_input.current_controls()
     pixels = digit_input.network_input(choice, col_net)
     ctx = None
@@ -87,8 +89,13 @@ with st.container(key="overview", horizontal=True, gap="medium"):
         digit = res["prediction"] if controls.capsule == digit_input.AUTO else int(controls.capsule)
         ctx = ViewContext(model=model, version=version, pixels=pixels, pixel_bytes=pixel_bytes, res=res,
                           controls=controls, meta=meta, checkpoint=path, digit=digit)  # fmt: skip
-        overview.show(col_net, ctx, choice.label)
+        view = views.get(views.view())
+        # The open view's numbers are computed while the browser draws the prediction.
+        prepare = (lambda: view.prepare(ctx)) if view.prepare else (lambda: None)
+        overview.show(col_net, ctx, choice.label, meanwhile=prepare)
     with col_in:
+        if picked is None:
+            digit_input.draw_choice(choice, samples, sample_labels)
         controls = digit_input.controls()
         classroom.send_box(ctx)  # with ?class=CODE: send this input to the class
 digit_input.write_query_params(choice, controls, {**lab.query_params(), **classroom.query_params()})

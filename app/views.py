@@ -22,12 +22,15 @@ class View:
     label: str  # the tab's label
     show: Callable[[ViewContext], None]  # draws the view (only while its tab is open)
     needs_input: bool = True  # False: also drawn while there is no input, with None for the context
+    # Computes into the caches what `show` will draw for this input (the page calls it while the
+    # browser draws the prediction); None: the view computes as it draws.
+    prepare: Callable[[ViewContext], None] | None = None
 
 
 # share-link name -> View, in tab order. The default view is the first tab (st.tabs opens it when
 # the state holds no label of its own).
 VIEWS = {
-    "routing": View("Routing by agreement", routing.show),
+    "routing": View("Routing by agreement", routing.show, prepare=routing.prepare),
     "pose": View("Pose explorer", pose.show),
     "figure4": View("Figure 4: every dimension", figure4.show),
     "lab": View("Equivariance lab", lab.show),

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from app import inputs, pixel_arrays, views
-from app.canvas import drawing_canvas
+from app.canvas import canvas_image, drawing_canvas
 from app.sections.pose import DIM_KEY
 from app.sections.routing import DEFAULT_PART, PART_KEY, PARTS, part
 from app.view_context import Controls
@@ -31,7 +31,16 @@ AUTO = "auto"
 # Widget keys of the views whose values outlive the view being closed.
 # (None of them is given a default in its widget call: Streamlit warns when a widget has one and
 # its value was also written here.)
-KEPT = (PART_KEY, DIM_KEY, "primary_i", "tree_group", "absolute_c", "routing_gain", "routing_gain_box")
+KEPT = (
+    PART_KEY,
+    DIM_KEY,
+    "primary_i",
+    "tree_group",
+    "absolute_c",
+    "routing_gain",
+    "routing_gain_box",
+    "routing_formulas",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class Choice:
     raw: np.ndarray | None  # the image as given (any size), None if there is none yet
     label: int | None  # MNIST label of a shipped sample
     pixels: np.ndarray | None = None  # already the network's input (a class drawing): used as it is
+    error: str | None = None  # why an upload cannot be used (shown under the uploader)
 
 
 def init_state(n_samples: int) -> None:
@@ -102,36 +112,55 @@ def _clear_canvas() -> None:
     st.session_state.canvas_n += 1  # a new key mounts a fresh, empty canvas
 
 
-def choose(samples: np.ndarray, labels: np.ndarray) -> Choice:
-    """The source picker and the chosen source's widget."""
-    source = st.radio("Input", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
+def _canvas_key() -> str:
+    n = st.session_state.canvas_n
+    return "canvas" if n == 0 else f"canvas-{n}"
+
+
+def current_choice(samples: np.ndarray, labels: np.ndarray) -> Choice:
+    """The chosen input, read from session state before its widgets are drawn (draw_choice draws
+    them): the page computes and sends the prediction first, and the browser draws it before the
+    input column's widgets come again. An upload that cannot be read carries its message."""
+    source = st.session_state.source
     if source == DRAW:
-        n = st.session_state.canvas_n
-        result = drawing_canvas(key="canvas" if n == 0 else f"canvas-{n}")
+        return Choice(source, canvas_image(st.session_state.get(_canvas_key())), None)
+    if source == SAMPLE:
+        idx = st.session_state.sample
+        return Choice(source, samples[idx], int(labels[idx]))
+    upload = st.session_state.get("upload")
+    if upload is None:
+        return Choice(source, None, None)
+    try:
+        return Choice(source, inputs.decode_upload(upload.getvalue()), None)
+    except inputs.InputError as e:
+        return Choice(source, None, None, error=f"**{upload.name}**: {e}")
+
+
+def draw_choice(choice: Choice, samples: np.ndarray, labels: np.ndarray) -> None:
+    """The source picker and the chosen source's widget (their values are read by current_choice)."""
+    source = st.radio("Input", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
+    if source != choice.source:  # cannot happen: the radio's value is the state current_choice read
+        raise RuntimeError(f"the input source changed from {choice.source!r} to {source!r} within a run")
+    if source == DRAW:
+        drawing_canvas(key=_canvas_key())
         st.button(
             "Clear the canvas", on_click=_clear_canvas, help="Draw one digit, 0 to 9, as large as the square"
         )
-        return Choice(source, result.image_data, None)
-    if source == SAMPLE:
+    elif source == SAMPLE:
         idx = st.selectbox(
             "MNIST test digit", range(len(samples)), key="sample",
             format_func=lambda i: inputs.sample_label(i, labels),
         )  # fmt: skip
         st.image(pixel_arrays.upscale(samples[idx], 8), caption=inputs.sample_caption(idx, labels))
-        return Choice(source, samples[idx], int(labels[idx]))
-    upload = st.file_uploader(
-        "A photo or scan of one digit: dark ink on light paper works",
-        type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"], key="upload",
-    )  # fmt: skip
-    raw = None
-    if upload is not None:
-        try:
-            raw = inputs.decode_upload(upload.getvalue())
-        except inputs.InputError as e:
-            st.error(f"**{upload.name}**: {e}")
-        else:
-            st.image(raw, caption="Your upload", width=260)
-    return Choice(source, raw, None)
+    else:
+        st.file_uploader(
+            "A photo or scan of one digit: dark ink on light paper works",
+            type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"], key="upload",
+        )  # fmt: skip
+        if choice.error:
+            st.error(choice.error)
+        elif choice.raw is not None:
+            st.image(choice.raw, caption="Your upload", width=260)
 
 
 def current_controls() -> Controls:

@@ -14,6 +14,8 @@ capsule (`inspector`). An expander above them runs the same parts with a routing
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import streamlit as st
 
@@ -21,7 +23,7 @@ import capsnet
 from app import figures as F
 from app import pixel_arrays, routing_measures, sentences
 from app.cache import agreement, forward, picture
-from app.capsule_map import capsule_map, digit_bars, picked, type_panels
+from app.capsule_map import capsule_map, digit_bars, image_item, picked, type_panels
 from app.palette import COUPLING_SCALE, DIVERGING, colour_bar_html
 from app.sentences import fmt2
 from app.view_context import ViewContext
@@ -34,6 +36,7 @@ PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Par
          "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
 DEFAULT_PART = "change"
 PART_KEY = "routing_part"  # the parts' control: session state holds the chosen part's label
+ITERATION_ROWS = "iteration_rows"  # the key of how c changed's per-iteration maps and pictures
 
 
 def part() -> str:
@@ -43,51 +46,68 @@ def part() -> str:
 
 
 def show(ctx: ViewContext) -> None:
-    model, version, pixel_bytes, pixels = ctx.model, ctx.version, ctx.pixel_bytes, ctx.pixels
-    res, digit, iterations = ctx.res, ctx.digit, ctx.iterations
     with st.container(key="routing"):
-        _intro(digit)
+        _intro()
         gain = _gain_control()
+        res = ctx.res
         if gain != 1.0:  # the experiment: the same views, with b += gain * (u_hat . v)
-            res = forward(model, version, pixel_bytes, iterations, gain)
+            res = forward(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain)
             st.warning(
                 f"**Experiment, not the paper:** this view routes with gain λ = {gain:g} "
                 f"($b_{{ij}} \\mathrel{{+}}= {gain:g}\\,\\hat u_{{j|i}}\\cdot v_j$). The overview and the other "
                 f"views keep the paper's routing (λ = 1). Here the prediction is **{res['prediction']}**, "
-                f"|v{digit}| = {res['lengths'][digit]:.2f}. Set λ back to 1 in the experiment's box to leave it."
+                f"|v{ctx.digit}| = {res['lengths'][ctx.digit]:.2f}. Set λ back to 1 in the experiment's box to leave it."
             )
-        move = routing_measures.coupling_move(res["coupling"], digit)
         st.segmented_control("Part", list(PARTS.values()), key=PART_KEY, required=True,
                              label_visibility="collapsed")  # fmt: skip
-        chosen = part()
-        # each primary capsule's share of |s_j| after the last iteration
-        if chosen in ("change", "inspector"):
-            shares = agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
-        if chosen == "change":
-            _how_c_changed(pixels, res, digit, move, shares)
-        elif chosen == "votes":
-            _votes(res, digit, move)
-        elif chosen == "tree":
-            _parse_tree(res, digit)
-        elif chosen == "ablation":
-            _ablation(res, digit, gain, ctx.meta, move)
-        elif chosen == "inspector":
-            _inspector(pixels, res, digit, shares)
-        else:  # a part added to PARTS without its branch here
-            raise ValueError(f"the routing view draws no part named {chosen!r}")
+        _show_part(ctx, gain, res)
 
 
-def _intro(digit: int) -> None:
+def _show_part(ctx: ViewContext, gain: float, res: dict) -> None:
+    """The chosen part for this input, routed with `gain` (res: its traced forward pass)."""
+    model, version, pixel_bytes, pixels = ctx.model, ctx.version, ctx.pixel_bytes, ctx.pixels
+    digit, iterations = ctx.digit, ctx.iterations
     st.markdown(
-        f"Shown for digit capsule **{digit}** (choose another in the overview). Each primary capsule $i$ "
-        "predicts every digit capsule, $\\hat u_{j|i} = W_{ij} u_i$ (its *vote*); the coupling coefficients "
-        "$c_{ij}$ decide how much of that vote goes to digit $j$. They start uniform (0.1) and move towards "
-        "the digits whose output agrees with the vote:"
+        f"Shown for digit capsule **{digit}** (choose another in the overview). Routing decides how much of "
+        "each primary capsule's vote goes to each digit capsule: the coupling coefficients c_ij start "
+        "at 0.1 and move towards the digits whose output agrees with the vote."
     )
-    st.latex(
-        r"c_{ij} = \frac{\exp b_{ij}}{\sum_k \exp b_{ik}},\quad s_j = \sum_i c_{ij}\,\hat u_{j|i},"
-        r"\quad v_j = \mathrm{squash}(s_j),\quad b_{ij} \mathrel{+}= \hat u_{j|i}\cdot v_j"
-    )
+    move = routing_measures.coupling_move(res["coupling"], digit)
+    chosen = part()
+    # each primary capsule's share of |s_j| after the last iteration
+    if chosen in ("change", "inspector"):
+        shares = agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
+    if chosen == "change":
+        _how_c_changed(ctx, gain, res, move, shares)
+    elif chosen == "votes":
+        _votes(res, digit, move)
+    elif chosen == "tree":
+        _parse_tree(res, digit)
+    elif chosen == "ablation":
+        _ablation(res, digit, gain, ctx.meta, move)
+    elif chosen == "inspector":
+        _inspector(pixels, res, digit, shares)
+    else:  # a part added to PARTS without its branch here
+        raise ValueError(f"the routing view draws no part named {chosen!r}")
+
+
+def _intro() -> None:
+    """Routing by agreement in formulas, drawn only while its box is open (on_change="rerun"): KaTeX
+    typesets them again whenever the page redraws them, which cost the browser ~20 ms a stroke and,
+    drawn while the canvas was blank, delayed the next prediction by ~70 ms (tools/bench_stroke.py)."""
+    box = st.expander("How routing works: Procedure 1 in formulas", key="routing_formulas", on_change="rerun")
+    if not box.open:
+        return
+    with box:
+        st.markdown(
+            "Each primary capsule $i$ predicts every digit capsule, $\\hat u_{j|i} = W_{ij} u_i$ (its "
+            "*vote*); the coupling coefficients $c_{ij}$ decide how much of that vote goes to digit $j$. "
+            "They start uniform (0.1) and move towards the digits whose output agrees with the vote:"
+        )
+        st.latex(
+            r"c_{ij} = \frac{\exp b_{ij}}{\sum_k \exp b_{ik}},\quad s_j = \sum_i c_{ij}\,\hat u_{j|i},"
+            r"\quad v_j = \mathrm{squash}(s_j),\quad b_{ij} \mathrel{+}= \hat u_{j|i}\cdot v_j"
+        )
 
 
 def _gain_control() -> float:
@@ -142,10 +162,9 @@ def _votes(res: dict, digit: int, move: routing_measures.CouplingMove) -> None:
 
 # ---------------------------------------------------------------- how c changed
 def _how_c_changed(
-    pixels: np.ndarray, res: dict, digit: int, move: routing_measures.CouplingMove, shares: np.ndarray
+    ctx: ViewContext, gain: float, res: dict, move: routing_measures.CouplingMove, shares: np.ndarray
 ) -> None:
-    c = res["coupling"]
-    delta = routing_measures.coupling_change(c)[:, :, digit]  # (T, 1152)
+    c, pixels, digit = res["coupling"], ctx.pixels, ctx.digit
     with st.container(key="routing_change"):
         absolute = st.toggle(
             "Absolute scale (c on 0..1)", key="absolute_c",
@@ -154,7 +173,7 @@ def _how_c_changed(
         if absolute:
             _absolute_maps(c, res["primary_len"], digit)
         else:
-            _change_maps(pixels, delta, res["logits"][:, :, digit], digit, move)
+            _change_maps(ctx, gain, move)
         ink = routing_measures.ink_weighted_evidence(shares, pixels)
         st.markdown(  # plain text, no TeX: see sentences.move_sentence
             f"**Where the evidence for {digit} comes from** after the last iteration: each primary "
@@ -168,16 +187,56 @@ def _how_c_changed(
                  caption=f"support for {digit} on the ink", output_format="PNG")  # fmt: skip
 
 
-def _change_maps(
-    pixels: np.ndarray, delta: np.ndarray, b_j: np.ndarray, digit: int, move: routing_measures.CouplingMove
-) -> None:
+@dataclass(frozen=True)
+class ChangeMaps:
+    """How c changed, per iteration, for one input and digit: the numbers of the part's text and
+    colour bars, and the rows of maps and pictures (capsule_map's "rows" data)."""
+
+    f_lim: float  # the colour range of delta c on the ink, +-f_lim
+    b_lim: float  # the colour range of the logits b, +-b_lim
+    rows: dict
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def change_maps(
+    _model, version: str, pixel_bytes: bytes, iterations: int, gain: float, digit: int
+) -> ChangeMaps:
     """Per iteration: delta c per type, delta c on the ink, the logits b; delta c on the colour range
-    of `move`, the others on their own printed ranges."""
+    of coupling_move, the others on their own printed ranges. Cached (shared and read-only) so that
+    `prepare` can compute it while the browser draws the prediction."""
+    res = forward(_model, version, pixel_bytes, iterations, gain)
+    pixels = np.frombuffer(pixel_bytes, dtype=np.float32).reshape(28, 28)
+    move = routing_measures.coupling_move(res["coupling"], digit)
+    delta = routing_measures.coupling_change(res["coupling"])[:, :, digit]  # (T, 1152)
+    b_j = res["logits"][:, :, digit]
     T = delta.shape[0]
     b_lim = pixel_arrays.symmetric_limit(b_j, 0.99)
     # (28, 28) each, 0 off the ink
     on_ink = [routing_measures.field_map(delta[t], ink=pixels) for t in range(T)]
     f_lim = pixel_arrays.symmetric_limit(np.stack(on_ink))
+    # The iterations, one row each, as one element: one pass of the browser's React, not a dozen.
+    rows = [{"title": "Iteration 1", "note": (
+        "In iteration 1 every c_ij is uniform, 1/10 = 0.1, by definition (b = 0 before any agreement "
+        "is added), so Δc and b are 0 everywhere: there is nothing to draw. "
+        + (f"Iterations 2 to {T} below show what routing changed." if T > 1 else
+           "Choose 2 or more routing iterations in the overview to see c move.")
+    )}]  # fmt: skip
+    for t in range(1, T):
+        beyond = pixel_arrays.saturated(delta[t], move.limit)
+        rows.append({"title": f"Iteration {t + 1}", "items": [
+            {"map": type_panels(delta[t], move.limit, "Δc", digit),
+             "caption": f"Δc to {digit} per type; {beyond} beyond ±{fmt2(move.limit)}"},
+            image_item(picture("signed_overlay_image", pixels, on_ink[t], f_lim), f"Δc to {digit} on the ink"),
+            {"map": type_panels(b_j[t], b_lim, "b", digit),
+             "caption": f"b to {digit} per type (that gave this iteration's c)"},
+        ]})  # fmt: skip
+    return ChangeMaps(f_lim, b_lim, {"kind": "rows", "rows": rows, "widths": [1.45, 1, 1.45]})
+
+
+def _change_maps(ctx: ViewContext, gain: float, move: routing_measures.CouplingMove) -> None:
+    digit = ctx.digit
+    maps = change_maps(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain, digit)
+    f_lim, b_lim = maps.f_lim, maps.b_lim
     st.markdown(  # plain text, no TeX: see sentences.move_sentence
         sentences.move_sentence(move)
         + f" Below, per iteration: **left**, Δc = c_i{digit} − 0.1 for the 32 capsule types "
@@ -193,27 +252,18 @@ def _change_maps(
         colour_bar_html(DIVERGING, f"−{fmt2(limit)}", f"+{fmt2(limit)}", name, mid="0")
         for limit, name in zip((move.limit, f_lim, b_lim), ("Δc per type", "Δc on the ink", "b per type"))
     ) + "</div>")  # fmt: skip
-    st.subheader("Iteration 1")
-    st.markdown(
-        "In iteration 1 every $c_{ij}$ is uniform, $1/10 = 0.1$, by definition ($b = 0$ before any "
-        r"agreement is added), so $\Delta c$ and $b$ are 0 everywhere: there is nothing to draw. "
-        + (f"Iterations 2 to {T} below show what routing changed." if T > 1 else "Choose 2 or more routing "
-           "iterations in the overview to see c move.")
-    )  # fmt: skip
-    for t in range(1, T):
-        st.subheader(f"Iteration {t + 1}")
-        beyond = pixel_arrays.saturated(delta[t], move.limit)
-        left, middle, right = st.columns([1.45, 1, 1.45], gap="medium")
-        with left:
-            key = f"types_dc_{t}"
-            capsule_map(key, type_panels(delta[t], move.limit, "Δc", digit), _open_primary(key))
-            st.caption(f"Δc to {digit} per type; {beyond} beyond ±{fmt2(move.limit)}")
-        middle.image(picture("signed_overlay_image", pixels, on_ink[t], f_lim), output_format="PNG",
-                     caption=f"Δc to {digit} on the ink")  # fmt: skip
-        with right:
-            key = f"types_b_{t}"
-            capsule_map(key, type_panels(b_j[t], b_lim, "b", digit), _open_primary(key))
-            st.caption(f"b to {digit} per type (that gave this iteration's c)")
+    capsule_map(ITERATION_ROWS, maps.rows, _open_primary(ITERATION_ROWS))
+
+
+def prepare(ctx: ViewContext) -> None:
+    """Compute (into the caches) what the open part will draw for this input, so the page can do
+    it while the browser draws the prediction."""
+    gain = float(st.session_state.get("routing_gain", 1.0))
+    chosen = part()
+    if chosen in ("change", "inspector"):
+        agreement(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain)
+    if chosen == "change" and not st.session_state.get("absolute_c"):
+        change_maps(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain, ctx.digit)
 
 
 def _open_primary(key: str):

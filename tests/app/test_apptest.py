@@ -74,8 +74,21 @@ def move_pose(at, d: int, values, wide: bool = False):
     return at.run()
 
 
+def iteration_rows(at) -> list[dict]:
+    """The rows of how c changed (one per routing iteration, one element): what the page sent; []
+    when it is not drawn."""
+    try:
+        change = at.container(key="routing_change")
+    except KeyError:
+        return []
+    (rows,) = [json.loads(e.proto.json)[0] for e in change.get("bidi_component")
+               if e.proto.id.endswith("iteration_rows")]  # fmt: skip
+    assert rows["kind"] == "rows"
+    return rows["rows"]
+
+
 def iteration_headers(at) -> list[str]:
-    return [h.value for h in at.subheader if h.value.startswith("Iteration ")]
+    return [row["title"] for row in iteration_rows(at)]
 
 
 def open_view(at, name: str):
@@ -128,16 +141,21 @@ def test_drawing_gives_prediction_and_three_iterations(shipped):
     assert {"overview_primary", "overview_digits"} <= set(maps)
     assert iteration_headers(at) == ["Iteration 1", "Iteration 2", "Iteration 3"]
     change = at.container(key="routing_change")
-    pictures = [len(el.proto.imgs) for el in change.get("image")]
-    assert len(pictures) == 2 + 1  # Δc on the ink for iterations 2 and 3, the evidence on the ink
-    panels = [el.proto.id.split("-")[-1] for el in change.get("bidi_component")]
-    assert panels == ["types_dc_1", "types_b_1", "types_dc_2", "types_b_2"]  # none for iteration 1
+    assert len(change.get("image")) == 1  # the evidence on the ink; the iterations' pictures are in the rows
+    rows = iteration_rows(at)
+    assert "items" not in rows[0] and "uniform" in rows[0]["note"] and "by definition" in rows[0]["note"]
+    for row in rows[1:]:  # per iteration: the type panels of Δc and of b around Δc on the ink, a PNG
+        dc, ink, b = row["items"]
+        assert dc["map"]["label"].startswith("Δc to digit 7") and b["map"]["label"].startswith("b to digit 7")
+        assert dc["map"]["panels"]["n"] == b["map"]["panels"]["n"] == 1152
+        assert ink["image"].startswith("data:image/png;base64,") and ink["caption"] == "Δc to 7 on the ink"
+        png = base64.b64decode(ink["image"].split(",", 1)[1])
+        assert Image.open(io.BytesIO(png)).size == (ink["width"], ink["height"])
     (bars,) = change.get("html")  # the three colour bars, as text, in one element
     assert [
         bars.proto.body.count(f'aria-label="{name}:')
         for name in ("Δc per type", "Δc on the ink", "b per type")
     ] == [1, 1, 1]
-    assert any("uniform" in m.value and "by definition" in m.value for m in change.markdown)
     assert dict(at.query_params) == {"iters": "3", "capsule": "auto", "view": "routing", "part": "change"}
 
     at.toggle(key="absolute_c").set_value(True).run()

@@ -82,6 +82,17 @@ def click_center(page, locator) -> None:
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 
 
+def primary_cell_center(page, i: int) -> tuple[float, float]:
+    """Where the overview's PrimaryCaps map draws capsule i = 36 t + 6 r + c: on type t's 6x6 panel
+    (eight panels to a row, 7 cells apart: 6 and a gap), at row r and column c of its grid; the map
+    is 55 x 27 cells wide and high. The page's centre of that cell, in CSS pixels."""
+    t, rest = divmod(i, 36)
+    r, c = divmod(rest, 6)
+    box = page.locator(".st-key-overview_primary canvas").bounding_box()
+    u = box["width"] / 55
+    return box["x"] + (t % 8 * 7 + c + 0.5) * u, box["y"] + (t // 8 * 7 + r + 0.5) * u
+
+
 def open_sample(browser, server, q: str, width: int = 1400, height: int = 1000):
     page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(server + q)
@@ -157,8 +168,47 @@ def test_overview_fits_one_screen_with_all_six_stages(browser, server):
     headings = page.locator(".st-key-overview p strong").all_inner_texts()
     for stage in STAGES:
         assert any(h.startswith(stage) for h in headings), (stage, headings)
-    assert page.locator(".st-key-overview_primary svg rect[data-k]").count() == 1152  # every primary capsule
+    assert (
+        page.locator(".st-key-overview_primary canvas").get_attribute("data-cells") == "1152"
+    )  # every capsule
     assert page.locator(".st-key-overview_digits svg .bars > rect").count() == 20  # 10 bars, 10 click areas
+    page.close()
+
+
+# The colour the canvas has at a point of the page (CSS pixels), as [r, g, b].
+PIXEL = """(canvas, [x, y]) => {
+  const r = canvas.getBoundingClientRect(), s = canvas.width / r.width;
+  return [...canvas.getContext('2d').getImageData(Math.floor((x - r.left) * s), Math.floor((y - r.top) * s), 1, 1).data.slice(0, 3)];
+}"""
+
+
+def test_the_primary_capsule_map_draws_each_capsule_in_its_cell_and_colour(browser, server):
+    """The overview's 1152 cells are painted on a canvas by the component's JavaScript from the
+    map's panels spec: capsule i must come out on its type's panel at its grid position, in the
+    colour of its |u_i| on the scale (from the model's own forward pass on this sample), and the
+    hover note there must name it."""
+    import numpy as np
+    import torch
+
+    from app import inputs, palette
+    from capsnet.preprocess import to_mnist
+
+    model = capsnet.load_model(capsnet.DEFAULT_CHECKPOINT)
+    samples, _ = inputs.load_samples()
+    x = torch.from_numpy(to_mnist(samples[11])).reshape(1, 1, 28, 28)
+    with torch.no_grad():
+        u = torch.linalg.vector_norm(model(x, iterations=3, trace=True).primary[0], dim=-1).numpy()
+    lut = palette.lut(palette.PRIMARY_SCALE)  # 256 colours from the least |u_i| to the largest
+    page = open_sample(browser, server, "?sample=11&iters=3")
+    canvas = page.locator(".st-key-overview_primary canvas")
+    for i in (int(np.argmin(u)), int(np.argmax(u)), 0, 35, 36, 737, 1151):
+        want = np.round(lut[round(255 * (u[i] - u.min()) / (u.max() - u.min())), :3])
+        got = canvas.evaluate(PIXEL, list(primary_cell_center(page, i)))
+        assert np.abs(np.subtract(got, want)).max() <= 2, (i, got, want)
+    page.mouse.move(*primary_cell_center(page, 737))
+    tip = page.locator(".st-key-overview_primary .tip")
+    tip.wait_for(state="visible", timeout=5_000)
+    assert tip.inner_text().startswith(f"primary capsule i = 737: type 20, grid (2, 5)\n|u_i| = {u[737]:.3f}")
     page.close()
 
 
@@ -192,7 +242,7 @@ def test_clicking_a_digit_capsule_inspects_it(browser, server):
 def test_clicking_a_primary_capsule_opens_it_in_the_routing_view(browser, server):
     page = open_sample(browser, server, "?sample=11&iters=3&view=lab")
     i = 737  # type 20, grid (2, 5)
-    click_center(page, page.locator(f".st-key-overview_primary rect[data-k='{i}']"))
+    page.mouse.click(*primary_cell_center(page, i))
     page.wait_for_selector(".st-key-inspector", timeout=30_000)
     wait_idle(page)
     q = query(page)
@@ -271,7 +321,12 @@ def test_clicking_an_atlas_cell_selects_that_digit_and_dimension(browser, server
     page = open_sample(browser, server, "?sample=11&view=pose")
     page.wait_for_selector(".st-key-pose_atlas_map svg", timeout=30_000)
     digit, dim = 5, 8
-    click_center(page, page.locator(f".st-key-pose_atlas_map rect[data-k='{digit * 16 + dim}']"))
+    # The atlas's 16 x 10 cells, with 1.1 cells of room for the row labels on the left and 0.5 above.
+    atlas = page.locator(".st-key-pose_atlas_map canvas")
+    atlas.scroll_into_view_if_needed()
+    box = atlas.bounding_box()
+    u = box["width"] / (16 + 1.1)
+    page.mouse.click(box["x"] + (1.1 + dim + 0.5) * u, box["y"] + (0.5 + digit + 0.5) * u)
     page.wait_for_function(
         "() => { const q = new URLSearchParams(location.search); return q.get('capsule') === '5' && q.get('dim') === '8'; }",
         timeout=30_000,

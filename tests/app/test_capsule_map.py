@@ -9,24 +9,25 @@ from app import capsule_map as M
 from app import palette as P
 
 
+def packed(colors: str, k: int) -> tuple[int, int, int]:
+    """Cell k's colour in a packed "rrggbb..." string."""
+    return rgb("#" + colors[6 * k : 6 * k + 6])
+
+
 def test_primary_map_puts_each_capsule_on_its_type_panel():
+    """The map's panels spec (the page places cell k from it: tests/app/test_browser.py reads the
+    drawn pixels), one packed colour per capsule from the scale's first to its last colour, and the
+    value the hover prints."""
     u = np.linspace(0.2, 1.0, 1152)
     data = M.primary_map(u, inspected=737)
-    assert data["kind"] == "cells" and data["size"] == [55, 27] and len(data["x"]) == 1152
-    # i = 737: type 20 (panel row 2, column 4), grid row 2, column 5 -> cell (x, y) = (4*7 + 5, 2*7 + 2)
-    assert (data["x"][737], data["y"][737]) == (33, 16)
-    assert (data["x"][0], data["y"][0]) == (0, 0) and (data["x"][35], data["y"][35]) == (5, 5)
-    assert (data["x"][36], data["y"][36]) == (7, 0)  # type 1 starts one cell to the right of type 0
-    assert len({(x, y) for x, y in zip(data["x"], data["y"])}) == 1152  # no two capsules share a cell
-    assert data["outline"] == 737
-    # Colours from the least |u_i| (the scale's first colour) to the largest (its last).
+    assert data["kind"] == "cells" and data["size"] == [55, 27]
+    assert data["panels"] == {"n": 1152, "per_row": 8, "pitch": [7, 7], "head": 0}
+    assert data["outline"] == 737 and len(data["colors"]) == 6 * 1152
     lut = P.lut(P.PRIMARY_SCALE)
-    assert rgb(data["colors"][0]) == tuple(np.round(lut[0, :3]).astype(int))
-    assert rgb(data["colors"][-1]) == tuple(np.round(lut[-1, :3]).astype(int))
-    tip = data["tip"].format(**{k: v[737] for k, v in data["fields"].items()})
-    assert tip.startswith(
-        "primary capsule i = 737: type 20, grid (2, 5)<br>|u_i| = 0.712"
-    )  # 0.2 + 0.8 * 737 / 1151 = 0.71225
+    assert packed(data["colors"], 0) == tuple(np.round(lut[0, :3]).astype(int))
+    assert packed(data["colors"], 1151) == tuple(np.round(lut[-1, :3]).astype(int))
+    assert data["fields"]["u"][737] == 0.712 and data["formats"]["u"] == [3, False]  # 0.2 + 0.8 * 737 / 1151
+    assert data["tip"].startswith("primary capsule i = {i}: type {t}, grid ({r}, {c})<br>|u_i| = {u}")
 
 
 def test_digit_bars_mark_prediction_and_inspected():
@@ -74,12 +75,13 @@ def test_type_panels_put_each_capsule_on_its_numbered_panel_on_the_diverging_sca
     v[0] = -0.05  # beyond the range: the blue end
     v[1] = 0.004
     data = M.type_panels(v, 0.01, "Δc", 3)
-    assert (data["x"][737], data["y"][737]) == (4 * 7 + 5, 2 * 9 + 2 + 2)
-    assert (data["x"][0], data["y"][0]) == (0, 2)
-    assert len({(x, y) for x, y in zip(data["x"], data["y"])}) == 1152
-    assert rgb(data["colors"][737]) == P.DIVERGING_RGB[2] and rgb(data["colors"][0]) == P.DIVERGING_RGB[0]
-    assert min(rgb(data["colors"][5])) >= 254  # zero: white
-    assert data["fields"]["v"][1] == "+0.0040" and data["fields"]["v"][737] == "+0.0100"
+    assert data["panels"] == {"n": 1152, "per_row": 8, "pitch": [7, 9], "head": 2}
+    assert (
+        packed(data["colors"], 737) == P.DIVERGING_RGB[2] and packed(data["colors"], 0) == P.DIVERGING_RGB[0]
+    )
+    assert min(packed(data["colors"], 5)) >= 254  # zero: white
+    assert data["fields"]["v"][1] == 0.004 and data["fields"]["v"][737] == 0.01
+    assert data["formats"]["v"] == [4, True]  # printed +0.0040
     labels = {text: (x, y) for x, y, text in data["labels"]}
     assert sorted(labels, key=int) == [str(t) for t in range(32)]
     assert labels["20"] == (4 * 7 + 3, 2 * 9 + 2 - 0.4)  # centred above its panel

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_apptest import SAMPLES, new_app, open_part
+from test_apptest import SAMPLES, iteration_rows, new_app, open_part
 
 import capsnet
 from app import pixel_arrays, routing_measures
@@ -100,7 +100,8 @@ def test_every_number_in_the_routing_text_is_the_measures_output(shipped, model,
         and f">+{fmt2(move.limit)}<" in bars[0]
         and "Δc per type" in bars[0]
     )
-    captions += [c.value for c in change.caption]  # the type panels' captions (they are SVG maps)
+    # the type panels' captions: the iterations' maps and pictures are one element
+    captions += [item["caption"] for row in iteration_rows(at) for item in row.get("items", [])]
     assert f"Δc to {digit} per type; {move.beyond} beyond ±{fmt2(move.limit)}" in captions  # iteration 3
     on_ink = [
         routing_measures.field_map(

@@ -1,17 +1,23 @@
-// Capsule maps and the capsule-length chart (app/capsule_map.py builds `data`), drawn as SVG in
-// the page's own pixels, with a hover note and, where data.clickable, a click that reports which.
+// Capsule maps and the capsule-length chart (app/capsule_map.py builds `data`), drawn in the page's
+// own pixels (cells on a canvas, everything else SVG), with a hover note and, where
+// data.clickable, a click that reports which.
 // Everything is laid out for the width the map has (at most data.max_width) and again when that
 // width changes, so text is set in real pixels: never below data.font (12 px), whatever the width.
 // data.kind "cells": {size: [W, H] in cell units, x, y: cell positions (top-left), colors, texts
 // (optional, one per cell, "\n" between lines), outline (a cell index or null), outline_color,
 // text_color, row_labels / col_labels: [[position, text]], labels: [[x, y, text]] anywhere (cell
 // units, text centred on x, baseline at y), frames: [[x, y, w, h]] light outlines (frame_color),
-// left / top: room for the labels in cell units}.
+// left / top: room for the labels in cell units}. In place of x and y, panels: {n, per_row, pitch:
+// [across, down], head} puts n capsules on type panels of 6x6, per_row panels to a row (capsule k:
+// type t = k / 36, grid row r = k % 36 / 6, column c = k % 6, at x = (t % per_row) across + c, y =
+// (t / per_row) down + head + r), and the hover note's fields i, t, r and c are derived from it.
+// colors: "#rrggbb" each, or one string of "rrggbb" after "rrggbb".
 // data.kind "bars": {values (0..1), colors, labels, outline (a bar index or null), lines:
 // [[value, text]] (dashed), line_color, text_color, height (px)}. A bar's value is printed above
 // it, moved above a dashed line that would strike through it.
-// Both: tip, a template whose {name} is fields[name][k]; fields; label (for screen readers);
-// max_width (px or null); font (px); clickable. A click sends the trigger "picked" with the index.
+// Both: tip, a template whose {name} is fields[name][k] (a number with formats[name] = [decimals,
+// signed] is printed so); fields; label (for screen readers); max_width (px or null); font (px);
+// clickable. A click sends the trigger "picked" with the index.
 const NS = "http://www.w3.org/2000/svg";
 const el = (name, attrs, parent) => {
   const e = document.createElementNS(NS, name);
@@ -19,10 +25,37 @@ const el = (name, attrs, parent) => {
   if (parent) parent.appendChild(e);
   return e;
 };
-const fill = (template, fields, k) => template.replace(/\{(\w+)\}/g, (_, name) => fields[name][k]);
+const number = (v, [decimals, signed]) => (signed && v >= 0 ? "+" : "") + v.toFixed(decimals);
+const fill = (d, k) => d.tip.replace(/\{(\w+)\}/g, (_, name) => {
+  const v = d.fields[name][k], format = d.formats && d.formats[name];
+  return format && typeof v === "number" ? number(v, format) : v;
+});
+
+// The cells' positions and colours as arrays, from data.panels and packed colours where given.
+function expand(d) {
+  if (d.panels) {
+    const {n, per_row: perRow, pitch, head} = d.panels, x = [], y = [], i = [], t = [], r = [], c = [];
+    for (let k = 0; k < n; k++) {
+      const type = Math.floor(k / 36), row = Math.floor(k % 36 / 6), col = k % 6;
+      x.push(type % perRow * pitch[0] + col);
+      y.push(Math.floor(type / perRow) * pitch[1] + head + row);
+      i.push(k), t.push(type), r.push(row), c.push(col);
+    }
+    d = {...d, x, y, fields: {i, t, r, c, ...d.fields}};
+  }
+  if (typeof d.colors === "string") {
+    const packed = d.colors;
+    d = {...d, colors: Array.from({length: packed.length / 6}, (_, k) => "#" + packed.slice(6 * k, 6 * k + 6))};
+  }
+  return d;
+}
 const text = (parent, attrs, content) => { el("text", attrs, parent).textContent = content; };
 
-function cells(svg, d, width) {
+// The cells' fills go on one <canvas> under the SVG (the labels, frames, outline and any cell text
+// stay SVG): a map of 1152 cells is then a handful of DOM nodes, not 1152 rects that the browser
+// would create, style, lay out and walk on every stroke. Which cell is under the pointer is
+// arithmetic on the grid (root.cellAt); root.cellBox(k) says where cell k is drawn.
+function cells(root, svg, d, width) {
   const [W, H] = d.size, left = d.left || 0, top = d.top || 0, font = d.font;
   const u = width / (W + left);  // px per cell
   const X = x => (x + left) * u, Y = y => (y + top) * u;
@@ -30,21 +63,54 @@ function cells(svg, d, width) {
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  const g = el("g", {}, svg);
-  const cellFont = Math.max(font, Math.min(14, 0.22 * u));
+  svg.classList.add("over");
+  const canvas = document.createElement("canvas"), dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  canvas.style.width = width + "px";
+  canvas.style.height = height + "px";
+  canvas.setAttribute("aria-hidden", "true");
+  canvas.dataset.cells = d.x.length;
+  root.insertBefore(canvas, svg);
+  const ctx = canvas.getContext("2d");
+  ctx.scale(dpr, dpr);
+  const at = new Map();  // grid position -> cell index
   d.x.forEach((x, k) => {
-    el("rect", {x: X(x), y: Y(d.y[k]), width: u, height: u, fill: d.colors[k], "data-k": k}, g);
-    if (d.texts && d.texts[k]) {
+    ctx.fillStyle = d.colors[k];
+    ctx.fillRect(X(x), Y(d.y[k]), u, u);
+    at.set(d.y[k] * W + x, k);
+  });
+  root.cellAt = (clientX, clientY) => {
+    const r = canvas.getBoundingClientRect();
+    const x = Math.floor((clientX - r.left) / u - left), y = Math.floor((clientY - r.top) / u - top);
+    return x >= 0 && x < W && y >= 0 && y < H && at.has(y * W + x) ? at.get(y * W + x) : null;
+  };
+  root.cellBox = k => {
+    const r = canvas.getBoundingClientRect();
+    return {x: r.left + X(d.x[k]), y: r.top + Y(d.y[k]), width: u, height: u};
+  };
+  // The pointer's cell, outlined while it is over a clickable map (moved by the mouse handler).
+  root.hover = el("rect", {width: u, height: u, fill: "none", stroke: "currentColor", "stroke-width": 1.5,
+                           visibility: "hidden", "pointer-events": "none"}, svg);
+  root.hoverAt = k => {
+    root.hover.setAttribute("visibility", k === null || d.clickable === false ? "hidden" : "visible");
+    if (k !== null) { root.hover.setAttribute("x", X(d.x[k])); root.hover.setAttribute("y", Y(d.y[k])); }
+  };
+  const cellFont = Math.max(font, Math.min(14, 0.22 * u));
+  if (d.texts) {
+    const g = el("g", {"pointer-events": "none"}, svg);
+    d.x.forEach((x, k) => {
+      if (!d.texts[k]) return;
       const lines = d.texts[k].split("\n");
       const t = el("text", {x: X(x + 0.5), y: Y(d.y[k] + 0.5) - 0.55 * cellFont * (lines.length - 1),
                             "font-size": cellFont, "text-anchor": "middle", "dominant-baseline": "middle",
-                            fill: d.text_color, "pointer-events": "none"}, g);
+                            fill: d.text_color}, g);
       lines.forEach((line, n) => {
         const s = el("tspan", {x: X(x + 0.5), dy: n ? 1.1 * cellFont : 0}, t);
         s.textContent = line;
       });
-    }
-  });
+    });
+  }
   const muted = {fill: "currentColor", opacity: 0.8, "font-size": font, "pointer-events": "none"};
   for (const [pos, content] of d.row_labels || []) {
     text(svg, {...muted, x: X(0) - 6, y: Y(pos + 0.5), "text-anchor": "end", "dominant-baseline": "middle"}, content);
@@ -108,16 +174,17 @@ function draw(root, d) {
   root.drawnWidth = width;
   root.drawnData = d;
   root.replaceChildren();
+  root.cellAt = root.cellBox = root.hoverAt = null;
   // A group of cells or bars; each map's choices can also be made with the page's selectboxes.
   const svg = el("svg", {role: "group", "aria-label": d.label || ""}, root);
-  (d.kind === "bars" ? bars : cells)(svg, d, width);
+  if (d.kind === "bars") bars(svg, d, width);
+  else cells(root, svg, d, width);
   return svg;
 }
 
-export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
-  const root = parentElement.querySelector(".map"), tip = parentElement.querySelector(".tip");
-  const d = {font: 12, ...data};
+// One map (cells or bars) in `root`: drawn at its width, and again when that changes, with its
+// hover note in `tip` and, where it is clickable, a click that calls pick(index).
+function mount(root, d, tip, pick) {
   root.style.maxWidth = d.max_width ? d.max_width + "px" : "";
   root.classList.toggle("clickable", d.clickable !== false);
   root.current = d;
@@ -126,11 +193,16 @@ export default function (component) {
     root.resizer = new ResizeObserver(() => draw(root, root.current));
     root.resizer.observe(root);
   }
-  const hit = e => { const t = e.target.closest && e.target.closest("[data-k]"); return t ? Number(t.dataset.k) : null; };
+  const hit = e => {
+    if (root.cellAt) return root.cellAt(e.clientX, e.clientY);
+    const t = e.target.closest && e.target.closest("[data-k]");
+    return t ? Number(t.dataset.k) : null;
+  };
   root.onmousemove = e => {
     const k = hit(e);
+    if (root.hoverAt) root.hoverAt(k);
     if (k === null) { tip.hidden = true; return; }
-    tip.innerHTML = fill(d.tip, d.fields, k);
+    tip.innerHTML = fill(d, k);
     tip.hidden = false;
     // Beside the pointer, on whichever side keeps it inside the window.
     const w = tip.offsetWidth, h = tip.offsetHeight;
@@ -139,9 +211,59 @@ export default function (component) {
     tip.style.left = Math.max(4, x) + "px";
     tip.style.top = Math.max(4, y) + "px";
   };
-  root.onmouseleave = () => { tip.hidden = true; };
+  root.onmouseleave = () => { tip.hidden = true; if (root.hoverAt) root.hoverAt(null); };
   root.onclick = e => {
     const k = hit(e);
-    if (k !== null && d.clickable !== false) { tip.hidden = true; setTriggerValue("picked", k); }
+    if (k !== null && d.clickable !== false) { tip.hidden = true; pick(k); }
   };
+}
+
+const child = (parent, tag, className, content) => {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (content !== undefined) e.textContent = content;
+  parent.appendChild(e);
+  return e;
+};
+
+// data.kind "rows": figures in rows under headings, drawn as one element: {rows: [{title, note}
+// or {title, items: [{map: a cells or bars map's data, caption} or {image: a URL, width, height
+// (px), alt, caption}]}], widths: the items' relative column widths}. A click on any map's cell
+// sends "picked" with its index, so the maps of one rows element must index the same things.
+function rows(root, d, tip, pick) {
+  for (const m of root.maps || []) m.resizer.disconnect();
+  root.replaceChildren();
+  root.classList.add("rows");
+  const maps = [];
+  for (const row of d.rows) {
+    const section = child(root, "section", "row");
+    child(section, "h3", "", row.title);
+    if (row.note) child(section, "p", "note", row.note);
+    if (!row.items) continue;
+    const grid = child(section, "div", "items");
+    grid.style.gridTemplateColumns = d.widths.map(w => `minmax(0, ${w}fr)`).join(" ");
+    for (const item of row.items) {
+      const figure = child(grid, "figure");
+      if (item.image) {
+        const img = child(figure, "img");
+        Object.assign(img, {src: item.image, alt: item.alt || "", width: item.width, height: item.height});
+      } else {
+        maps.push([child(figure, "div", "map"), expand({font: d.font, clickable: d.clickable, ...item.map})]);
+      }
+      child(figure, "figcaption", "", item.caption);
+    }
+  }
+  for (const [m, md] of maps) mount(m, md, tip, pick);  // in the page by now: laid out at their widths
+  root.maps = maps.map(([m]) => m);
+}
+
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  const root = parentElement.querySelector(".map"), tip = parentElement.querySelector(".tip");
+  const pick = k => setTriggerValue("picked", k);
+  if (root.source === data) return;  // drawn already (a render with the same data)
+  root.source = data;
+  const d = expand({font: 12, ...data[0]});  // data is [the map's data] (see capsule_map.py)
+  if (d.kind === "rows") rows(root, d, tip, pick);
+  else mount(root, d, tip, pick);
 }
