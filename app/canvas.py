@@ -10,15 +10,12 @@ toolbar under the canvas. Streamlit logs one "already registered" warning for it
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 import streamlit_drawable_canvas
-from PIL import Image
-from streamlit_drawable_canvas import st_canvas
+from streamlit_drawable_canvas import CanvasResult, st_canvas
 
 from app import components
 
@@ -56,12 +53,8 @@ def drawing_canvas(key: str, size: int = 280):
 
 
 def canvas_image(value) -> np.ndarray | None:
-    """The RGBA image of a drawing_canvas's state (st.session_state[key]), as the component's own
-    CanvasResult.image_data decodes it, or None for an empty canvas; readable before the canvas is
-    drawn in a run."""
+    """The RGBA image of a drawing_canvas's state (st.session_state[key]), decoded by the
+    component's own CanvasResult as st_canvas returns it, or None for an empty canvas; readable
+    before the canvas is drawn in a run."""
     drawing = (value or {}).get("drawing") or {}
-    url = drawing.get("data")
-    if not url:
-        return None
-    _, encoded = url.split(";base64,", 1)
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
+    return CanvasResult(drawing.get("raw"), drawing.get("data"), return_image_data=True).image_data

@@ -99,9 +99,14 @@ def over(rgba: np.ndarray, background=BACKGROUND) -> np.ndarray:
     return np.clip(rgba[..., :3] * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
 
 
+def _on_white(values, lo: float, hi: float, scale) -> np.ndarray:
+    """Values on a colour scale lo..hi, composited on white as the pictures colour them: (N, 3) uint8."""
+    return over(colorize(np.asarray(values, dtype=np.float64).ravel(), lo, hi, scale))
+
+
 def hex_colours(values, lo: float, hi: float, scale) -> list[str]:
     """Values on a colour scale lo..hi as "#rrggbb" on white, as the pictures colour them."""
-    rgb = over(colorize(np.asarray(values, dtype=np.float64).ravel(), lo, hi, scale)).astype(np.int32)
+    rgb = _on_white(values, lo, hi, scale).astype(np.int32)
     packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]  # one int per colour: 13x faster to format
     return ["#%06x" % v for v in packed.tolist()]
 
@@ -109,7 +114,7 @@ def hex_colours(values, lo: float, hi: float, scale) -> list[str]:
 def packed_colours(values, lo: float, hi: float, scale) -> str:
     """hex_colours as one string, "rrggbb" after "rrggbb" (a capsule map's colors: a short JSON
     string for 1152 cells instead of 1152 strings)."""
-    return over(colorize(np.asarray(values, dtype=np.float64).ravel(), lo, hi, scale)).tobytes().hex()
+    return _on_white(values, lo, hi, scale).tobytes().hex()
 
 
 def css_gradient(scale, steps: int = 9) -> str:

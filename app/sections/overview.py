@@ -110,8 +110,8 @@ def show(col, ctx: ViewContext, label: int | None, meanwhile: Callable[[], None]
             # The stages' pictures (and `meanwhile`) are computed now, before anything else goes to
             # the page: the prediction reaches the browser alone and is drawn at once. Whatever came
             # right behind it would go into the same pass of the browser's React, and the
-            # prediction would wait for the whole overview (tools/bench_stroke.py: 0.29 s with this
-            # pause, 0.35 s without, against 0.25 s for a page that only predicts).
+            # prediction would wait for the whole overview (tools/bench_stroke.py: 0.27 s so, 0.35 s
+            # without, against 0.25 s for a page that only predicts).
             meanwhile()
             pictures = _stage_pictures(ctx)
             note = (

@@ -31,6 +31,8 @@ from capsnet.model import NUM_PRIMARY
 
 ITER_COUPLING_WIDTH = 760  # px: the absolute coupling picture of an iteration
 MAX_GAIN = 20.0
+PAPER_GAIN = 1.0  # the routing gain of the paper's Procedure 1
+GAIN_KEY = "routing_gain"  # the experiment's slider: session state holds the chosen gain
 # The parts: share-link name (?part=) -> label. Only the chosen part is computed.
 PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Parse tree",
          "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
@@ -50,7 +52,7 @@ def show(ctx: ViewContext) -> None:
         _intro()
         gain = _gain_control()
         res = ctx.res
-        if gain != 1.0:  # the experiment: the same views, with b += gain * (u_hat . v)
+        if gain != PAPER_GAIN:  # the experiment: the same views, with b += gain * (u_hat . v)
             res = forward(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain)
             st.warning(
                 f"**Experiment, not the paper:** this view routes with gain λ = {gain:g} "
@@ -110,6 +112,12 @@ def _intro() -> None:
         )
 
 
+def chosen_gain() -> float:
+    """The routing gain λ the reader chose (PAPER_GAIN until they touch the experiment's slider),
+    whether or not its box is drawn in this run."""
+    return float(st.session_state.get(GAIN_KEY, PAPER_GAIN))
+
+
 def _gain_control() -> float:
     """The routing gain λ: its slider and text are drawn only while the box is open (on_change="rerun":
     drawn closed, they cost the browser every stroke). Closed, the gain chosen stays in effect (its
@@ -118,7 +126,7 @@ def _gain_control() -> float:
         "Experiment: stronger routing (not the paper)", key="routing_gain_box", on_change="rerun"
     )
     if not box.open:
-        return float(st.session_state.get("routing_gain", 1.0))
+        return chosen_gain()
     with box:
         st.markdown(
             "Multiply the agreement added to the routing logits by a gain λ: "
@@ -126,8 +134,8 @@ def _gain_control() -> float:
             "λ = 0 keeps $c$ uniform. A researcher can see what sharper routing would do to this "
             "input's $c$, lengths and prediction; the network was trained with λ = 1."
         )
-        st.session_state.setdefault("routing_gain", 1.0)  # the paper's routing
-        gain = st.slider("Routing gain λ", 0.0, MAX_GAIN, step=0.5, key="routing_gain", width=320)
+        st.session_state.setdefault(GAIN_KEY, PAPER_GAIN)
+        gain = st.slider("Routing gain λ", 0.0, MAX_GAIN, step=0.5, key=GAIN_KEY, width=320)
     return float(gain)
 
 
@@ -258,7 +266,7 @@ def _change_maps(ctx: ViewContext, gain: float, move: routing_measures.CouplingM
 def prepare(ctx: ViewContext) -> None:
     """Compute (into the caches) what the open part will draw for this input, so the page can do
     it while the browser draws the prediction."""
-    gain = float(st.session_state.get("routing_gain", 1.0))
+    gain = chosen_gain()
     chosen = part()
     if chosen in ("change", "inspector"):
         agreement(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain)
@@ -335,7 +343,7 @@ def _ablation(res: dict, digit: int, gain: float, meta: dict, move: routing_meas
         left, right = st.columns(2, gap="large")
         with left:
             for values, name, key in ((lpi[0], "no routing (1 iteration, c = 0.1)", "ablation_none"),
-                                      (lpi[-1], f"{T} iterations" + ("" if gain == 1.0 else f", gain {gain:g}"),
+                                      (lpi[-1], f"{T} iterations" + ("" if gain == PAPER_GAIN else f", gain {gain:g}"),
                                        "ablation_routed")):  # fmt: skip
                 pred = int(np.argmax(values))
                 st.markdown(f"**{name}** → reads {pred}")

@@ -54,7 +54,7 @@ const text = (parent, attrs, content) => { el("text", attrs, parent).textContent
 // The cells' fills go on one <canvas> under the SVG (the labels, frames, outline and any cell text
 // stay SVG): a map of 1152 cells is then a handful of DOM nodes, not 1152 rects that the browser
 // would create, style, lay out and walk on every stroke. Which cell is under the pointer is
-// arithmetic on the grid (root.cellAt); root.cellBox(k) says where cell k is drawn.
+// arithmetic on the grid (root.cellAt).
 function cells(root, svg, d, width) {
   const [W, H] = d.size, left = d.left || 0, top = d.top || 0, font = d.font;
   const u = width / (W + left);  // px per cell
@@ -84,10 +84,6 @@ function cells(root, svg, d, width) {
     const r = canvas.getBoundingClientRect();
     const x = Math.floor((clientX - r.left) / u - left), y = Math.floor((clientY - r.top) / u - top);
     return x >= 0 && x < W && y >= 0 && y < H && at.has(y * W + x) ? at.get(y * W + x) : null;
-  };
-  root.cellBox = k => {
-    const r = canvas.getBoundingClientRect();
-    return {x: r.left + X(d.x[k]), y: r.top + Y(d.y[k]), width: u, height: u};
   };
   // The pointer's cell, outlined while it is over a clickable map (moved by the mouse handler).
   root.hover = el("rect", {width: u, height: u, fill: "none", stroke: "currentColor", "stroke-width": 1.5,
@@ -174,7 +170,7 @@ function draw(root, d) {
   root.drawnWidth = width;
   root.drawnData = d;
   root.replaceChildren();
-  root.cellAt = root.cellBox = root.hoverAt = null;
+  root.cellAt = root.hoverAt = null;
   // A group of cells or bars; each map's choices can also be made with the page's selectboxes.
   const svg = el("svg", {role: "group", "aria-label": d.label || ""}, root);
   if (d.kind === "bars") bars(svg, d, width);
