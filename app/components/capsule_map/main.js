@@ -51,8 +51,8 @@ function expand(d) {
 }
 const text = (parent, attrs, content) => { el("text", attrs, parent).textContent = content; };
 
-// The cells' fills go on one <canvas> under the SVG (the labels, frames, outline and any cell text
-// stay SVG): a map of 1152 cells is then a handful of DOM nodes, not 1152 rects that the browser
+// The cells' fills and the panels' frames go on one <canvas> under the SVG (the labels, outline and
+// any cell text stay SVG): a map of 1152 cells is then a handful of DOM nodes, not 1152 rects that the browser
 // would create, style, lay out and walk on every stroke. Which cell is under the pointer is
 // arithmetic on the grid (root.cellAt).
 function cells(root, svg, d, width) {
@@ -74,12 +74,25 @@ function cells(root, svg, d, width) {
   root.insertBefore(canvas, svg);
   const ctx = canvas.getContext("2d");
   ctx.scale(dpr, dpr);
-  const at = new Map();  // grid position -> cell index
+  // One pixel per cell (the gaps transparent), scaled up without smoothing: a few array writes
+  // instead of a fillStyle to parse and a rectangle to fill per cell.
+  const grid = new ImageData(W, H), at = new Map();  // at: grid position -> cell index
   d.x.forEach((x, k) => {
-    ctx.fillStyle = d.colors[k];
-    ctx.fillRect(X(x), Y(d.y[k]), u, u);
+    const p = 4 * (d.y[k] * W + x), c = d.colors[k];
+    grid.data.set([parseInt(c.slice(1, 3), 16), parseInt(c.slice(3, 5), 16), parseInt(c.slice(5, 7), 16), 255], p);
     at.set(d.y[k] * W + x, k);
   });
+  const small = document.createElement("canvas");
+  small.width = W;
+  small.height = H;
+  small.getContext("2d").putImageData(grid, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(small, X(0), Y(0), W * u, H * u);
+  ctx.strokeStyle = d.frame_color;
+  ctx.lineWidth = 1;
+  for (const [x, y, w, h] of d.frames || []) {  // a light outline, so a panel of near-white cells still shows
+    ctx.strokeRect(X(x) - 0.5, Y(y) - 0.5, w * u + 1, h * u + 1);
+  }
   root.cellAt = (clientX, clientY) => {
     const r = canvas.getBoundingClientRect();
     const x = Math.floor((clientX - r.left) / u - left), y = Math.floor((clientY - r.top) / u - top);
@@ -113,10 +126,6 @@ function cells(root, svg, d, width) {
   }
   for (const [pos, content] of d.col_labels || []) {
     text(svg, {...muted, x: X(pos + 0.5), y: Y(0) - 6, "text-anchor": "middle"}, content);
-  }
-  for (const [x, y, w, h] of d.frames || []) {  // a light outline, so a panel of near-white cells still shows
-    el("rect", {x: X(x) - 0.5, y: Y(y) - 0.5, width: w * u + 1, height: h * u + 1, fill: "none",
-                stroke: d.frame_color, "stroke-width": 1, "pointer-events": "none"}, svg);
   }
   for (const [x, y, content] of d.labels || []) {
     text(svg, {...muted, x: X(x), y: Y(y), "text-anchor": "middle"}, content);
