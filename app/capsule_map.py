@@ -2,8 +2,10 @@
 (the 1152 primary capsules on their 32 type panels, the pose atlas's 10 x 16 cells) or bars (the
 10 digit capsule lengths with m+ and m-, wherever the page shows them), drawn in the page in real
 pixels and fonts (12 px or more), with a hover note and a click that reports which one. Several
-maps and pictures can also go in as one element, in rows under headings (kind "rows"): the routing
-view's iterations, where a dozen Streamlit elements cost the browser a React pass each.
+maps, pictures, colour bars and paragraphs can also go in as one element, in rows (kind "rows"):
+the overview's six stages and the routing view's how c changed, where each of some thirty
+Streamlit elements cost the browser a pass of its React on every stroke (tools/bench_stroke.py:
+page idle 0.43 s with them, 0.36 s as two elements, against 0.26 s for a page that only predicts).
 
 Plotly did this in the overview first; its two charts cost the browser about 0.23 s of layout
 on every stroke (tools/bench_stroke.py, overview only: page idle 0.59 s with them, 0.36 s
@@ -15,6 +17,7 @@ around it; the page only places them. The builders below are pure: numbers in, t
 from __future__ import annotations
 
 import base64
+import json
 import struct
 from collections.abc import Callable
 
@@ -35,6 +38,7 @@ from app.palette import (
     TEXT,
     THRESHOLD,
     WINNER,
+    css_gradient,
     packed_colours,
 )
 from app.sentences import fmt2
@@ -44,17 +48,25 @@ from app.sentences import fmt2
 _COMPONENT = components.register("capsule_map")
 
 
+def payload(data: dict, clickable: bool = False, max_width: int | None = None) -> bytes:
+    """A map's data (see main.js) as the component receives it: UTF-8 JSON, encoded once here.
+    Streamlit sends bytes as they are; a dict it scans for dataframes (under Python 3.11 ~2 ms a
+    top-level value) and encodes twice (once more, key-sorted, for the element's identity): ~10 ms
+    of a stroke's run for the routing view's rows. Bytes can also be made ahead and cached
+    (routing.change_rows)."""
+    data = {**data, "max_width": max_width, "clickable": clickable}
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def capsule_map(
-    key: str, data: dict, on_pick: Callable[[], None] | None = None, max_width: int | None = None
+    key: str, data: dict | bytes, on_pick: Callable[[], None] | None = None, max_width: int | None = None
 ) -> None:
-    """Draw a map (data: see main.js) under `key`, at most `max_width` px wide (it shrinks with its
-    column). With `on_pick`, a click reruns the page after calling it (it reads the index as
-    picked(key)); without, the map only shows its hover notes."""
-    data = {**data, "max_width": max_width, "clickable": on_pick is not None}
-    # Wrapped in a list: Streamlit checks each top-level value of a dict for a dataframe, and under
-    # Python 3.11 its isinstance against a DB-API cursor protocol costs ~2 ms a value (~30 ms of the
-    # server's time on a stroke); a list goes to JSON as it is.
-    _COMPONENT(key=key, data=[data], on_picked_change=on_pick or (lambda: None))
+    """Draw a map (data: see main.js, or its payload()) under `key`, at most `max_width` px wide (it
+    shrinks with its column). With `on_pick`, a click reruns the page after calling it (it reads the
+    index as picked(key)); without, the map only shows its hover notes."""
+    if not isinstance(data, bytes):
+        data = payload(data, on_pick is not None, max_width)
+    _COMPONENT(key=key, data=data, on_picked_change=on_pick or (lambda: None))
 
 
 def picked(key: str) -> int | None:
@@ -62,6 +74,32 @@ def picked(key: str) -> int | None:
     state = st.session_state.get(key)
     value = None if state is None else state.get("picked")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def picked_in(key: str) -> tuple[str, int] | None:
+    """The map's id and the index of the cell or bar just clicked in a "rows" element `key` whose
+    maps have ids (inside its on_pick callback)."""
+    state = st.session_state.get(key)
+    value = None if state is None else state.get("picked")
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+        if isinstance(value[1], int) and not isinstance(value[1], bool):
+            return value[0], value[1]
+    return None
+
+
+def map_item(data: dict, caption: str, id: str | None = None, max_width: int | None = None) -> dict:
+    """A map (data: see main.js) as a figure of a "rows" element; with `id`, a click on it sends
+    [id, index] (read with picked_in)."""
+    item = {"map": {**data, "max_width": max_width}, "caption": caption}
+    return item if id is None else {**item, "id": id}
+
+
+def bar_item(scale, lo: str, hi: str, name: str, mid: str | None = None) -> dict:
+    """A colour bar as a figure of a "rows" element: the range as text (lo, hi, mid under the middle)
+    beside the scale's CSS gradient, and what it shows (`name`)."""
+    return {
+        "bar": {"gradient": css_gradient(scale), "lo": lo, "hi": hi, "mid": mid, "name": name, "frame": FRAME}
+    }
 
 
 def image_item(png: bytes, caption: str, alt: str = "") -> dict:

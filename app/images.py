@@ -5,7 +5,7 @@ The input, feature maps, overlays on the input, reconstructions, the coupling ma
 and the lab sweep's grids of digits: arrays turned into PNGs. Anything with axes, ticks or labels
 is a chart whose text the browser sets in real fonts: the capsule maps and the capsule-length
 chart in app/capsule_map.py (SVG), the rest in app/figures.py (Plotly); a colour bar is text
-beside a CSS gradient (palette.colour_bar_html). Colours and scales come from app/palette.py.
+beside a CSS gradient (capsule_map.bar_item). Colours and scales come from app/palette.py.
 """
 
 from __future__ import annotations

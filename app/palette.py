@@ -121,18 +121,3 @@ def css_gradient(scale, steps: int = 9) -> str:
     """A CSS linear-gradient(to right, ...) of the scale on white: a colour bar drawn by the browser."""
     cols = hex_colours(np.linspace(0.0, 1.0, steps), 0.0, 1.0, scale)
     return "linear-gradient(to right, " + ", ".join(cols) + ")"
-
-
-def colour_bar_html(scale, lo: str, hi: str, name: str, mid: str | None = None) -> str:
-    """A colour bar as HTML: the scale as a CSS gradient between its two end values, set as text in
-    the page's font (`mid`: a value under the middle, e.g. "0"), and what it shows (`name`)."""
-    centre = (
-        f'<span style="position:absolute;left:50%;transform:translateX(-50%)">{mid}</span>' if mid else ""
-    )
-    return (
-        f'<div class="colour-bar" role="img" aria-label="{name}: {lo} to {hi}" '
-        'style="font-size:0.875rem;line-height:1.3;max-width:22rem">'
-        f'<div style="height:0.75rem;border:1px solid {FRAME};background:{css_gradient(scale)}"></div>'
-        f'<div style="position:relative;display:flex;justify-content:space-between"><span>{lo}</span>{centre}'
-        f"<span>{hi}</span></div><div>{name}</div></div>"
-    )

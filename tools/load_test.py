@@ -122,7 +122,8 @@ COND_RECON = "const e = document.querySelectorAll(%s)[1]; return e && e.src !== 
 )
 COND_ITERATIONS = (
     "if (!document.querySelector(%s)) return false;"
-    " return [...document.querySelectorAll('.st-key-overview p')]"
+    " return [...document.querySelectorAll('.st-key-overview_stages *')].flatMap(e => e.shadowRoot"
+    " ? [...e.shadowRoot.querySelectorAll('figure p.title')] : [])"
     ".some(p => new RegExp('^4 · Routing c_i[0-9]+ · ' + arg + ' iterations?$').test(p.textContent.trim()));"
     % json.dumps(IDLE)
 )

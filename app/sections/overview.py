@@ -18,26 +18,26 @@ import torch
 
 from app import cache, pixel_arrays, routing_measures, sentences, views
 from app.cache import picture
-from app.capsule_map import capsule_map, digit_bars, picked, primary_map
+from app.capsule_map import capsule_map, digit_bars, image_item, map_item, picked_in, primary_map
 from app.sentences import fmt2
 from app.view_context import ViewContext
 from capsnet.model import NUM_PRIMARY, margin_loss
 
-PRIMARY_CHART, DIGIT_CHART = "overview_primary", "overview_digits"
+STAGES = "overview_stages"  # the key of the six stages' element
+PRIMARY, DIGITS = "primary", "digits"  # its two maps' ids
 
 
-def _inspect_digit() -> None:
-    """A click on a DigitCaps bar: inspect that digit everywhere on the page."""
-    j = picked(DIGIT_CHART)
-    if j is not None and 0 <= j < 10:
-        st.session_state.capsule = j
-
-
-def _open_primary() -> None:
-    """A click on a PrimaryCaps cell: the routing view, its inspector on that capsule."""
-    i = picked(PRIMARY_CHART)
-    if i is not None and 0 <= i < NUM_PRIMARY:
-        views.open_primary(i)
+def _pick() -> None:
+    """A click in a stage: on a DigitCaps bar, inspect that digit everywhere on the page; on a
+    PrimaryCaps cell, open the routing view, its inspector on that capsule."""
+    which = picked_in(STAGES)
+    if which is None:
+        return
+    chart, k = which
+    if chart == DIGITS and 0 <= k < 10:
+        st.session_state.capsule = k
+    elif chart == PRIMARY and 0 <= k < NUM_PRIMARY:
+        views.open_primary(k)
 
 
 def _formulas(where, lengths: np.ndarray, pred: int) -> None:
@@ -91,8 +91,9 @@ def _stage_pictures(ctx: ViewContext) -> StagePictures:
     )
 
 
-def _stage(title: str, shape: str) -> None:
-    st.markdown(f"**{title}** · {shape}")
+def _stage(title: str, shape: str, item: dict) -> dict:
+    """A stage's figure: its heading ("title · shape") over its picture or map and caption."""
+    return {"title": title, "subtitle": shape, **item}
 
 
 def show(col, ctx: ViewContext, label: int | None, meanwhile: Callable[[], None] = lambda: None) -> None:
@@ -120,38 +121,28 @@ def show(col, ctx: ViewContext, label: int | None, meanwhile: Callable[[], None]
             right.markdown(sentences.overview_sentence(result) + note)
             _formulas(right, lengths, pred)
 
-        top = st.columns([0.8, 1.05, 2.15], gap="small")
-        with top[0]:
-            _stage("1 · Input x", "28×28")
-            st.image(pictures.input, output_format="PNG")
-            st.caption("what the network sees")
-        with top[1]:
-            _stage("2 · Conv1", "256 × 20×20")
-            st.image(pictures.conv1, output_format="PNG")
-            st.caption("2×2 max-pooled; colour 0 to the 99th percentile")
-        with top[2]:
-            _stage("3 · PrimaryCaps u_i", "1152 × 8 = 32 types × 6×6")
-            u = res["primary_len"]
-            capsule_map(
-                PRIMARY_CHART, primary_map(u, st.session_state.get("primary_i")), _open_primary, max_width=400
-            )
-            st.caption(
-                f"|u_i| from {u.min():.2f} (dark) to {u.max():.2f} (yellow); click a capsule to inspect it"
-            )
-
-        bottom = st.columns([1.05, 1.95, 1], gap="small")
-        with bottom[0]:
-            _stage(f"4 · Routing c_i{digit}", f"{T} iteration{'s' if T > 1 else ''}")
-            st.image(pictures.routing, output_format="PNG")
-            st.caption(
-                f"Δc to {digit}, summed over the 32 types, on the ink: red rose, blue fell (±{fmt2(pictures.limit)})"
-            )
-        with bottom[1]:
-            _stage("5 · DigitCaps v_j", "10 × 16; length = presence")
-            capsule_map(DIGIT_CHART, digit_bars(lengths, pred, digit, hint="click: inspect it"), _inspect_digit,
-                        max_width=330)  # fmt: skip
-            st.caption(f"|v_j|; click a bar to inspect that capsule (now: {digit})")
-        with bottom[2]:
-            _stage("6 · Decoder", "v → 28×28")
-            st.image(pictures.decoder, output_format="PNG")
-            st.caption(f"redrawn from v{digit}")
+        # The six stages in two rows of three, as one element: one pass of the browser's React, not
+        # eighteen.
+        u = res["primary_len"]
+        top = [
+            _stage("1 · Input x", "28×28", image_item(pictures.input, "what the network sees", "the input x")),
+            _stage("2 · Conv1", "256 × 20×20", image_item(
+                pictures.conv1, "2×2 max-pooled; colour 0 to the 99th percentile", "Conv1's 256 feature maps")),
+            _stage("3 · PrimaryCaps u_i", "1152 × 8 = 32 types × 6×6", map_item(
+                primary_map(u, st.session_state.get("primary_i")),
+                f"|u_i| from {u.min():.2f} (dark) to {u.max():.2f} (yellow); click a capsule to inspect it",
+                id=PRIMARY, max_width=400)),
+        ]  # fmt: skip
+        bottom = [
+            _stage(f"4 · Routing c_i{digit}", f"{T} iteration{'s' if T > 1 else ''}", image_item(
+                pictures.routing,
+                f"Δc to {digit}, summed over the 32 types, on the ink: red rose, blue fell (±{fmt2(pictures.limit)})",
+                f"how c to {digit} changed, on the ink")),
+            _stage("5 · DigitCaps v_j", "10 × 16; length = presence", map_item(
+                digit_bars(lengths, pred, digit, hint="click: inspect it"),
+                f"|v_j|; click a bar to inspect that capsule (now: {digit})", id=DIGITS, max_width=330)),
+            _stage("6 · Decoder", "v → 28×28", image_item(
+                pictures.decoder, f"redrawn from v{digit}", f"the reconstruction from v{digit}")),
+        ]  # fmt: skip
+        capsule_map(STAGES, {"kind": "rows", "rows": [{"widths": [0.8, 1.05, 2.15], "items": top},
+                                                      {"widths": [1.05, 1.95, 1], "items": bottom}]}, _pick)  # fmt: skip

@@ -14,8 +14,6 @@ capsule (`inspector`). An expander above them runs the same parts with a routing
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import streamlit as st
 
@@ -23,8 +21,8 @@ import capsnet
 from app import figures as F
 from app import pixel_arrays, routing_measures, sentences
 from app.cache import agreement, forward, picture
-from app.capsule_map import capsule_map, digit_bars, image_item, picked, type_panels
-from app.palette import COUPLING_SCALE, DIVERGING, colour_bar_html
+from app.capsule_map import bar_item, capsule_map, digit_bars, image_item, payload, picked, type_panels
+from app.palette import COUPLING_SCALE, DIVERGING
 from app.sentences import fmt2
 from app.view_context import ViewContext
 from capsnet.model import NUM_PRIMARY
@@ -38,7 +36,8 @@ PARTS = {"change": "How c changed", "votes": "Votes and agreement", "tree": "Par
          "ablation": "Does routing matter?", "inspector": "One primary capsule"}  # fmt: skip
 DEFAULT_PART = "change"
 PART_KEY = "routing_part"  # the parts' control: session state holds the chosen part's label
-ITERATION_ROWS = "iteration_rows"  # the key of how c changed's per-iteration maps and pictures
+ITERATION_ROWS = "iteration_rows"  # the key of how c changed's text, colour bars, maps and pictures
+ABSOLUTE_ROWS = "absolute_rows"  # the same on the absolute 0..1 scale (text, colour bar, pictures)
 
 
 def part() -> str:
@@ -80,7 +79,7 @@ def _show_part(ctx: ViewContext, gain: float, res: dict) -> None:
     if chosen in ("change", "inspector"):
         shares = agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
     if chosen == "change":
-        _how_c_changed(ctx, gain, res, move, shares)
+        _how_c_changed(ctx, gain, res, shares)
     elif chosen == "votes":
         _votes(res, digit, move)
     elif chosen == "tree":
@@ -169,9 +168,7 @@ def _votes(res: dict, digit: int, move: routing_measures.CouplingMove) -> None:
 
 
 # ---------------------------------------------------------------- how c changed
-def _how_c_changed(
-    ctx: ViewContext, gain: float, res: dict, move: routing_measures.CouplingMove, shares: np.ndarray
-) -> None:
+def _how_c_changed(ctx: ViewContext, gain: float, res: dict, shares: np.ndarray) -> None:
     c, pixels, digit = res["coupling"], ctx.pixels, ctx.digit
     with st.container(key="routing_change"):
         absolute = st.toggle(
@@ -179,39 +176,42 @@ def _how_c_changed(
             help="The honest absolute picture: on a 0..1 scale c looks uniform, because it barely moves.",
         )  # fmt: skip
         if absolute:
-            _absolute_maps(c, res["primary_len"], digit)
-        else:
-            _change_maps(ctx, gain, move)
-        ink = routing_measures.ink_weighted_evidence(shares, pixels)
-        st.markdown(  # plain text, no TeX: see sentences.move_sentence
+            rows = [*_absolute_rows(c, res["primary_len"], digit), _evidence(shares, pixels, digit)]
+            capsule_map(ABSOLUTE_ROWS, {"kind": "rows", "rows": rows, "widths": [3, 1]})
+        else:  # the sentence, colour bars, iterations and evidence: one element, made by prepare
+            rows = change_rows(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain, digit)
+            capsule_map(ITERATION_ROWS, rows, _open_primary(ITERATION_ROWS))
+
+
+def _evidence(shares: np.ndarray, pixels: np.ndarray, digit: int) -> dict:
+    """Where the evidence for `digit` comes from, on the ink: a row of a "rows" element."""
+    ink = routing_measures.ink_weighted_evidence(shares, pixels)
+    ev = np.clip(ink.map, 0.0, None)
+    return {
+        "note": (  # plain text, no TeX: see sentences.move_sentence
             f"**Where the evidence for {digit} comes from** after the last iteration: each primary "
             f"capsule's share of |s_{digit}| (c_i{digit} û_{digit}|i · v_{digit} / |v_{digit}|, "
             f"adding up to |s_{digit}| = {shares.sum():.2f}), summed per grid position and spread over "
             f"the **ink** in its receptive field, so empty background gets nothing. Fields with no ink "
             f"hold {ink.no_ink:+.2f} of it, drawn nowhere."
-        )
-        ev = np.clip(ink.map, 0.0, None)
-        st.image(picture("evidence_image", pixels, ev, float(ev.max())),
-                 caption=f"support for {digit} on the ink", output_format="PNG")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ChangeMaps:
-    """How c changed, per iteration, for one input and digit: the numbers of the part's text and
-    colour bars, and the rows of maps and pictures (capsule_map's "rows" data)."""
-
-    f_lim: float  # the colour range of delta c on the ink, +-f_lim
-    b_lim: float  # the colour range of the logits b, +-b_lim
-    rows: dict
+        ),
+        "widths": [1],
+        "items": [
+            image_item(
+                picture("evidence_image", pixels, ev, float(ev.max())), f"support for {digit} on the ink"
+            )
+        ],
+    }
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def change_maps(
-    _model, version: str, pixel_bytes: bytes, iterations: int, gain: float, digit: int
-) -> ChangeMaps:
-    """Per iteration: delta c per type, delta c on the ink, the logits b; delta c on the colour range
-    of coupling_move, the others on their own printed ranges. Cached (shared and read-only) so that
-    `prepare` can compute it while the browser draws the prediction."""
+def change_rows(_model, version: str, pixel_bytes: bytes, iterations: int, gain: float, digit: int) -> bytes:
+    """How c changed for one input and digit, as one "rows" element (its payload: made and encoded
+    once, cached shared and read-only, so that `prepare` makes it while the browser draws the
+    prediction): the sentence, the three colour bars over the columns they key, per iteration delta
+    c per type, delta c on the ink and the logits b (delta c on the colour range of coupling_move,
+    the others on their own printed ranges), and where the evidence comes from. One element: each
+    costs the browser a pass of its React on every stroke."""
     res = forward(_model, version, pixel_bytes, iterations, gain)
     pixels = np.frombuffer(pixel_bytes, dtype=np.float32).reshape(28, 28)
     move = routing_measures.coupling_move(res["coupling"], digit)
@@ -222,8 +222,20 @@ def change_maps(
     # (28, 28) each, 0 off the ink
     on_ink = [routing_measures.field_map(delta[t], ink=pixels) for t in range(T)]
     f_lim = pixel_arrays.symmetric_limit(np.stack(on_ink))
-    # The iterations, one row each, as one element: one pass of the browser's React, not a dozen.
-    rows = [{"title": "Iteration 1", "note": (
+    sentence = (  # plain text, no TeX: see sentences.move_sentence
+        sentences.move_sentence(move)
+        + f" Below, per iteration: **left**, Δc = c_i{digit} − 0.1 for the 32 capsule types "
+        f"(numbered panels) on the 6×6 grid, on ±{fmt2(move.limit)}; **middle**, Δc summed over the "
+        f"32 types at each grid position and spread over the ink of its 17×17 receptive field, on "
+        f"±{fmt2(f_lim)} (the largest value, nothing clipped); **right**, the routing logits b_i{digit} "
+        f"that gave this iteration's c, on ±{fmt2(b_lim)} (99th percentile of |b| over all iterations). "
+        "Red is up, blue down, white unchanged."
+    )
+    bars = [
+        bar_item(DIVERGING, f"−{fmt2(limit)}", f"+{fmt2(limit)}", name, mid="0")
+        for limit, name in zip((move.limit, f_lim, b_lim), ("Δc per type", "Δc on the ink", "b per type"))
+    ]
+    rows = [{"note": sentence, "items": bars}, {"title": "Iteration 1", "note": (
         "In iteration 1 every c_ij is uniform, 1/10 = 0.1, by definition (b = 0 before any agreement "
         "is added), so Δc and b are 0 everywhere: there is nothing to draw. "
         + (f"Iterations 2 to {T} below show what routing changed." if T > 1 else
@@ -238,29 +250,9 @@ def change_maps(
             {"map": type_panels(b_j[t], b_lim, "b", digit),
              "caption": f"b to {digit} per type (that gave this iteration's c)"},
         ]})  # fmt: skip
-    return ChangeMaps(f_lim, b_lim, {"kind": "rows", "rows": rows, "widths": [1.45, 1, 1.45]})
-
-
-def _change_maps(ctx: ViewContext, gain: float, move: routing_measures.CouplingMove) -> None:
-    digit = ctx.digit
-    maps = change_maps(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain, digit)
-    f_lim, b_lim = maps.f_lim, maps.b_lim
-    st.markdown(  # plain text, no TeX: see sentences.move_sentence
-        sentences.move_sentence(move)
-        + f" Below, per iteration: **left**, Δc = c_i{digit} − 0.1 for the 32 capsule types "
-        f"(numbered panels) on the 6×6 grid, on ±{fmt2(move.limit)}; **middle**, Δc summed over the "
-        f"32 types at each grid position and spread over the ink of its 17×17 receptive field, on "
-        f"±{fmt2(f_lim)} (the largest value, nothing clipped); **right**, the routing logits b_i{digit} "
-        f"that gave this iteration's c, on ±{fmt2(b_lim)} (99th percentile of |b| over all iterations). "
-        "Red is up, blue down, white unchanged."
-    )
-    # One element for the three bars (laid out in a row by page.css): each element costs the browser
-    # a little on every stroke.
-    st.html('<div class="colour-bars">' + "".join(
-        colour_bar_html(DIVERGING, f"−{fmt2(limit)}", f"+{fmt2(limit)}", name, mid="0")
-        for limit, name in zip((move.limit, f_lim, b_lim), ("Δc per type", "Δc on the ink", "b per type"))
-    ) + "</div>")  # fmt: skip
-    capsule_map(ITERATION_ROWS, maps.rows, _open_primary(ITERATION_ROWS))
+    shares = agreement(_model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
+    rows.append(_evidence(shares, pixels, digit))
+    return payload({"kind": "rows", "rows": rows, "widths": [1.45, 1, 1.45]}, clickable=True)
 
 
 def prepare(ctx: ViewContext) -> None:
@@ -271,7 +263,7 @@ def prepare(ctx: ViewContext) -> None:
     if chosen in ("change", "inspector"):
         agreement(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain)
     if chosen == "change" and not st.session_state.get("absolute_c"):
-        change_maps(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain, ctx.digit)
+        change_rows(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain, ctx.digit)
 
 
 def _open_primary(key: str):
@@ -287,25 +279,25 @@ def _open_primary(key: str):
     return handler
 
 
-def _absolute_maps(c: np.ndarray, primary_len: np.ndarray, digit: int) -> None:
-    """Per iteration: all c on the fixed 0..1 scale, and sum over types of c|u| on the 6x6 grid."""
+def _absolute_rows(c: np.ndarray, primary_len: np.ndarray, digit: int) -> list[dict]:
+    """Per iteration: all c on the fixed 0..1 scale, and sum over types of c|u| on the 6x6 grid (rows
+    of a "rows" element)."""
     T = c.shape[0]
-    st.markdown(
-        "Per iteration: all $c_{ij}$ on the fixed 0..1 scale (10 digits × 1152 capsules), "
-        "and $\\sum_{\\text{types}} c_{i%d}|u_i|$ on the 6×6 grid." % digit
-    )
-    st.html(colour_bar_html(COUPLING_SCALE, "0", "1", "c, the same 0..1 scale in every iteration"))
+    rows = [{"note": (
+        f"Per iteration: all c_ij on the fixed 0..1 scale (10 digits × 1152 capsules), and Σ over the 32 "
+        f"types of c_i{digit} |u_i| on the 6×6 grid."
+    ), "items": [bar_item(COUPLING_SCALE, "0", "1", "c, the same 0..1 scale in every iteration")]}]  # fmt: skip
     pos_maps = [routing_measures.type_position_map(c[t, :, digit], primary_len).sum(axis=0) for t in range(T)]
     pos_min, pos_max = min(float(m.min()) for m in pos_maps), max(float(m.max()) for m in pos_maps)
     for t in range(T):
-        st.subheader(f"Iteration {t + 1}")
-        left, right = st.columns([3, 1], gap="medium")
-        left.image(picture("coupling_image", c[t], highlight=digit, shown_width=ITER_COUPLING_WIDTH),
-                   output_format="PNG",
-                   caption=f"c_ij: rows are digits j = 0 (top) to 9, {digit} outlined; columns the 1152 primary "
-                   "capsules i = type·36 + row·6 + col; colour: c on 0..1")  # fmt: skip
-        right.image(picture("position_image", pos_maps[t], pos_max, pos_min), output_format="PNG",
-                    caption=f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)")  # fmt: skip
+        rows.append({"title": f"Iteration {t + 1}", "items": [
+            image_item(picture("coupling_image", c[t], highlight=digit, shown_width=ITER_COUPLING_WIDTH),
+                       f"c_ij: rows are digits j = 0 (top) to 9, {digit} outlined; columns the 1152 primary "
+                       "capsules i = type·36 + row·6 + col; colour: c on 0..1"),
+            image_item(picture("position_image", pos_maps[t], pos_max, pos_min),
+                       f"Σ c·|u| to {digit}: {pos_min:.2f} (light) to {pos_max:.2f} (dark)"),
+        ]})  # fmt: skip
+    return rows
 
 
 # ---------------------------------------------------------------- parse tree

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 import capsnet
 from app import inputs, views
-from app.sections import routing
+from app.sections import overview, routing
 from capsnet.checkpoint import how_to_fix
 from capsnet.preprocess import to_mnist
 
@@ -75,16 +75,49 @@ def move_pose(at, d: int, values, wide: bool = False):
 
 
 def iteration_rows(at) -> list[dict]:
-    """The rows of how c changed (one per routing iteration, one element): what the page sent; []
-    when it is not drawn."""
+    """The rows of how c changed that are its routing iterations (one each, in its one element):
+    what the page sent; [] when it is not drawn."""
+    return [row for row in change_rows(at) if row.get("title", "").startswith("Iteration ")]
+
+
+def change_rows(at) -> list[dict]:
+    """Every row of how c changed's one element (the text and colour bars, the iterations, the
+    evidence; on the relative or the absolute scale); [] when it is not drawn."""
     try:
         change = at.container(key="routing_change")
     except KeyError:
         return []
-    (rows,) = [json.loads(e.proto.json)[0] for e in change.get("bidi_component")
-               if e.proto.id.endswith("iteration_rows")]  # fmt: skip
-    assert rows["kind"] == "rows"
-    return rows["rows"]
+    (element,) = change.get("bidi_component")
+    data = json.loads(element.proto.bytes)
+    assert data["kind"] == "rows"
+    return data["rows"]
+
+
+def change_captions(at) -> list[str]:
+    return [item["caption"] for row in change_rows(at) for item in row.get("items", []) if "caption" in item]
+
+
+def change_texts(at) -> str:
+    """How c changed's text: its markdown and its rows' notes."""
+    change = at.container(key="routing_change")
+    return " ".join(
+        [m.value for m in change.markdown] + [row["note"] for row in change_rows(at) if "note" in row]
+    )
+
+
+def change_bars(at) -> list[dict]:
+    """How c changed's colour bars (in its rows): lo, hi, mid, name each."""
+    return [item["bar"] for row in change_rows(at) for item in row.get("items", []) if "bar" in item]
+
+
+def rows_notes(at) -> set[str]:
+    """The notes of every "rows" element on the page."""
+    notes = set()
+    for e in at.get("bidi_component"):
+        if e.proto.component_name == "capsnet.capsule_map":
+            data = json.loads(e.proto.bytes)
+            notes |= {row["note"] for row in data.get("rows", []) if "note" in row}
+    return notes
 
 
 def iteration_headers(at) -> list[str]:
@@ -111,9 +144,25 @@ def shown(at, key: str) -> bool:
         return False
 
 
+def rows_data(container, key: str) -> list[dict]:
+    """The rows of the capsule_map "rows" element `key` inside `container`: what the page sent."""
+    (data,) = [json.loads(e.proto.bytes) for e in container.get("bidi_component") if e.proto.id.endswith(key)]
+    assert data["kind"] == "rows"
+    return data["rows"]
+
+
+def stage_figures(at) -> list[dict]:
+    """The overview's six stages (one element, two rows of three), in page order."""
+    return [item for row in rows_data(at.container(key="overview"), overview.STAGES) for item in row["items"]]
+
+
 def stages(at) -> list[str]:
     """The overview's stage headings, in page order."""
-    return [m.value.split("**")[1] for m in at.container(key="overview").markdown if m.value.startswith("**")]
+    return [item["title"] for item in stage_figures(at)]
+
+
+def stage_captions(at) -> list[str]:
+    return [item["caption"] for item in stage_figures(at)]
 
 
 def test_blank_canvas_shows_hint_and_no_prediction(shipped):
@@ -134,14 +183,22 @@ def test_drawing_gives_prediction_and_three_iterations(shipped):
     assert metric.delta.startswith("|v7| = ") and float(metric.delta.split("= ")[1]) > 0.5
     assert stages(at) == ["1 · Input x", "2 · Conv1", "3 · PrimaryCaps u_i", "4 · Routing c_i7",
                           "5 · DigitCaps v_j", "6 · Decoder"]  # fmt: skip
-    # The overview's two clickable stages are the capsule-map component; the default view (routing,
-    # how c changed) is pictures and capsule maps only: no Plotly chart on a stroke.
+    # The overview's two clickable stages are maps of the capsule-map component (clicks say which);
+    # the default view (routing, how c changed) is pictures and capsule maps only: no Plotly chart on
+    # a stroke.
     assert not at.get("plotly_chart")
-    maps = {el.proto.id.split("-")[-1]: el for el in at.container(key="overview").get("bidi_component")}
-    assert {"overview_primary", "overview_digits"} <= set(maps)
+    maps = {item["id"]: item["map"] for item in stage_figures(at) if "map" in item}
+    assert maps["primary"]["kind"] == "cells" and maps["primary"]["panels"]["n"] == 1152
+    assert maps["digits"]["kind"] == "bars" and len(maps["digits"]["values"]) == 10
     assert iteration_headers(at) == ["Iteration 1", "Iteration 2", "Iteration 3"]
     change = at.container(key="routing_change")
-    assert len(change.get("image")) == 1  # the evidence on the ink; the iterations' pictures are in the rows
+    assert not change.get("image") and not change.get("html") and not change.markdown  # all in one element
+    first, *_, evidence = change_rows(at)  # the sentence over the colour bars; ...; the evidence
+    assert "per iteration" in first["note"] and [b["name"] for b in change_bars(at)] == [
+        "Δc per type", "Δc on the ink", "b per type"]  # fmt: skip
+    assert "Where the evidence for 7 comes from" in evidence["note"]
+    (picture,) = evidence["items"]
+    assert picture["caption"] == "support for 7 on the ink" and picture["image"].startswith("data:image/png")
     rows = iteration_rows(at)
     assert "items" not in rows[0] and "uniform" in rows[0]["note"] and "by definition" in rows[0]["note"]
     for row in rows[1:]:  # per iteration: the type panels of Δc and of b around Δc on the ink, a PNG
@@ -151,18 +208,11 @@ def test_drawing_gives_prediction_and_three_iterations(shipped):
         assert ink["image"].startswith("data:image/png;base64,") and ink["caption"] == "Δc to 7 on the ink"
         png = base64.b64decode(ink["image"].split(",", 1)[1])
         assert Image.open(io.BytesIO(png)).size == (ink["width"], ink["height"])
-    (bars,) = change.get("html")  # the three colour bars, as text, in one element
-    assert [
-        bars.proto.body.count(f'aria-label="{name}:')
-        for name in ("Δc per type", "Δc on the ink", "b per type")
-    ] == [1, 1, 1]
     assert dict(at.query_params) == {"iters": "3", "capsule": "auto", "view": "routing", "part": "change"}
 
     at.toggle(key="absolute_c").set_value(True).run()
     assert not at.exception
-    captions = [
-        img.caption for el in at.container(key="routing_change").get("image") for img in el.proto.imgs
-    ]
+    captions = change_captions(at)
     assert sum(c.startswith("c_ij: rows are digits") for c in captions) == 3  # one 0..1 picture per iteration
 
 
@@ -224,7 +274,7 @@ def test_share_link_restores_capsule(shipped):
     assert at.selectbox(key="capsule").value == 8 and at.slider(key="iterations").value == 4
     assert pose_data(at)[1].endswith("pose_8")
     assert stages(at)[3] == "4 · Routing c_i8"  # the overview follows the inspected capsule too
-    assert "redrawn from v8" in [c.value for c in at.container(key="overview").caption]
+    assert "redrawn from v8" in stage_captions(at)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a torch file at all" * 50], ids=["empty", "garbage"])
@@ -375,7 +425,8 @@ def test_routing_views_follow_iterations_and_the_gain(shipped):
     for part, key in (("change", "routing_change"), ("tree", "parse_tree"), ("ablation", "routing_ablation"),
                       ("inspector", "inspector")):  # fmt: skip
         open_part(at, part)
-        assert not at.exception and at.container(key=key).markdown, f"part {part} is empty"
+        texts = change_texts(at) if part == "change" else at.container(key=key).markdown
+        assert not at.exception and texts, f"part {part} is empty"
         assert not shown(at, "votes")  # one part at a time
 
     # The sample reads as one digit without routing and another with 3 iterations: the ablation and
@@ -385,8 +436,8 @@ def test_routing_views_follow_iterations_and_the_gain(shipped):
     assert f"routing changed the answer** from {without} to {routed}" in ablation
     recorded = json.loads(shipped.with_suffix(".json").read_text())["iteration_accuracy"]
     assert f"{recorded['1']:.2%} with 1 iteration, {recorded['3']:.2%} with 3" in ablation
-    overview = at.container(key="prediction").markdown[0].value
-    assert f"it would read {without}" in overview and "**routing changed the answer**" in overview
+    sentence = at.container(key="prediction").markdown[0].value
+    assert f"it would read {without}" in sentence and "**routing changed the answer**" in sentence
 
     open_part(at, "votes")
     at.slider(key="iterations").set_value(5).run()
@@ -409,13 +460,10 @@ def test_absolute_scale_and_parse_tree_controls(shipped):
     at = new_app()
     at.query_params.update({"sample": "4", "iters": "2"})
     at.run()
-    change = at.container(key="routing_change")
-    assert "on ±" in " ".join(m.value for m in change.markdown)  # the data's own range, printed
+    assert "on ±" in change_texts(at)  # the data's own range, printed
     at.toggle(key="absolute_c").set_value(True).run()
     assert not at.exception
-    caption = " ".join(
-        img.caption for el in at.container(key="routing_change").get("image") for img in el.proto.imgs
-    )
+    caption = " ".join(change_captions(at))
     assert "0..1" in caption
 
     open_part(at, "tree")
@@ -547,10 +595,10 @@ def test_text_that_changes_with_the_input_is_not_typeset(shipped):
     at = new_app()
     at.query_params["sample"] = "11"
     at.run()
-    texts = [{m.value for m in at.markdown} | {m.value for m in at.latex}]
+    texts = [{m.value for m in at.markdown} | {m.value for m in at.latex} | rows_notes(at)]
     at.selectbox(key="sample").select(3).run()  # another digit, other numbers
     assert not at.exception and at.metric[0].value != "2"  # sample 11 is a 2 (test_apptest's SAMPLES)
-    texts.append({m.value for m in at.markdown} | {m.value for m in at.latex})
+    texts.append({m.value for m in at.markdown} | {m.value for m in at.latex} | rows_notes(at))
     changed = texts[1] - texts[0]
     assert len(changed) >= 4  # the overview's sentence, the routing intro, the c-move and evidence texts
     assert [t for t in changed if "$" in t and not t.startswith("Shown for digit capsule")] == []

@@ -7,6 +7,7 @@ The README's screenshot is made on purpose by tools/screenshot.py, never by a te
 
 import base64
 import os
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -40,11 +41,18 @@ STAGES = [
     "6 · Decoder",
 ]
 ONE = [(0.55, 0.08), (0.5, 0.5), (0.45, 0.93)]
+# The overview's six stages: one capsule_map element of figures (in its shadow root, which
+# Playwright's CSS selectors reach); the two maps are its figures with the ids "primary", "digits".
+STAGE_FIGURES = ".st-key-overview_stages figure"
+STAGE_IMAGES = f"{STAGE_FIGURES} img"
+PRIMARY_MAP = f"{STAGE_FIGURES}[data-id='primary']"
+DIGIT_BARS = f"{STAGE_FIGURES}[data-id='digits']"
 # Every picture and chart the page draws, whatever view is open.
 DRAWN = (
     "[data-testid='stImage'] img, [data-testid='stPlotlyChart'], "
-    "[data-testid='stBidiComponentIsolated'] canvas.upper-canvas, .st-key-overview_primary svg, "
-    ".st-key-overview_digits svg, .st-key-routing_change .map > svg, .colour-bar"
+    f"[data-testid='stBidiComponentIsolated'] canvas.upper-canvas, {STAGE_IMAGES}, "
+    ".st-key-overview_stages .map > svg, .st-key-routing_change .map > svg, .st-key-routing_change figure img, "
+    ".colour-bar"
 )
 
 
@@ -61,18 +69,26 @@ def query(page) -> dict:
 
 
 def overview_images(page) -> list[str]:
-    return page.locator(".st-key-overview [data-testid='stImage'] img").evaluate_all(
-        "es => es.map(e => e.src)"
-    )
+    return page.locator(STAGE_IMAGES).evaluate_all("es => es.map(e => e.src)")
 
 
-def wait_loaded(page, selector: str) -> None:
-    """Until every picture under `selector` has loaded (a new src is fetched after the run)."""
-    page.wait_for_function(
-        "s => { const es = [...document.querySelectorAll(s)]; return es.length && es.every(e => e.complete); }",
-        arg=selector,
-        timeout=30_000,
-    )
+def wait_loaded(page, selector: str, timeout: float = 30) -> None:
+    """Until there are pictures at `selector` (shadow roots included) and every one has loaded."""
+    deadline = time.monotonic() + timeout
+    while not page.locator(selector).evaluate_all("es => es.length > 0 && es.every(e => e.complete)"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no loaded pictures at {selector!r} after {timeout} s")
+        page.wait_for_timeout(50)
+
+
+def draw_every_map(page, key: str) -> int:
+    """Bring each map of the "rows" element in the keyed container near the window, where it is
+    drawn (far from it, a map waits: main.js's lazy mount); the number of maps."""
+    maps = page.locator(f".st-key-{key} figure .map")
+    for k in range(maps.count()):
+        maps.nth(k).scroll_into_view_if_needed()
+        maps.nth(k).locator("svg").wait_for(state="attached", timeout=10_000)
+    return maps.count()
 
 
 def click_center(page, locator) -> None:
@@ -88,7 +104,7 @@ def primary_cell_center(page, i: int) -> tuple[float, float]:
     is 55 x 27 cells wide and high. The page's centre of that cell, in CSS pixels."""
     t, rest = divmod(i, 36)
     r, c = divmod(rest, 6)
-    box = page.locator(".st-key-overview_primary canvas").bounding_box()
+    box = page.locator(f"{PRIMARY_MAP} canvas").bounding_box()
     u = box["width"] / 55
     return box["x"] + (t % 8 * 7 + c + 0.5) * u, box["y"] + (t // 8 * 7 + r + 0.5) * u
 
@@ -162,16 +178,32 @@ def test_draw_predict_route_and_pose(browser, server):
 
 def test_overview_fits_one_screen_with_all_six_stages(browser, server):
     page = open_sample(browser, server, "?sample=11&iters=3")
-    wait_loaded(page, ".st-key-overview [data-testid='stImage'] img")
+    wait_loaded(page, STAGE_IMAGES)
     box = page.locator(".st-key-overview").bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 1000, box  # no scrolling needed
-    headings = page.locator(".st-key-overview p strong").all_inner_texts()
-    for stage in STAGES:
-        assert any(h.startswith(stage) for h in headings), (stage, headings)
-    assert (
-        page.locator(".st-key-overview_primary canvas").get_attribute("data-cells") == "1152"
-    )  # every capsule
-    assert page.locator(".st-key-overview_digits svg .bars > rect").count() == 20  # 10 bars, 10 click areas
+    headings = page.locator(f"{STAGE_FIGURES} p.title").all_inner_texts()
+    assert len(headings) == len(STAGES)
+    for stage, heading in zip(STAGES, headings):
+        assert heading.startswith(stage), (stage, headings)
+    assert page.locator(f"{PRIMARY_MAP} canvas").get_attribute("data-cells") == "1152"  # every capsule
+    assert page.locator(f"{DIGIT_BARS} svg .bars > rect").count() == 20  # 10 bars, 10 click areas
+    page.close()
+
+
+def test_the_routing_rows_draw_a_map_when_it_comes_near_the_window(browser, server):
+    """How c changed's maps lie below the overview: a stroke does not draw them while they are far
+    from the window (they keep their room), and each is drawn, all its 1152 cells, once scrolled to."""
+    page = open_sample(browser, server, "?sample=11&iters=5", width=1400, height=1000)
+    maps = page.locator(".st-key-routing_change figure .map")
+    assert maps.count() == 8  # iterations 2 to 5: delta c and b each
+    last = maps.nth(7)
+    assert last.bounding_box()["y"] > 1000 + 400  # far below the window
+    assert last.locator("canvas").count() == 0 and last.bounding_box()["height"] > 100  # its room, kept
+    room = last.bounding_box()["height"]
+    last.scroll_into_view_if_needed()
+    last.locator("svg").wait_for(state="attached", timeout=10_000)
+    assert last.locator("canvas").get_attribute("data-cells") == "1152"
+    assert abs(last.bounding_box()["height"] - room) <= 3  # drawn in the room it kept
     page.close()
 
 
@@ -200,13 +232,13 @@ def test_the_primary_capsule_map_draws_each_capsule_in_its_cell_and_colour(brows
         u = torch.linalg.vector_norm(model(x, iterations=3, trace=True).primary[0], dim=-1).numpy()
     lut = palette.lut(palette.PRIMARY_SCALE)  # 256 colours from the least |u_i| to the largest
     page = open_sample(browser, server, "?sample=11&iters=3")
-    canvas = page.locator(".st-key-overview_primary canvas")
+    canvas = page.locator(f"{PRIMARY_MAP} canvas")
     for i in (int(np.argmin(u)), int(np.argmax(u)), 0, 35, 36, 737, 1151):
         want = np.round(lut[round(255 * (u[i] - u.min()) / (u.max() - u.min())), :3])
         got = canvas.evaluate(PIXEL, list(primary_cell_center(page, i)))
         assert np.abs(np.subtract(got, want)).max() <= 2, (i, got, want)
     page.mouse.move(*primary_cell_center(page, 737))
-    tip = page.locator(".st-key-overview_primary .tip")
+    tip = page.locator(".st-key-overview_stages .tip")
     tip.wait_for(state="visible", timeout=5_000)
     assert tip.inner_text().startswith(f"primary capsule i = 737: type 20, grid (2, 5)\n|u_i| = {u[737]:.3f}")
     page.close()
@@ -228,14 +260,14 @@ def test_share_link_opens_the_view(browser, server, name):
 
 def test_clicking_a_digit_capsule_inspects_it(browser, server):
     page = open_sample(browser, server, "?sample=11&iters=3")  # reads 2, runner-up 7
-    click_center(page, page.locator(".st-key-overview_digits rect[data-k='7']").first)
+    click_center(page, page.locator(f"{DIGIT_BARS} rect[data-k='7']").first)
     page.wait_for_function(
         "() => new URLSearchParams(location.search).get('capsule') === '7'", timeout=30_000
     )
     wait_idle(page)
     assert page.locator(".st-key-overview").get_by_text("4 · Routing c_i7").count() == 1
     assert page.locator(".st-key-routing").get_by_text("Shown for digit capsule 7").count() == 1
-    assert "redrawn from v7" in page.locator(".st-key-overview").inner_text()
+    assert "redrawn from v7" in page.locator(f"{STAGE_FIGURES} figcaption").all_inner_texts()
     page.close()
 
 
@@ -271,7 +303,8 @@ def test_nothing_is_drawn_over_anything_else(browser, server, width):
     """At each width, on the overview and the routing view's default part: no two pictures or charts
     overlap, and none reaches past the window's right edge."""
     page = open_sample(browser, server, "?sample=11&iters=3", width=width)
-    wait_loaded(page, "[data-testid='stImage'] img")
+    wait_loaded(page, STAGE_IMAGES)
+    assert draw_every_map(page, "routing_change") == 4  # iterations 2 and 3: delta c and b each
     boxes = page.locator(DRAWN).evaluate_all(
         "es => es.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
     )

@@ -9,6 +9,7 @@ from PIL import Image
 
 from app import images as I
 from app import palette as P
+from app.capsule_map import bar_item
 
 
 def hex_rgb(h):
@@ -150,11 +151,11 @@ def test_activation_mosaic_image_scales_zero_to_vmax():
     assert tuple(img[0, 6]) == (255, 255, 255)  # NaN gaps between maps: the page's background
 
 
-def test_colour_bar_html_shows_the_scale_and_its_range_as_text():
-    """A colour bar is text in the page's font beside a CSS gradient of the scale: the ends of the
-    gradient are the scale's ends, the range is printed, with a real minus sign."""
-    html = P.colour_bar_html(P.DIVERGING, "−0.016", "+0.016", "Δc per type", mid="0")
-    stops = re.findall(r"#[0-9a-f]{6}", html.split("linear-gradient")[1])
+def test_a_colour_bar_is_the_scale_as_a_css_gradient():
+    """A colour bar (the capsule-map component sets its range as text beside a CSS gradient): the
+    ends of the gradient are the scale's ends, the diverging scale's middle is white."""
+    bar = bar_item(P.DIVERGING, "−0.016", "+0.016", "Δc per type", mid="0")["bar"]
+    stops = re.findall(r"#[0-9a-f]{6}", bar["gradient"].split("linear-gradient")[1])
     assert hex_rgb(stops[0]) == P.DIVERGING_RGB[0] and hex_rgb(stops[-1]) == P.DIVERGING_RGB[2]
     assert hex_rgb(stops[len(stops) // 2]) == (255, 255, 255) or min(hex_rgb(stops[len(stops) // 2])) >= 254
-    assert ">−0.016<" in html and ">+0.016<" in html and ">0<" in html and ">Δc per type<" in html
+    assert (bar["lo"], bar["hi"], bar["mid"], bar["name"]) == ("−0.016", "+0.016", "0", "Δc per type")

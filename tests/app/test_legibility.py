@@ -6,7 +6,15 @@ their text in page pixels), and the pose atlas's outlined cell clear of its labe
 Uses test_browser.py's fixtures (the shipped weights, one server per module)."""
 
 import pytest
-from test_browser import STAGES, open_sample, server, wait_loaded  # noqa: F401
+from test_browser import (  # noqa: F401
+    STAGE_FIGURES,
+    STAGE_IMAGES,
+    STAGES,
+    draw_every_map,
+    open_sample,
+    server,
+    wait_loaded,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,10 +48,8 @@ def small_text(page, selector: str) -> list:
 def test_the_six_stage_headings_are_on_the_first_screen(browser, server, size):  # noqa: F811
     width, height = size
     page = open_sample(browser, server, "?sample=11&iters=3", width=width, height=height)
-    wait_loaded(page, ".st-key-overview [data-testid='stImage'] img")
-    boxes = page.locator(
-        ".st-key-overview [data-testid='stMarkdownContainer']:has(> p > strong)"
-    ).evaluate_all(
+    wait_loaded(page, STAGE_IMAGES)
+    boxes = page.locator(f"{STAGE_FIGURES} p.title").evaluate_all(
         "es => es.map(e => { const r = e.getBoundingClientRect(); return [e.innerText, r.top, r.bottom]; })"
     )
     stages = {s: [b for b in boxes if b[0].startswith(s)] for s in STAGES}
@@ -60,8 +66,9 @@ def test_no_text_under_12_px_in_the_overview_and_the_routing_view(browser, serve
     page = open_sample(
         browser, server, "?sample=11&iters=3&view=routing&part=change", width=1400, height=1000
     )
-    wait_loaded(page, ".st-key-overview [data-testid='stImage'] img")
+    wait_loaded(page, STAGE_IMAGES)
     page.wait_for_selector(".st-key-routing_change svg", timeout=30_000)
+    assert draw_every_map(page, "routing_change") == 4
     page.wait_for_timeout(500)  # the maps lay out at their width
     assert small_text(page, ".st-key-overview") == []
     assert small_text(page, ".st-key-routing") == []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_apptest import SAMPLES, new_app
+from test_apptest import SAMPLES, new_app, stage_captions
 
 import capsnet
 from app import routing_measures
@@ -67,7 +67,7 @@ def test_the_routing_stage_shows_how_c_moved_by_the_last_iteration(shipped, mode
         earlier = routing_measures.field_map(c[t, :, digit] - c[0, :, digit], ink=pixels)
         assert np.abs(on_ink - earlier).max() > 1e-3
     assert limit == pytest.approx(np.abs(want).max(), rel=1e-4)  # c - 0.1 there, c - c[0] here
-    captions = [cap.value for cap in at.container(key="overview").caption]
+    captions = stage_captions(at)
     assert (
         f"Δc to {digit}, summed over the 32 types, on the ink: red rose, blue fell (±{fmt2(np.abs(want).max())})"
         in captions

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_apptest import SAMPLES, iteration_rows, new_app, open_part
+from test_apptest import SAMPLES, change_bars, change_captions, change_texts, new_app, open_part
 
 import capsnet
 from app import pixel_arrays, routing_measures
@@ -88,20 +88,17 @@ def test_every_number_in_the_routing_text_is_the_measures_output(shipped, model,
     assert not at.exception and at.metric[0].value == str(digit)
 
     # How c changed: the sentence, the colour range of the per-type pictures and its clipping count.
-    change = at.container(key="routing_change")
-    text = " ".join(m.value for m in change.markdown)
+    text = change_texts(at)
     assert move_numbers(text) == want
     assert f"on the 6×6 grid, on ±{fmt2(move.limit)}" in text
-    captions = [i.caption for el in change.get("image") for i in el.proto.imgs]
-    (bars,) = [el.proto.body for el in change.get("html")]  # the three colour bars, as text, in one element
-    bars = bars.split('class="colour-bar"')[1:]  # each bar's own HTML
-    assert (
-        f">−{fmt2(move.limit)}<" in bars[0]
-        and f">+{fmt2(move.limit)}<" in bars[0]
-        and "Δc per type" in bars[0]
+    bars = change_bars(at)  # the three colour bars, over the columns they key
+    assert (bars[0]["lo"], bars[0]["hi"], bars[0]["name"]) == (
+        f"−{fmt2(move.limit)}",
+        f"+{fmt2(move.limit)}",
+        "Δc per type",
     )
     # the type panels' captions: the iterations' maps and pictures are one element
-    captions += [item["caption"] for row in iteration_rows(at) for item in row.get("items", [])]
+    captions = change_captions(at)
     assert f"Δc to {digit} per type; {move.beyond} beyond ±{fmt2(move.limit)}" in captions  # iteration 3
     on_ink = [
         routing_measures.field_map(
@@ -110,7 +107,7 @@ def test_every_number_in_the_routing_text_is_the_measures_output(shipped, model,
         for t in range(3)
     ]
     ink_limit = fmt2(pixel_arrays.symmetric_limit(np.stack(on_ink)))
-    assert f">+{ink_limit}<" in bars[1] and "Δc on the ink" in bars[1]
+    assert (bars[1]["hi"], bars[1]["name"]) == (f"+{ink_limit}", "Δc on the ink")
 
     # Votes and agreement: the same sentence and the same colour range, the growth of |s_j|.
     open_part(at, "votes")
@@ -145,7 +142,7 @@ def test_the_routing_text_counts_how_many_capsules_rose_and_fell(shipped, model,
     at.query_params.update({"sample": str(index), "iters": "3"})
     at.run()
     assert not at.exception and at.metric[0].value == str(digit)
-    said = move_numbers(" ".join(m.value for m in at.container(key="routing_change").markdown))
+    said = move_numbers(change_texts(at))
     assert {k: said[k] for k in want} == want
 
 

@@ -187,15 +187,34 @@ function draw(root, d) {
   return svg;
 }
 
+const NEAR = 400;  // px
+const near = e => { const r = e.getBoundingClientRect(); return r.top < innerHeight + NEAR && r.bottom > -NEAR; };
+
 // One map (cells or bars) in `root`: drawn at its width, and again when that changes, with its
 // hover note in `tip` and, where it is clickable, a click that calls pick(index).
-function mount(root, d, tip, pick) {
+// lazy: a map far from the window (a "rows" element's, below the overview) keeps its room and is
+// drawn when it comes within NEAR px of the window (what a browser does for a lazy image).
+function mount(root, d, tip, pick, lazy = false) {
   root.style.maxWidth = d.max_width ? d.max_width + "px" : "";
   root.classList.toggle("clickable", d.clickable !== false);
   root.current = d;
-  draw(root, d);
+  if (lazy && !near(root)) {
+    root.waiting = true;
+    if (d.kind === "bars") root.style.height = (d.height || 180) + "px";
+    else root.style.aspectRatio = `${d.size[0] + (d.left || 0)} / ${d.size[1] + (d.top || 0)}`;
+    root.watcher = new IntersectionObserver(entries => {
+      if (!entries.some(e => e.isIntersecting)) return;
+      root.watcher.disconnect();
+      root.waiting = false;
+      root.style.height = root.style.aspectRatio = "";
+      draw(root, root.current);
+    }, {rootMargin: `${NEAR}px 0px`});
+    root.watcher.observe(root);
+  } else {
+    draw(root, d);
+  }
   if (!root.resizer) {  // one observer per element: redraw at the new width
-    root.resizer = new ResizeObserver(() => draw(root, root.current));
+    root.resizer = new ResizeObserver(() => { if (!root.waiting) draw(root, root.current); });
     root.resizer.observe(root);
   }
   const hit = e => {
@@ -231,34 +250,66 @@ const child = (parent, tag, className, content) => {
   return e;
 };
 
-// data.kind "rows": figures in rows under headings, drawn as one element: {rows: [{title, note}
-// or {title, items: [{map: a cells or bars map's data, caption} or {image: a URL, width, height
-// (px), alt, caption}]}], widths: the items' relative column widths}. A click on any map's cell
-// sends "picked" with its index, so the maps of one rows element must index the same things.
+// Text with **bold** spans, as the page's markdown sets them (nothing else is markup).
+const rich = (parent, content) => content.split("**").forEach((part, k) => {
+  if (k % 2) child(parent, "strong", "", part);
+  else parent.append(part);
+});
+
+// A colour bar: the scale's CSS gradient, its end values (and mid, under the middle) and its name.
+function colourBar(parent, b) {
+  const bar = child(parent, "div", "colour-bar");
+  bar.setAttribute("role", "img");
+  bar.setAttribute("aria-label", `${b.name}: ${b.lo} to ${b.hi}`);
+  Object.assign(child(bar, "div", "ramp").style, {background: b.gradient, borderColor: b.frame});
+  const ends = child(bar, "div", "ends");
+  child(ends, "span", "", b.lo);
+  if (b.mid) child(ends, "span", "mid", b.mid);
+  child(ends, "span", "", b.hi);
+  child(bar, "div", "", b.name);
+}
+
+// data.kind "rows": figures in rows, drawn as one element: {rows: [{title (optional), note (optional,
+// **bold** allowed), widths (optional, else data.widths: the items' relative column widths), items:
+// [{title, subtitle (optional: a heading over the figure, "title · subtitle"), caption (optional),
+// and one of map: a cells or bars map's data, with id (optional); image: a URL, width, height (px),
+// alt; bar: a colour bar {gradient, lo, hi, mid, name, frame}}]}]}. A click on a map's cell sends
+// "picked" with its index, or [id, index] where the map has an id.
 function rows(root, d, tip, pick) {
-  for (const m of root.maps || []) m.resizer.disconnect();
+  for (const m of root.maps || []) { m.resizer.disconnect(); if (m.watcher) m.watcher.disconnect(); }
   root.replaceChildren();
   root.classList.add("rows");
   const maps = [];
   for (const row of d.rows) {
-    const section = child(root, "section", "row");
-    child(section, "h3", "", row.title);
-    if (row.note) child(section, "p", "note", row.note);
+    const section = child(root, "section", row.title ? "row" : "row untitled");
+    if (row.title) child(section, "h3", "", row.title);
+    if (row.note) rich(child(section, "p", "note"), row.note);
     if (!row.items) continue;
     const grid = child(section, "div", "items");
-    grid.style.gridTemplateColumns = d.widths.map(w => `minmax(0, ${w}fr)`).join(" ");
+    grid.style.gridTemplateColumns = (row.widths || d.widths).map(w => `minmax(0, ${w}fr)`).join(" ");
     for (const item of row.items) {
       const figure = child(grid, "figure");
+      if (item.title) {
+        const heading = child(figure, "p", "title");
+        child(heading, "strong", "", item.title);
+        if (item.subtitle) heading.append(" · " + item.subtitle);
+      }
       if (item.image) {
         const img = child(figure, "img");
-        Object.assign(img, {src: item.image, alt: item.alt || "", width: item.width, height: item.height});
+        Object.assign(img, {src: item.image, alt: item.alt || "", width: item.width, height: item.height,
+                            decoding: "async"});
+      } else if (item.bar) {
+        colourBar(figure, item.bar);
       } else {
-        maps.push([child(figure, "div", "map"), expand({font: d.font, clickable: d.clickable, ...item.map})]);
+        const id = item.id;
+        if (id !== undefined) figure.dataset.id = id;
+        maps.push([child(figure, "div", "map"), expand({font: d.font, clickable: d.clickable, ...item.map}),
+                   id === undefined ? pick : k => pick([id, k])]);
       }
-      child(figure, "figcaption", "", item.caption);
+      if (item.caption) child(figure, "figcaption", "", item.caption);
     }
   }
-  for (const [m, md] of maps) mount(m, md, tip, pick);  // in the page by now: laid out at their widths
+  for (const [m, md, onPick] of maps) mount(m, md, tip, onPick, true);  // in the page by now: laid out at their widths
   root.maps = maps.map(([m]) => m);
 }
 
@@ -266,9 +317,10 @@ export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   const root = parentElement.querySelector(".map"), tip = parentElement.querySelector(".tip");
   const pick = k => setTriggerValue("picked", k);
-  if (root.source === data) return;  // drawn already (a render with the same data)
-  root.source = data;
-  const d = expand({font: 12, ...data[0]});  // data is [the map's data] (see capsule_map.py)
+  const json = new TextDecoder().decode(data);  // data: the map's data as UTF-8 JSON (capsule_map.py)
+  if (root.source === json) return;  // drawn already (a render with the same data)
+  root.source = json;
+  const d = expand({font: 12, ...JSON.parse(json)});
   if (d.kind === "rows") rows(root, d, tip, pick);
   else mount(root, d, tip, pick);
 }
