@@ -281,7 +281,7 @@ function rows(root, d, tip, pick) {
   root.classList.add("rows");
   const maps = [];
   for (const row of d.rows) {
-    const section = child(root, "section", row.title ? "row" : "row untitled");
+    const section = child(root, "section", "row");
     if (row.title) child(section, "h3", "", row.title);
     if (row.note) rich(child(section, "p", "note"), row.note);
     if (!row.items) continue;
