@@ -203,10 +203,11 @@ def perturbation_grid(_model, version: str, pixels: bytes, iterations: int, digi
 @st.cache_data(max_entries=512, show_spinner=False)
 def picture(builder: str, *args, shown_width: int | None = None, **kwargs) -> bytes:
     """PNG of images.<builder>(*args, **kwargs) (reduced to `shown_width`), drawn and encoded once
-    per distinct input. A rerun that shows a chart again (another routing-iteration count, another
-    session on the same sample) then costs the server a hash, not a drawing and an encoding; the
-    page gets the same URL back and its browser the image from its cache. Show it with
-    st.image(..., output_format="PNG"), or Streamlit re-encodes it as JPEG (see images.png)."""
+    per distinct input. A rerun that shows a picture again (another routing-iteration count, another
+    session on the same sample) then costs the server a hash, not a drawing and an encoding. Show it
+    with st.image(..., output_format="PNG") (the page gets the same URL back and its browser the
+    image from its cache; without the format Streamlit re-encodes it as JPEG, see images.png), or in
+    a capsule-map "rows" element with capsule_map.image_item (sent in the element's data)."""
     return I.png(getattr(I, builder)(*args, **kwargs), width=shown_width)
 
 

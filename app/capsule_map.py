@@ -55,7 +55,8 @@ def payload(data: dict, clickable: bool = False, max_width: int | None = None) -
     of a stroke's run for the routing view's rows. Bytes can also be made ahead and cached
     (routing.change_rows)."""
     data = {**data, "max_width": max_width, "clickable": clickable}
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # allow_nan=False: JSON has no NaN; a NaN would fail in the page's JSON.parse, so it fails here.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def capsule_map(

@@ -192,7 +192,8 @@ def test_overview_fits_one_screen_with_all_six_stages(browser, server):
 
 def test_the_routing_rows_draw_a_map_when_it_comes_near_the_window(browser, server):
     """How c changed's maps lie below the overview: a stroke does not draw them while they are far
-    from the window (they keep their room), and each is drawn, all its 1152 cells, once scrolled to."""
+    from the window (they keep their room), and each is drawn, all its 1152 cells, in that room once
+    the page (Streamlit's main area scrolls, not the window) brings it within 400 px of the window."""
     page = open_sample(browser, server, "?sample=11&iters=5", width=1400, height=1000)
     maps = page.locator(".st-key-routing_change figure .map")
     assert maps.count() == 8  # iterations 2 to 5: delta c and b each
@@ -200,10 +201,40 @@ def test_the_routing_rows_draw_a_map_when_it_comes_near_the_window(browser, serv
     assert last.bounding_box()["y"] > 1000 + 400  # far below the window
     assert last.locator("canvas").count() == 0 and last.bounding_box()["height"] > 100  # its room, kept
     room = last.bounding_box()["height"]
-    last.scroll_into_view_if_needed()
-    last.locator("svg").wait_for(state="attached", timeout=10_000)
+    # Scrolled until its top is 600 px below the window: still waiting; 200 px below: drawn.
+    for below, drawn in ((600, 0), (200, 1)):
+        page.evaluate(
+            "y => document.querySelector('[data-testid=\"stMain\"]').scrollBy(0, y)",
+            last.bounding_box()["y"] - (1000 + below),
+        )
+        page.wait_for_timeout(300)  # an intersection is reported in the next frames
+        assert abs(last.bounding_box()["y"] - (1000 + below)) <= 50  # (the maps above may draw meanwhile)
+        assert last.locator("canvas").count() == drawn, below
     assert last.locator("canvas").get_attribute("data-cells") == "1152"
     assert abs(last.bounding_box()["height"] - room) <= 3  # drawn in the room it kept
+    page.close()
+
+
+def test_on_a_phone_the_stages_stand_one_under_another(browser, server):
+    """Below 640 px Streamlit stacks its columns; the stages element does too, so the DigitCaps bars
+    keep room for their value labels."""
+    page = open_sample(browser, server, "?sample=11&iters=3", width=390, height=844)
+    wait_loaded(page, STAGE_IMAGES)
+    boxes = page.locator(STAGE_FIGURES).evaluate_all(
+        "es => es.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.width]; })"
+    )
+    assert len(boxes) == 6
+    assert all(abs(b[0] - boxes[0][0]) < 1 and abs(b[2] - boxes[0][2]) < 1 for b in boxes)  # one column
+    assert all(a[1] < b[1] for a, b in zip(boxes, boxes[1:]))  # in the stages' order
+    page.locator(DIGIT_BARS).scroll_into_view_if_needed()  # (below the window: drawn when near)
+    page.locator(f"{DIGIT_BARS} svg").wait_for(state="attached", timeout=10_000)
+    values = page.locator(f"{DIGIT_BARS} text.value").evaluate_all(
+        "es => es.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; })"
+    )
+    assert len(values) == 10
+    for k, a in enumerate(values):  # no two value labels overlap
+        for b in values[k + 1 :]:
+            assert min(a[1], b[1]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[2], b[2]), (a, b)
     page.close()
 
 

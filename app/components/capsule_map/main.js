@@ -188,29 +188,49 @@ function draw(root, d) {
 }
 
 const NEAR = 400;  // px
-const near = e => { const r = e.getBoundingClientRect(); return r.top < innerHeight + NEAR && r.bottom > -NEAR; };
+// The page scrolls in Streamlit's main area, not the window: a margin around the window would be
+// cut off at that area's edge, so the look-ahead is measured in the area itself.
+const scroller = () => document.querySelector('[data-testid="stMain"]');
+const near = e => {
+  const r = e.getBoundingClientRect(), area = scroller(), box = area ? area.getBoundingClientRect() : null;
+  const top = box ? box.top : 0, bottom = box ? box.bottom : innerHeight;
+  return r.top < bottom + NEAR && r.bottom > top - NEAR;
+};
+
+// A map's room before it is drawn (its aspect ratio, or a bars chart's height), and the room given
+// back to the drawing; its label stays readable to a screen reader meanwhile.
+function hold(root, d) {
+  if (d.kind === "bars") root.style.height = (d.height || 180) + "px";
+  else root.style.aspectRatio = `${d.size[0] + (d.left || 0)} / ${d.size[1] + (d.top || 0)}`;
+  root.setAttribute("role", "img");
+  root.setAttribute("aria-label", d.label || "");
+}
+function release(root) {
+  root.style.height = root.style.aspectRatio = "";
+  root.removeAttribute("role");
+  root.removeAttribute("aria-label");
+}
 
 // One map (cells or bars) in `root`: drawn at its width, and again when that changes, with its
 // hover note in `tip` and, where it is clickable, a click that calls pick(index).
-// lazy: a map far from the window (a "rows" element's, below the overview) keeps its room and is
-// drawn when it comes within NEAR px of the window (what a browser does for a lazy image).
-function mount(root, d, tip, pick, lazy = false) {
+// wait: a map far from the window (a "rows" element's, below the overview) keeps the room hold()
+// gave it and is drawn when it comes within NEAR px of the visible area (as a lazy image is).
+function mount(root, d, tip, pick, wait = false) {
   root.style.maxWidth = d.max_width ? d.max_width + "px" : "";
   root.classList.toggle("clickable", d.clickable !== false);
   root.current = d;
-  if (lazy && !near(root)) {
+  if (wait) {
     root.waiting = true;
-    if (d.kind === "bars") root.style.height = (d.height || 180) + "px";
-    else root.style.aspectRatio = `${d.size[0] + (d.left || 0)} / ${d.size[1] + (d.top || 0)}`;
     root.watcher = new IntersectionObserver(entries => {
       if (!entries.some(e => e.isIntersecting)) return;
       root.watcher.disconnect();
       root.waiting = false;
-      root.style.height = root.style.aspectRatio = "";
+      release(root);
       draw(root, root.current);
-    }, {rootMargin: `${NEAR}px 0px`});
+    }, {root: scroller(), rootMargin: `${NEAR}px 0px`});
     root.watcher.observe(root);
   } else {
+    release(root);
     draw(root, d);
   }
   if (!root.resizer) {  // one observer per element: redraw at the new width
@@ -309,7 +329,10 @@ function rows(root, d, tip, pick) {
       if (item.caption) child(figure, "figcaption", "", item.caption);
     }
   }
-  for (const [m, md, onPick] of maps) mount(m, md, tip, onPick, true);  // in the page by now: laid out at their widths
+  // Every map's room first, then where each lies (one layout), then each drawn or left to wait.
+  for (const [m, md] of maps) hold(m, md);
+  const far = maps.map(([m]) => !near(m));
+  maps.forEach(([m, md, onPick], k) => mount(m, md, tip, onPick, far[k]));
   root.maps = maps.map(([m]) => m);
 }
 
