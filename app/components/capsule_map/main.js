@@ -11,7 +11,7 @@
 // [across, down], head} puts n capsules on type panels of 6x6, per_row panels to a row (capsule k:
 // type t = k / 36, grid row r = k % 36 / 6, column c = k % 6, at x = (t % per_row) across + c, y =
 // (t / per_row) down + head + r), and the hover note's fields i, t, r and c are derived from it.
-// colors: "#rrggbb" each, or one string of "rrggbb" after "rrggbb".
+// colors: "#rrggbb" each, or one string of "rrggbb" after "rrggbb" (how the page holds them).
 // data.kind "bars": {values (0..1), colors, labels, outline (a bar index or null), lines:
 // [[value, text]] (dashed), line_color, text_color, height (px)}. A bar's value is printed above
 // it, moved above a dashed line that would strike through it.
@@ -26,27 +26,26 @@ const el = (name, attrs, parent) => {
   return e;
 };
 const number = (v, [decimals, signed]) => (signed && v >= 0 ? "+" : "") + v.toFixed(decimals);
+// Capsule k on data.panels: its index i, type t and grid row r and column c.
+const onPanel = k => ({i: k, t: Math.floor(k / 36), r: Math.floor(k % 36 / 6), c: k % 6});
 const fill = (d, k) => d.tip.replace(/\{(\w+)\}/g, (_, name) => {
+  if (d.panels && !(name in d.fields)) return onPanel(k)[name];  // i, t, r, c of a panels map
   const v = d.fields[name][k], format = d.formats && d.formats[name];
   return format && typeof v === "number" ? number(v, format) : v;
 });
 
-// The cells' positions and colours as arrays, from data.panels and packed colours where given.
+// The cells' positions from data.panels where given, and their colours as one packed string.
 function expand(d) {
   if (d.panels) {
-    const {n, per_row: perRow, pitch, head} = d.panels, x = [], y = [], i = [], t = [], r = [], c = [];
+    const {n, per_row: perRow, pitch, head} = d.panels, x = [], y = [];
     for (let k = 0; k < n; k++) {
-      const type = Math.floor(k / 36), row = Math.floor(k % 36 / 6), col = k % 6;
-      x.push(type % perRow * pitch[0] + col);
-      y.push(Math.floor(type / perRow) * pitch[1] + head + row);
-      i.push(k), t.push(type), r.push(row), c.push(col);
+      const {t, r, c} = onPanel(k);
+      x.push(t % perRow * pitch[0] + c);
+      y.push(Math.floor(t / perRow) * pitch[1] + head + r);
     }
-    d = {...d, x, y, fields: {i, t, r, c, ...d.fields}};
+    d = {...d, x, y};
   }
-  if (typeof d.colors === "string") {
-    const packed = d.colors;
-    d = {...d, colors: Array.from({length: packed.length / 6}, (_, k) => "#" + packed.slice(6 * k, 6 * k + 6))};
-  }
+  if (d.kind === "cells" && typeof d.colors !== "string") d = {...d, colors: d.colors.map(c => c.slice(1)).join("")};
   return d;
 }
 const text = (parent, attrs, content) => { el("text", attrs, parent).textContent = content; };
@@ -78,8 +77,9 @@ function cells(root, svg, d, width) {
   // instead of a fillStyle to parse and a rectangle to fill per cell.
   const grid = new ImageData(W, H), at = new Map();  // at: grid position -> cell index
   d.x.forEach((x, k) => {
-    const p = 4 * (d.y[k] * W + x), c = d.colors[k];
-    grid.data.set([parseInt(c.slice(1, 3), 16), parseInt(c.slice(3, 5), 16), parseInt(c.slice(5, 7), 16), 255], p);
+    const p = 4 * (d.y[k] * W + x), from = 6 * k;
+    const hex = i => parseInt(d.colors.slice(from + 2 * i, from + 2 * i + 2), 16);  // colour k's channel i
+    grid.data.set([hex(0), hex(1), hex(2), 255], p);
     at.set(d.y[k] * W + x, k);
   });
   const small = document.createElement("canvas");
