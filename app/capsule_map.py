@@ -70,21 +70,32 @@ def capsule_map(
     _COMPONENT(key=key, data=data, on_picked_change=on_pick or (lambda: None))
 
 
+def _clicked(key: str):
+    """What the map `key` sent with its last click (the trigger "picked"), or None."""
+    state = st.session_state.get(key)
+    return None if state is None else state.get("picked")
+
+
+def _index(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def picked(key: str) -> int | None:
     """The index of the cell or bar just clicked in the map `key` (inside its on_pick callback)."""
-    state = st.session_state.get(key)
-    value = None if state is None else state.get("picked")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return _index(_clicked(key))
 
 
 def picked_in(key: str) -> tuple[str, int] | None:
     """The map's id and the index of the cell or bar just clicked in a "rows" element `key` whose
     maps have ids (inside its on_pick callback)."""
-    state = st.session_state.get(key)
-    value = None if state is None else state.get("picked")
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
-        if isinstance(value[1], int) and not isinstance(value[1], bool):
-            return value[0], value[1]
+    value = _clicked(key)
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and _index(value[1]) is not None
+    ):
+        return value[0], value[1]
     return None
 
 

@@ -67,15 +67,11 @@ class StagePictures:
 
 
 def _stage_pictures(ctx: ViewContext) -> StagePictures:
-    model, version, pixel_bytes, pixels, digit = (
-        ctx.model,
-        ctx.version,
-        ctx.pixel_bytes,
-        ctx.pixels,
-        ctx.digit,
-    )
-    conv1 = cache.conv1_maps(model, version, pixel_bytes)  # (256, 20, 20)
-    recon = cache.reconstruction(model, version, pixel_bytes, ctx.iterations, digit)  # (28, 28) from v_digit
+    pixels, digit = ctx.pixels, ctx.digit
+    conv1 = cache.conv1_maps(ctx.model, ctx.version, ctx.pixel_bytes)  # (256, 20, 20)
+    recon = cache.reconstruction(
+        ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, digit
+    )  # from v_digit
     pooled = pixel_arrays.max_pool(conv1, 2)  # (256, 10, 10): each map at half size, its peaks kept
     top_act = float(np.quantile(conv1[conv1 > 0], 0.99)) if np.any(conv1 > 0) else 1.0
     mosaic = pixel_arrays.stitch(pooled, 16, 16, gap=1, fill=np.nan)

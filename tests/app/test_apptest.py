@@ -87,10 +87,7 @@ def change_rows(at) -> list[dict]:
         change = at.container(key="routing_change")
     except KeyError:
         return []
-    (element,) = change.get("bidi_component")
-    data = json.loads(element.proto.bytes)
-    assert data["kind"] == "rows"
-    return data["rows"]
+    return rows_data(change)
 
 
 def change_captions(at) -> list[str]:
@@ -144,8 +141,9 @@ def shown(at, key: str) -> bool:
         return False
 
 
-def rows_data(container, key: str) -> list[dict]:
-    """The rows of the capsule_map "rows" element `key` inside `container`: what the page sent."""
+def rows_data(container, key: str = "") -> list[dict]:
+    """The rows of the capsule_map "rows" element `key` inside `container`: what the page sent
+    (without a key: the one element there)."""
     (data,) = [json.loads(e.proto.bytes) for e in container.get("bidi_component") if e.proto.id.endswith(key)]
     assert data["kind"] == "rows"
     return data["rows"]
