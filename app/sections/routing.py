@@ -75,11 +75,8 @@ def _show_part(ctx: ViewContext, gain: float, res: dict) -> None:
     )
     move = routing_measures.coupling_move(res["coupling"], digit)
     chosen = part()
-    # each primary capsule's share of |s_j| after the last iteration
-    if chosen in ("change", "inspector"):
-        shares = agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
     if chosen == "change":
-        _how_c_changed(ctx, gain, res, shares)
+        _how_c_changed(ctx, gain, res)
     elif chosen == "votes":
         _votes(res, digit, move)
     elif chosen == "tree":
@@ -87,7 +84,7 @@ def _show_part(ctx: ViewContext, gain: float, res: dict) -> None:
     elif chosen == "ablation":
         _ablation(res, digit, gain, ctx.meta, move)
     elif chosen == "inspector":
-        _inspector(pixels, res, digit, shares)
+        _inspector(pixels, res, digit, _last_shares(model, version, pixel_bytes, iterations, gain, digit))
     else:  # a part added to PARTS without its branch here
         raise ValueError(f"the routing view draws no part named {chosen!r}")
 
@@ -167,8 +164,15 @@ def _votes(res: dict, digit: int, move: routing_measures.CouplingMove) -> None:
         st.plotly_chart(fig, key="votes_chart", alt=f"The 1152 votes for digit {digit} over {T} iterations")
 
 
+def _last_shares(
+    model, version: str, pixel_bytes: bytes, iterations: int, gain: float, digit: int
+) -> np.ndarray:
+    """Each primary capsule's share of |s_digit| after the last iteration: (1152,) (cached)."""
+    return agreement(model, version, pixel_bytes, iterations, gain)[-1, :, digit]
+
+
 # ---------------------------------------------------------------- how c changed
-def _how_c_changed(ctx: ViewContext, gain: float, res: dict, shares: np.ndarray) -> None:
+def _how_c_changed(ctx: ViewContext, gain: float, res: dict) -> None:
     c, pixels, digit = res["coupling"], ctx.pixels, ctx.digit
     with st.container(key="routing_change"):
         absolute = st.toggle(
@@ -176,6 +180,7 @@ def _how_c_changed(ctx: ViewContext, gain: float, res: dict, shares: np.ndarray)
             help="The honest absolute picture: on a 0..1 scale c looks uniform, because it barely moves.",
         )  # fmt: skip
         if absolute:
+            shares = _last_shares(ctx.model, ctx.version, ctx.pixel_bytes, ctx.iterations, gain, digit)
             rows = [*_absolute_rows(c, res["primary_len"], digit), _evidence(shares, pixels, digit)]
             capsule_map(ABSOLUTE_ROWS, {"kind": "rows", "rows": rows, "widths": [3, 1]})
         else:  # the sentence, colour bars, iterations and evidence: one element, made by prepare
@@ -250,8 +255,7 @@ def change_rows(_model, version: str, pixel_bytes: bytes, iterations: int, gain:
             {"map": type_panels(b_j[t], b_lim, "b", digit),
              "caption": f"b to {digit} per type (that gave this iteration's c)"},
         ]})  # fmt: skip
-    shares = agreement(_model, version, pixel_bytes, iterations, gain)[-1, :, digit]  # (1152,)
-    rows.append(_evidence(shares, pixels, digit))
+    rows.append(_evidence(_last_shares(_model, version, pixel_bytes, iterations, gain, digit), pixels, digit))
     return payload({"kind": "rows", "rows": rows, "widths": [1.45, 1, 1.45]}, clickable=True)
 
 
